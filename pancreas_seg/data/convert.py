@@ -1,0 +1,179 @@
+"""Converters from public pancreas datasets into a :class:`~pancreas_seg.data.store.CaseStore`.
+
+* NIH Pancreas-CT as TCIA distributes it: ``PANCREAS_0001/<study>/<series>/*.dcm`` plus labels
+  ``label0001.nii.gz`` anywhere under the same root.
+* Medical Segmentation Decathlon Task07 Pancreas: ``imagesTr/pancreas_001.nii.gz`` and
+  ``labelsTr/pancreas_001.nii.gz`` (label 1 pancreas, 2 tumour; the pancreas mask is label ≥ 1).
+
+Known quirks of NIH Pancreas-CT handled here: the current TCIA release has 80 scans (the
+duplicates PANCREAS_0025 and PANCREAS_0070 were removed, while the label archive still has 82
+files), so labels without a scan are reported and skipped; labels are stored in another
+orientation than the DICOM series and are reoriented onto the image grid; the SliceThickness
+tag of some series disagrees with the spacing of the slice positions, so spacing always comes
+from the positions and disagreement is recorded in the case's source ids.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from pancreas_seg.data.store import Case, CaseStore
+from pancreas_seg.errors import InputError, PancreasSegError
+from pancreas_seg.io.dicom import read_dicom_series
+from pancreas_seg.io.nifti import read_nifti, reorient_like
+from pancreas_seg.io.scan import Scan
+
+log = logging.getLogger(__name__)
+
+NIH_CASE_PATTERN = re.compile(r"^PANCREAS_(\d{4})$")
+NIH_LABEL_PATTERN = re.compile(r"^label(\d{4})\.nii(\.gz)?$")
+MSD_CASE_PATTERN = re.compile(r"^(pancreas_\d+)\.nii(\.gz)?$")
+THICKNESS_TOLERANCE = 0.1  # relative disagreement of SliceThickness and position spacing worth recording
+
+
+@dataclass(frozen=True)
+class SourceCase:
+    """One scan to convert: its id, image (DICOM folder or NIfTI file) and label file."""
+
+    case_id: str
+    image_path: Path
+    label_path: Path
+    label_values: tuple[int, ...] = (1,)  # label values that count as pancreas
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion did: converted, skipped (already there) and failed cases."""
+
+    converted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    unmatched: list[str] = field(default_factory=list)
+
+
+def find_nih_cases(root: str | os.PathLike) -> tuple[list[SourceCase], list[str]]:
+    """Pair ``PANCREAS_NNNN`` scan folders with ``labelNNNN.nii.gz`` files under ``root``.
+
+    Returns the pairs and a list of unmatched items (scans without a label, labels without a scan).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, "not a folder")
+    scans = {m.group(1): p for p in root.rglob("PANCREAS_*") if p.is_dir() and (m := NIH_CASE_PATTERN.match(p.name))}
+    labels = {m.group(1): p for p in root.rglob("label*.nii*") if (m := NIH_LABEL_PATTERN.match(p.name))}
+    if not scans:
+        raise InputError(root, "no PANCREAS_NNNN scan folders found (expected the TCIA NIH Pancreas-CT layout)")
+    pairs = [SourceCase(f"PANCREAS_{n}", scans[n], labels[n]) for n in sorted(scans.keys() & labels.keys())]
+    unmatched = [f"PANCREAS_{n}: no label{n}.nii.gz" for n in sorted(scans.keys() - labels.keys())]
+    unmatched += [f"label{n}: no PANCREAS_{n} scan (removed duplicate?)" for n in sorted(labels.keys() - scans.keys())]
+    return pairs, unmatched
+
+
+def find_msd_cases(root: str | os.PathLike) -> tuple[list[SourceCase], list[str]]:
+    """Pair ``imagesTr/*.nii.gz`` with ``labelsTr/*.nii.gz`` of MSD Task07 (pancreas = label ≥ 1)."""
+    root = Path(root)
+    images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
+    if not images_dir.is_dir() or not labels_dir.is_dir():
+        raise InputError(root, "expected imagesTr/ and labelsTr/ folders (Medical Segmentation Decathlon layout)")
+    images = {m.group(1): p for p in images_dir.iterdir() if (m := MSD_CASE_PATTERN.match(p.name))}
+    labels = {m.group(1): p for p in labels_dir.iterdir() if (m := MSD_CASE_PATTERN.match(p.name))}
+    if not images:
+        raise InputError(images_dir, "no pancreas_NNN.nii.gz images found")
+    pairs = [SourceCase(n, images[n], labels[n], label_values=(1, 2)) for n in sorted(images.keys() & labels.keys())]
+    unmatched = [f"{n}: no label" for n in sorted(images.keys() - labels.keys())]
+    unmatched += [f"{n}: label without image" for n in sorted(labels.keys() - images.keys())]
+    return pairs, unmatched
+
+
+def _read_image(source: SourceCase, modality: str | None) -> Scan:
+    if source.image_path.is_dir():
+        return read_dicom_series(source.image_path, modality=modality)
+    return read_nifti(source.image_path, modality=modality or "CT")
+
+
+def load_source_case(source: SourceCase, modality: str | None = None) -> Case:
+    """Read a scan and its label, put the label on the image grid and build a :class:`Case`.
+
+    Raises :class:`InputError` for a label whose physical grid differs from the image's, and
+    for a label without pancreas voxels.
+    """
+    image = _read_image(source, modality)
+    label = read_nifti(source.label_path, modality=image.modality, kind="label")
+    label = reorient_like(label, image.affine, image.shape)
+    mask = np.isin(label.array, source.label_values).astype(np.uint8)
+    if not mask.any():
+        raise InputError(source.label_path, f"label has no pancreas voxels (values {list(source.label_values)})")
+    ids = dict(image.source)
+    ids.update({"image_path": str(source.image_path), "label_path": str(source.label_path)})
+    thickness = ids.get("SliceThickness")
+    if thickness and abs(float(thickness) - image.spacing[0]) > THICKNESS_TOLERANCE * image.spacing[0]:
+        ids["spacing_note"] = f"SliceThickness {thickness} mm disagrees with position spacing {image.spacing[0]:.3f} mm"
+    array = image.array
+    if image.modality == "CT":
+        array = np.clip(np.round(array), np.iinfo(np.int16).min, np.iinfo(np.int16).max).astype(np.int16)
+    else:
+        array = array.astype(np.float32)
+    return Case(source.case_id, array, mask, image.affine, image.modality, {k: str(v) for k, v in ids.items()})
+
+
+def _convert_one(args: tuple[SourceCase, Path, str | None]) -> tuple[str, dict | None, str | None]:
+    source, store_root, modality = args
+    try:
+        case = load_source_case(source, modality)
+        return source.case_id, CaseStore(store_root).write_case_file(case), None
+    except PancreasSegError as err:
+        return source.case_id, None, str(err)
+
+
+def convert_cases(sources: Sequence[SourceCase], store_root: str | os.PathLike, modality: str,
+                  jobs: int = 1, overwrite: bool = False, progress: bool = True,
+                  on_result: Callable[[str, str | None], None] | None = None) -> ConversionReport:
+    """Convert ``sources`` into the store at ``store_root`` (created if needed).
+
+    Idempotent: cases already in the store are skipped unless ``overwrite``. A case that fails
+    is reported in :attr:`ConversionReport.failed` and leaves nothing behind; the others go on.
+    ``jobs`` > 1 converts in that many processes; the manifest is only written by this process.
+    """
+    store = CaseStore.create(store_root, modality)
+    report = ConversionReport()
+    todo = []
+    for source in sources:
+        (todo.append(source) if overwrite or not store.has_case(source.case_id) else report.skipped.append(source.case_id))
+    work = [(source, store.root, modality) for source in todo]
+    with tqdm(total=len(work), desc="convert", unit="case", disable=not progress) as bar:
+        if jobs > 1 and len(work) > 1:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                results = pool.map(_convert_one, work)
+                _collect(results, store, report, bar, on_result)
+        else:
+            _collect(map(_convert_one, work), store, report, bar, on_result)
+    return report
+
+
+def _collect(results, store: CaseStore, report: ConversionReport, bar: tqdm,
+             on_result: Callable[[str, str | None], None] | None) -> None:
+    for case_id, entry, error in results:
+        if entry is not None:
+            store.add_entries({case_id: entry})
+            report.converted.append(case_id)
+        else:
+            report.failed[case_id] = error
+            log.error("%s", error)
+        if on_result:
+            on_result(case_id, error)
+        bar.update()
+
+
+def detect_modality(source: SourceCase) -> str:
+    """``"CT"`` or ``"MRI"`` from the first scan's DICOM Modality tag (NIfTI images: CT)."""
+    if not source.image_path.is_dir():
+        return "CT"
+    return read_dicom_series(source.image_path).modality

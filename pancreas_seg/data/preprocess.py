@@ -1,0 +1,155 @@
+"""Preprocessing shared by training and inference (paper Sec. IV-A; windows and crops are ours).
+
+Intensities: CT HU window scaled to [0, 1]; MRI per-volume percentiles scaled to [0, 1].
+Geometry: an optional square in-plane crop (body bounding box or fixed field of view), then a
+resize to the training resolution (images anti-aliased linear, masks nearest-neighbour).
+:class:`InplaneTransform` records the crop so predictions can be mapped back onto the scan's
+own grid.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.transform import resize
+
+from pancreas_seg.config import DataConfig
+
+CT_BODY_THRESHOLD_HU = -500.0  # air/body boundary used to find the body outline
+MRI_BODY_FRACTION = 0.1  # MRI body = voxels above this fraction of the upper percentile
+BODY_MARGIN_PX = 4  # pixels kept around the body bounding box
+
+
+def normalize_intensity(image: np.ndarray, modality: str, config: DataConfig) -> np.ndarray:
+    """``[Z, Y, X]`` HU (CT) or arbitrary MRI units → float32 in [0, 1]."""
+    volume = image.astype(np.float32, copy=False)
+    if modality == "CT":
+        low, high = config.hu_window
+    else:
+        low, high = np.percentile(volume, config.mri_percentiles)
+        if high <= low:
+            high = low + 1.0
+    return np.clip((volume - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class InplaneTransform:
+    """Square crop box ``(y0, y1, x0, x1)`` in original pixels (may reach past the image, zero
+    padded) and the output size; maps ``[Z, Y, X]`` ↔ ``[Z, size, size]``."""
+
+    original_shape: tuple[int, int]
+    box: tuple[int, int, int, int]
+    size: int
+
+    def to_dict(self) -> dict:
+        return {"original_shape": list(self.original_shape), "box": list(self.box), "size": self.size}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InplaneTransform":
+        return cls(tuple(data["original_shape"]), tuple(data["box"]), int(data["size"]))
+
+    def _crop(self, volume: np.ndarray, fill: float) -> np.ndarray:
+        y0, y1, x0, x1 = self.box
+        height, width = self.original_shape
+        pad = ((0, 0), (max(0, -y0), max(0, y1 - height)), (max(0, -x0), max(0, x1 - width)))
+        padded = np.pad(volume, pad, constant_values=fill) if any(p != (0, 0) for p in pad) else volume
+        oy, ox = pad[1][0], pad[2][0]
+        return padded[:, y0 + oy:y1 + oy, x0 + ox:x1 + ox]
+
+    def apply_image(self, volume: np.ndarray) -> np.ndarray:
+        """``[Z, Y, X]`` float → ``[Z, size, size]`` float32 (anti-aliased linear resize)."""
+        cropped = self._crop(volume, fill=0.0)
+        shape = (cropped.shape[0], self.size, self.size)
+        if cropped.shape == shape:
+            return cropped.astype(np.float32)
+        return resize(cropped, shape, order=1, anti_aliasing=cropped.shape[1] > self.size,
+                      preserve_range=True).astype(np.float32)
+
+    def apply_mask(self, mask: np.ndarray) -> np.ndarray:
+        """``[Z, Y, X]`` labels → ``[Z, size, size]`` uint8, nearest neighbour."""
+        cropped = self._crop(mask.astype(np.uint8), fill=0)
+        shape = (cropped.shape[0], self.size, self.size)
+        if cropped.shape == shape:
+            return cropped
+        return resize(cropped, shape, order=0, anti_aliasing=False, preserve_range=True).astype(np.uint8)
+
+    def invert(self, probability: np.ndarray) -> np.ndarray:
+        """``[Z, size, size]`` map on the network grid → ``[Z, Y, X]`` float32 on the scan's grid."""
+        y0, y1, x0, x1 = self.box
+        height, width = self.original_shape
+        box_map = resize(probability.astype(np.float32), (probability.shape[0], y1 - y0, x1 - x0),
+                         order=1, anti_aliasing=False, preserve_range=True)
+        out = np.zeros((probability.shape[0], height, width), np.float32)
+        sy0, sx0 = max(0, y0), max(0, x0)
+        sy1, sx1 = min(height, y1), min(width, x1)
+        out[:, sy0:sy1, sx0:sx1] = box_map[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0]
+        return out
+
+
+def body_box(image: np.ndarray, modality: str) -> tuple[int, int, int, int]:
+    """Bounding box ``(y0, y1, x0, x1)`` of the largest connected body region over all slices."""
+    if modality == "CT":
+        body = image > CT_BODY_THRESHOLD_HU
+    else:
+        body = image > MRI_BODY_FRACTION * np.percentile(image, 99)
+    footprint = body.any(axis=0)
+    labels, count = ndimage.label(footprint)
+    if count == 0:
+        return 0, image.shape[1], 0, image.shape[2]
+    largest = 1 + int(np.argmax(ndimage.sum(footprint, labels, range(1, count + 1))))
+    rows, cols = np.nonzero(labels == largest)
+    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+
+
+def _square(y0: int, y1: int, x0: int, x1: int, margin: int) -> tuple[int, int, int, int]:
+    side = max(y1 - y0, x1 - x0) + 2 * margin
+    cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+    return cy - side // 2, cy - side // 2 + side, cx - side // 2, cx - side // 2 + side
+
+
+def plan_inplane(image: np.ndarray, spacing: tuple[float, float, float], modality: str,
+                 config: DataConfig) -> InplaneTransform:
+    """Choose the in-plane crop of ``image`` ``[Z, Y, X]`` for ``config.crop``."""
+    height, width = image.shape[1:]
+    if config.crop == "none":
+        box = _square(0, height, 0, width, margin=0)
+    elif config.crop == "body":
+        box = _square(*body_box(image, modality), margin=BODY_MARGIN_PX)
+    elif config.crop == "fov":
+        side = int(round(config.fov_mm / spacing[1]))
+        box = _square(height // 2 - side // 2, height // 2 - side // 2 + side,
+                      width // 2 - side // 2, width // 2 - side // 2 + side, margin=0)
+    else:
+        raise ValueError(f"unknown crop {config.crop!r}; choose none, body or fov")
+    return InplaneTransform((height, width), box, config.input_size)
+
+
+@dataclass
+class PreparedCase:
+    """A case on the network grid: image ``[Z, S, S]`` float32 in [0, 1], mask ``[Z, S, S]`` uint8."""
+
+    case_id: str
+    image: np.ndarray
+    mask: np.ndarray
+    transform: InplaneTransform
+
+    @property
+    def pancreas_slices(self) -> np.ndarray:
+        """Indices of slices with pancreas voxels."""
+        return np.flatnonzero(self.mask.any(axis=(1, 2)))
+
+
+def prepare_volume(image: np.ndarray, spacing: tuple[float, float, float], modality: str,
+                   config: DataConfig) -> tuple[np.ndarray, InplaneTransform]:
+    """Normalise and crop/resize a scan for the network: ``[Z, Y, X]`` → ``[Z, S, S]`` float32."""
+    transform = plan_inplane(image, spacing, modality, config)
+    return transform.apply_image(normalize_intensity(image, modality, config)), transform
+
+
+def slice_stack(volume: np.ndarray, index: int, context: int = 3) -> np.ndarray:
+    """``context`` neighbouring slices centred on ``index`` as channels ``[S, S, context]``;
+    slices past the ends are replicated edges (Sec. III-A: 3 neighbouring slices)."""
+    half = context // 2
+    indices = np.clip(np.arange(index - half, index - half + context), 0, volume.shape[0] - 1)
+    return np.moveaxis(volume[indices], 0, -1)

@@ -1,0 +1,24 @@
+"""Project errors: user-facing problems with a file or an argument.
+
+The CLI turns any :class:`PancreasSegError` into one line on stderr and a
+non-zero exit; everything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import os
+
+
+class PancreasSegError(Exception):
+    """Base class of errors caused by user input, not by a bug."""
+
+
+class InputError(PancreasSegError, ValueError):
+    """A file or folder given by the user cannot be used.
+
+    The message always names the path and the problem: ``"<path>: <problem>"``.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, problem: str):
+        self.path = None if path is None else os.fspath(path)
+        self.problem = problem
+        super().__init__(problem if path is None else f"{self.path}: {problem}")

@@ -1,0 +1,4 @@
+"""Reading and writing scans: DICOM series, NIfTI, DICOM SEG."""
+from pancreas_seg.io.scan import Scan
+
+__all__ = ["Scan"]

@@ -1,0 +1,647 @@
+"""DICOM series reading and writing, with the geometry checks a CT/MRI volume needs.
+
+A series is read into a :class:`~pancreas_seg.io.scan.Scan` whose array is
+``[Z, Y, X]`` = (slice, row, column) and whose affine maps the voxel index
+``(column, row, slice, 1)`` to RAS+ mm, exactly like a NIfTI affine of the array
+stored ``[X, Y, Z]``.
+
+DICOM geometry (PS3.3 C.7.6.2.1.1), in the patient LPS frame::
+
+    P(c, r, k) = IPP_k + c * dc * IOP[:3] + r * dr * IOP[3:]
+
+where ``IOP[:3]`` (the "row cosine") points along increasing column index ``c``,
+``IOP[3:]`` along increasing row index ``r``, and ``PixelSpacing = [dr, dc]``
+(row spacing first). Slices are ordered by ``IPP_k`` projected on the slice
+normal ``IOP[:3] x IOP[3:]`` (never by InstanceNumber), so the slice axis of the
+affine always points along the normal. RAS = diag(-1, -1, 1) · LPS.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import (
+    UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    MRImageStorage,
+    PYDICOM_IMPLEMENTATION_UID,
+    RLELossless,
+    generate_uid,
+)
+from pydicom.valuerep import format_number_as_ds
+
+from pancreas_seg.errors import InputError
+from pancreas_seg.io.scan import Scan
+
+logger = logging.getLogger(__name__)
+
+# --- reading tolerances ---------------------------------------------------------
+GAP_REL_TOL = 0.10  # a slice gap deviating from the median gap by more than this fraction ...
+GAP_ABS_TOL_MM = 0.1  # ... or by more than this many mm is a missing slice / uneven spacing
+DUPLICATE_TOL_MM = 1e-3  # two slices closer than this along the normal share a position
+TILT_TOL_PIXELS = 0.1  # in-plane drift of slice origins allowed, in units of the smallest pixel
+IOP_TOL = 1e-4  # direction cosines of one series must agree within this
+PIXEL_SPACING_TOL_MM = 1e-4  # pixel spacings of one series must agree within this
+IOP_GROUP_DECIMALS = 4  # rounding of IOP in the grouping key of series without a SeriesInstanceUID
+MAX_GAPS_REPORTED = 5  # at most this many gaps are listed in an error message
+
+DICOM_MODALITY_TO_SCAN = {"CT": "CT", "MR": "MRI"}
+SCAN_MODALITY_TO_DICOM = {"CT": "CT", "MRI": "MR"}
+NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "SR", "PR", "KO", "RTPLAN", "RTDOSE", "REG"})
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
+
+# --- writing --------------------------------------------------------------------
+UINT16_MAX = 65535
+INT16_MIN, INT16_MAX = -32768, 32767
+TRANSFER_SYNTAXES = {
+    "explicit_little": ExplicitVRLittleEndian,
+    "implicit_little": ImplicitVRLittleEndian,
+    "jpeg2000_lossless": JPEG2000Lossless,
+    "rle_lossless": RLELossless,
+}
+INSTANCE_NUMBER_ORDERS = ("ascending", "descending", "shuffled")
+STORAGE_CLASS = {"CT": CTImageStorage, "MRI": MRImageStorage}
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One image series found in a folder.
+
+    Attributes:
+        key: what selects this series in :func:`read_dicom_series`: the
+            SeriesInstanceUID, or ``"group-<hash>"`` when that UID is empty
+            (files then grouped by study, frame of reference, orientation, size).
+        uid: SeriesInstanceUID, ``""`` when the files have none.
+        description: SeriesDescription (may be ``""``).
+        modality: the DICOM Modality tag (``"CT"``, ``"MR"``, ...).
+        n_files: number of image files.
+        paths: the image files, sorted by path.
+    """
+
+    key: str
+    uid: str
+    description: str
+    modality: str
+    n_files: int
+    paths: tuple[Path, ...]
+
+    def summary(self) -> str:
+        """One line for error messages and listings."""
+        uid = self.uid or f"(no SeriesInstanceUID; key {self.key})"
+        return f"{uid}  {self.modality}  {self.n_files} files  {self.description!r}"
+
+
+# ================================================================================
+# Reading
+# ================================================================================
+
+
+def _read_header(path: Path) -> Dataset | None:
+    """The dataset of ``path`` with large values (pixel data) deferred, or None if not DICOM.
+
+    Raises:
+        InputError: the file is DICOM (has the ``DICM`` prefix or starts like a
+            raw dataset) but is truncated or corrupt.
+    """
+    try:
+        ds = pydicom.dcmread(path, defer_size="1 KB")
+    except InvalidDicomError:
+        # A raw dataset without preamble (old files) starts with a group 0008 tag.
+        try:
+            with open(path, "rb") as f:
+                head = f.read(2)
+        except OSError as exc:
+            raise InputError(path, f"cannot read file ({exc})") from exc
+        if head != b"\x08\x00":
+            return None
+        try:
+            ds = pydicom.dcmread(path, defer_size="1 KB", force=True)
+        except Exception:  # noqa: BLE001 - not DICOM after all
+            return None
+        if "SOPClassUID" not in ds:
+            return None
+    except (OSError, EOFError, ValueError, KeyError, TypeError, NotImplementedError) as exc:
+        raise InputError(path, f"truncated or corrupt DICOM file ({exc})") from exc
+    file_meta = getattr(ds, "file_meta", None) or Dataset()
+    sop_class = ds.get("SOPClassUID") or file_meta.get("MediaStorageSOPClassUID")
+    if not sop_class:
+        raise InputError(path, "truncated or corrupt DICOM file (no SOP Class UID)")
+    if "Image Storage" in UID(str(sop_class)).name and "PixelData" not in ds:
+        # pydicom stops quietly at the end of a cut file: an image without pixels is truncated.
+        raise InputError(path, "truncated or corrupt DICOM file (image without pixel data)")
+    return ds
+
+
+def _is_single_frame_image(ds: Dataset) -> bool:
+    """True for a single-frame image with plane geometry (CT/MR slice), False for SEG, SR, multi-frame."""
+    if "PixelData" not in ds or str(ds.get("Modality", "")).upper() in NON_IMAGE_MODALITIES:
+        return False
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        return False
+    return all(ds.get(tag) for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"))
+
+
+def _group_key(ds: Dataset) -> str:
+    """Grouping key of an image file: its SeriesInstanceUID, or a hash of what defines a stack."""
+    uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
+    if uid:
+        return uid
+    iop = tuple(np.round(np.asarray(ds.ImageOrientationPatient, dtype=float), IOP_GROUP_DECIMALS) + 0.0)
+    parts = (
+        str(ds.get("StudyInstanceUID", "")),
+        str(ds.get("FrameOfReferenceUID", "")),
+        repr(iop),
+        str(ds.get("Rows", "")),
+        str(ds.get("Columns", "")),
+    )
+    return "group-" + hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
+
+
+def _walk_files(folder: Path) -> list[Path]:
+    paths = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        paths.extend(Path(root) / name for name in sorted(files))
+    return paths
+
+
+def _check_folder(folder: str | os.PathLike) -> Path:
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(folder, "folder does not exist")
+    if not folder.is_dir():
+        raise InputError(folder, "not a folder (give the folder holding the DICOM series)")
+    return folder
+
+
+def list_series(folder: str | os.PathLike) -> list[SeriesInfo]:
+    """Find the image series under ``folder`` (searched recursively).
+
+    Files that are not DICOM (README, DICOMDIR is DICOM but has no pixels, ...)
+    and DICOM objects that are not single-frame images with plane geometry
+    (SEG, SR, RTSTRUCT, multi-frame) are skipped silently. Image files are grouped
+    by SeriesInstanceUID; files with an empty SeriesInstanceUID by (StudyInstanceUID,
+    FrameOfReferenceUID, rounded ImageOrientationPatient, Rows, Columns).
+
+    Returns:
+        the series, sorted by (description, uid/key).
+
+    Raises:
+        InputError: ``folder`` is missing, or a DICOM file in it is truncated/corrupt.
+    """
+    folder = _check_folder(folder)
+    groups: dict[str, list[tuple[Path, Dataset]]] = {}
+    for path in _walk_files(folder):
+        ds = _read_header(path)
+        if ds is None or not _is_single_frame_image(ds):
+            continue
+        groups.setdefault(_group_key(ds), []).append((path, ds))
+    infos = []
+    for key, members in groups.items():
+        first = members[0][1]
+        infos.append(
+            SeriesInfo(
+                key=key,
+                uid=str(first.get("SeriesInstanceUID", "") or "").strip(),
+                description=str(first.get("SeriesDescription", "") or ""),
+                modality=str(first.get("Modality", "") or ""),
+                n_files=len(members),
+                paths=tuple(path for path, _ in members),
+            )
+        )
+    return sorted(infos, key=lambda info: (info.description, info.key))
+
+
+def _select_series(folder: Path, infos: list[SeriesInfo], series: str | None) -> SeriesInfo:
+    if not infos:
+        raise InputError(folder, "no DICOM image series found (single-frame CT/MR images with plane geometry)")
+    listing = "\n  ".join(info.summary() for info in infos)
+    if series is None:
+        if len(infos) == 1:
+            return infos[0]
+        raise InputError(
+            folder,
+            f"{len(infos)} image series found; choose one with --series <SeriesInstanceUID or key>:\n  {listing}",
+        )
+    exact = [info for info in infos if series in (info.uid, info.key)]
+    if len(exact) == 1:
+        return exact[0]
+    matches = [info for info in infos if info.key.startswith(series) or (info.uid and info.uid.startswith(series))]
+    if len(matches) == 1:
+        return matches[0]
+    problem = "matches several series" if matches else "matches no series"
+    raise InputError(folder, f"--series {series!r} {problem}; series found:\n  {listing}")
+
+
+def _read_slices(paths: Sequence[Path]) -> list[tuple[Path, Dataset]]:
+    slices = []
+    for path in paths:
+        try:
+            ds = pydicom.dcmread(path)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
+            raise InputError(path, f"truncated or corrupt DICOM file ({exc})") from exc
+        slices.append((path, ds))
+    return slices
+
+
+def _geometry(folder: Path, slices: list[tuple[Path, Dataset]]) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Check that all slices share orientation, size and pixel spacing.
+
+    Returns:
+        row cosine (along columns), column cosine (along rows), both unit LPS
+        vectors, row spacing ``dr`` and column spacing ``dc`` in mm.
+    """
+    path0, ds0 = slices[0]
+    iop0 = np.asarray(ds0.ImageOrientationPatient, dtype=float)
+    ps0 = np.asarray(ds0.PixelSpacing, dtype=float)
+    size0 = (int(ds0.Rows), int(ds0.Columns))
+    for path, ds in slices[1:]:
+        iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+        if not np.allclose(iop, iop0, atol=IOP_TOL):
+            raise InputError(
+                folder, f"ImageOrientationPatient differs inside the series: {iop0.tolist()} in {path0.name}, "
+                f"{iop.tolist()} in {path.name}"
+            )
+        size = (int(ds.Rows), int(ds.Columns))
+        if size != size0:
+            raise InputError(folder, f"Rows/Columns differ inside the series: {size0} in {path0.name}, {size} in {path.name}")
+        ps = np.asarray(ds.PixelSpacing, dtype=float)
+        if not np.allclose(ps, ps0, atol=PIXEL_SPACING_TOL_MM):
+            raise InputError(
+                folder, f"PixelSpacing differs inside the series: {ps0.tolist()} in {path0.name}, {ps.tolist()} in {path.name}"
+            )
+    row_cos, col_cos = iop0[:3], iop0[3:]
+    if not (np.isclose(np.linalg.norm(row_cos), 1, atol=1e-3) and np.isclose(np.linalg.norm(col_cos), 1, atol=1e-3)
+            and abs(row_cos @ col_cos) < 1e-3):
+        raise InputError(path0, f"ImageOrientationPatient {iop0.tolist()} is not two orthonormal vectors")
+    row_cos, col_cos = row_cos / np.linalg.norm(row_cos), col_cos / np.linalg.norm(col_cos)
+    if np.any(ps0 <= 0):
+        raise InputError(path0, f"PixelSpacing {ps0.tolist()} is not positive")
+    return row_cos, col_cos, float(ps0[0]), float(ps0[1])
+
+
+def _check_stack(folder: Path, paths: list[Path], positions: np.ndarray, normal: np.ndarray, min_pixel: float) -> float:
+    """Check sorted slice positions for duplicates, gaps and gantry tilt.
+
+    Args:
+        paths: the slice files, sorted along the normal.
+        positions: ``[Z, 3]`` ImagePositionPatient (LPS mm), same order.
+        normal: unit slice normal (LPS).
+        min_pixel: smallest pixel spacing, mm.
+
+    Returns:
+        slice spacing in mm (median gap along the normal).
+    """
+    along = positions @ normal
+    gaps = np.diff(along)
+    dup = np.flatnonzero(gaps < DUPLICATE_TOL_MM)
+    if dup.size:
+        i = int(dup[0])
+        raise InputError(
+            folder, f"duplicate slice position {along[i]:.3f} mm along the normal in {paths[i].name} and "
+            f"{paths[i + 1].name} ({dup.size} duplicate(s)); the folder may hold two series or repeated files"
+        )
+    median = float(np.median(gaps))
+    tol = min(GAP_REL_TOL * median, GAP_ABS_TOL_MM)
+    bad = np.flatnonzero(np.abs(gaps - median) > tol)
+    if bad.size:
+        shown = ", ".join(
+            f"{gaps[i]:.3f} mm between {along[i]:.3f} and {along[i + 1]:.3f}" for i in bad[:MAX_GAPS_REPORTED]
+        )
+        more = f" and {bad.size - MAX_GAPS_REPORTED} more" if bad.size > MAX_GAPS_REPORTED else ""
+        raise InputError(
+            folder, f"missing slice(s) or uneven slice gap: median gap {median:.3f} mm, but gap of {shown}{more} "
+            "(positions along the slice normal, mm)"
+        )
+    offsets = positions - positions[0]
+    in_plane = offsets - np.outer(offsets @ normal, normal)
+    drift = np.linalg.norm(in_plane, axis=1)
+    if drift.max() > TILT_TOL_PIXELS * min_pixel:
+        angle = float(np.degrees(np.max(np.arctan2(drift[1:], along[1:] - along[0]))))
+        raise InputError(
+            folder, f"gantry tilt of {angle:.2f} degrees (slice origins drift {drift.max():.2f} mm in-plane); "
+            "resample the series first"
+        )
+    return median
+
+
+def _pixels(path: Path, ds: Dataset) -> np.ndarray:
+    if int(ds.get("SamplesPerPixel", 1)) != 1:
+        raise InputError(path, f"not a grayscale image (SamplesPerPixel {ds.SamplesPerPixel})")
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - decoder errors have many types
+        raise InputError(path, f"cannot decode pixel data, truncated or corrupt file? ({exc})") from exc
+
+
+def _is_integral(x: float) -> bool:
+    return float(x).is_integer()
+
+
+def read_dicom_series(folder: str | os.PathLike, series: str | None = None, modality: str | None = None) -> Scan:
+    """Read one DICOM image series into a Scan.
+
+    Slices are sorted by ImagePositionPatient projected on the slice normal
+    (never by InstanceNumber); the slice spacing comes from those positions, not
+    from SliceThickness. A series acquired with gantry tilt (slice origins drift
+    in-plane) is refused rather than resampled: resample it with another tool first.
+
+    Args:
+        folder: folder searched recursively (see :func:`list_series`).
+        series: SeriesInstanceUID, a unique prefix of it, or the ``group-...`` key
+            of a series without UID; required when the folder holds several series.
+        modality: ``"CT"`` or ``"MRI"``; default from the Modality tag (CT, MR).
+
+    Returns:
+        Scan with array ``[Z, Y, X]``: CT in HU, int16 when RescaleSlope and
+        RescaleIntercept are integral and the values fit, else float32; MRI
+        float32 (stored values × slope + intercept). Affine (column, row, slice)
+        -> RAS mm. source: path, PatientID, StudyInstanceUID, SeriesInstanceUID
+        (may be empty), SeriesDescription.
+
+    Raises:
+        InputError: no or several series, missing slices / uneven gaps, duplicate
+            positions, gantry tilt, orientation or size differing inside the
+            series, truncated/corrupt or undecodable file, unknown modality.
+    """
+    folder = _check_folder(folder)
+    info = _select_series(folder, list_series(folder), series)
+    slices = _read_slices(info.paths)
+    ds0 = slices[0][1]
+
+    if modality is None:
+        tag = str(ds0.get("Modality", "")).upper()
+        if tag not in DICOM_MODALITY_TO_SCAN:
+            raise InputError(folder, f"Modality {tag!r} is neither CT nor MR; give the modality explicitly")
+        modality = DICOM_MODALITY_TO_SCAN[tag]
+    elif modality not in SCAN_MODALITY_TO_DICOM:
+        raise ValueError(f"modality must be one of {tuple(SCAN_MODALITY_TO_DICOM)}, got {modality!r}")
+
+    row_cos, col_cos, dr, dc = _geometry(folder, slices)
+    normal = np.cross(row_cos, col_cos)
+    positions = np.array([np.asarray(ds.ImagePositionPatient, dtype=float) for _, ds in slices])
+    order = np.argsort(positions @ normal, kind="stable")
+    slices = [slices[i] for i in order]
+    positions = positions[order]
+    if len(slices) > 1:
+        dz = _check_stack(folder, [p for p, _ in slices], positions, normal, min(dr, dc))
+    else:
+        dz = float(ds0.get("SpacingBetweenSlices", 0) or ds0.get("SliceThickness", 0) or 1.0)
+        logger.warning("%s: single slice; slice spacing %.3f mm taken from the header", folder, dz)
+
+    slopes = [float(ds.get("RescaleSlope", 1) or 1) for _, ds in slices]
+    intercepts = [float(ds.get("RescaleIntercept", 0) or 0) for _, ds in slices]
+    integral = modality == "CT" and all(map(_is_integral, slopes + intercepts))
+    rows, cols = int(ds0.Rows), int(ds0.Columns)
+    array = np.empty((len(slices), rows, cols), dtype=np.int32 if integral else np.float32)
+    for k, (path, ds) in enumerate(slices):
+        raw = _pixels(path, ds)
+        if raw.shape != (rows, cols):
+            raise InputError(path, f"pixel array of shape {raw.shape}, expected {(rows, cols)}")
+        if integral:
+            array[k] = raw.astype(np.int32) * int(slopes[k]) + int(intercepts[k])
+        else:
+            array[k] = raw.astype(np.float64) * slopes[k] + intercepts[k]
+    if integral:
+        fits = array.size == 0 or (array.min() >= INT16_MIN and array.max() <= INT16_MAX)
+        array = array.astype(np.int16 if fits else np.float32)
+
+    affine_lps = np.eye(4)
+    affine_lps[:3, 0] = row_cos * dc
+    affine_lps[:3, 1] = col_cos * dr
+    affine_lps[:3, 2] = normal * dz
+    affine_lps[:3, 3] = positions[0]
+    affine = affine_lps.copy()
+    affine[:3] = LPS_TO_RAS @ affine_lps[:3]
+
+    source = {
+        "path": str(folder),
+        "PatientID": str(ds0.get("PatientID", "") or ""),
+        "StudyInstanceUID": str(ds0.get("StudyInstanceUID", "") or ""),
+        "SeriesInstanceUID": info.uid,
+        "SeriesDescription": info.description,
+    }
+    return Scan(array=array, affine=affine, modality=modality, source=source)
+
+
+# ================================================================================
+# Writing
+# ================================================================================
+
+
+def _ds(value: float) -> str:
+    """A float as a DICOM DS string (at most 16 characters)."""
+    return format_number_as_ds(float(value) + 0.0)
+
+
+def _stored_values(scan: Scan) -> tuple[np.ndarray, str, str]:
+    """Stored pixel values ``[Z, Y, X]`` (uint16 or int16) and the DS strings of slope and intercept.
+
+    CT: values rounded to integer HU, slope 1, intercept 0, uint16 when no value
+    is negative, else int16. MRI: uint16 as is when the values are integers in
+    [0, 65535], else scaled linearly onto [0, 65535].
+    """
+    values = np.asarray(scan.array)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("scan contains NaN or inf; cannot write it as DICOM")
+    if values.size == 0:
+        raise ValueError("scan is empty")
+    lo, hi = float(values.min()), float(values.max())
+    if scan.modality == "CT":
+        rounded = np.rint(values)
+        if lo >= 0 and hi <= UINT16_MAX:
+            return rounded.astype(np.uint16), "1", "0"
+        if lo < INT16_MIN - 0.5 or hi > INT16_MAX + 0.5:
+            raise ValueError(f"CT values [{lo}, {hi}] do not fit int16 HU")
+        return rounded.astype(np.int16), "1", "0"
+    if lo >= 0 and hi <= UINT16_MAX and np.array_equal(values, np.rint(values)):
+        return values.astype(np.uint16), "1", "0"
+    intercept_str = _ds(lo)
+    intercept = float(intercept_str)
+    slope_str = _ds((hi - intercept) / UINT16_MAX if hi > intercept else 1.0)
+    slope = float(slope_str)
+    stored = np.clip(np.rint((values.astype(np.float64) - intercept) / slope), 0, UINT16_MAX)
+    return stored.astype(np.uint16), slope_str, intercept_str
+
+
+def _instance_numbers(n: int, order: str, seed: int) -> np.ndarray:
+    if order == "ascending":
+        return np.arange(1, n + 1)
+    if order == "descending":
+        return np.arange(n, 0, -1)
+    if order == "shuffled":
+        return np.random.default_rng(seed).permutation(n) + 1
+    raise ValueError(f"instance_number_order must be one of {INSTANCE_NUMBER_ORDERS}, got {order!r}")
+
+
+def _prepare_target(folder: Path) -> None:
+    """Refuse to replace an existing folder that holds anything but .dcm files."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise InputError(folder, "exists and is not a folder")
+    others = [p for p in folder.iterdir() if not (p.is_file() and p.suffix.lower() == ".dcm")]
+    if others:
+        raise InputError(folder, f"exists and holds other things than .dcm files (e.g. {others[0].name}); not replacing it")
+
+
+def write_dicom_series(
+    scan: Scan,
+    folder: str | os.PathLike,
+    *,
+    patient_id: str,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    series_description: str = "",
+    instance_number_order: str = "ascending",
+    transfer_syntax: str = "explicit_little",
+    seed: int = 0,
+) -> list[Path]:
+    """Write a Scan as a CT or MR Image Storage series, one file per slice.
+
+    Geometry comes from the affine (RAS -> LPS): ImagePositionPatient of slice k
+    is the affine applied to (0, 0, k); ImageOrientationPatient the unit first
+    two columns; PixelSpacing [row, column] spacing; SliceThickness the slice
+    spacing along the normal. A sheared affine (slice axis not along the normal)
+    is written as is, giving a gantry-tilted series (which the reader refuses).
+    Reading back gives the same array and affine when the affine is
+    right-handed (det > 0, e.g. LPS/RAS); for a left-handed one (e.g. LAS) the
+    reader returns the slices in the opposite order, on the same physical grid.
+
+    Pixel values: CT rounded to integer HU, RescaleSlope 1, RescaleIntercept 0,
+    uint16 (PixelRepresentation 0) when no value is negative, else int16
+    (PixelRepresentation 1). MR: uint16; a volume that is not integers in
+    [0, 65535] is scaled onto [0, 65535] with RescaleSlope/Intercept so that
+    reading gives the values back within 1e-5 of their range.
+
+    UIDs not given are derived deterministically (``generate_uid(entropy_srcs=...)``)
+    from patient_id, study UID, description, modality and geometry. The series is
+    written to a temporary folder next to ``folder`` and renamed into place; an
+    existing ``folder`` holding only .dcm files is replaced.
+
+    Args:
+        scan: ``[Z, Y, X]`` volume with modality ``"CT"`` or ``"MRI"``.
+        folder: output folder.
+        patient_id: PatientID (also PatientName).
+        study_uid, series_uid: StudyInstanceUID, SeriesInstanceUID; ``""`` writes
+            an empty SeriesInstanceUID (to test readers), None derives one.
+        series_description: SeriesDescription.
+        instance_number_order: ``"ascending"`` (slice k gets k + 1), ``"descending"``
+            or ``"shuffled"`` (seeded by ``seed``); files are named after it.
+        transfer_syntax: one of ``TRANSFER_SYNTAXES``: ``"explicit_little"``,
+            ``"implicit_little"``, ``"jpeg2000_lossless"``, ``"rle_lossless"``.
+        seed: seed of the ``"shuffled"`` instance numbers.
+
+    Returns:
+        the written files, in slice order (k = 0, 1, ...).
+    """
+    if transfer_syntax not in TRANSFER_SYNTAXES:
+        raise ValueError(f"transfer_syntax must be one of {tuple(TRANSFER_SYNTAXES)}, got {transfer_syntax!r}")
+    ts_uid = TRANSFER_SYNTAXES[transfer_syntax]
+    folder = Path(folder)
+    _prepare_target(folder)
+    stored, slope, intercept = _stored_values(scan)
+    n_slices, rows, cols = stored.shape
+    numbers = _instance_numbers(n_slices, instance_number_order, seed)
+
+    affine_lps = np.asarray(scan.affine, dtype=np.float64).copy()
+    affine_lps[:3] = LPS_TO_RAS @ affine_lps[:3]
+    dc, dr = np.linalg.norm(affine_lps[:3, 0]), np.linalg.norm(affine_lps[:3, 1])
+    row_cos, col_cos = affine_lps[:3, 0] / dc, affine_lps[:3, 1] / dr
+    normal = np.cross(row_cos, col_cos)
+    slice_step = abs(float(affine_lps[:3, 2] @ normal))
+
+    geometry = np.array2string(np.round(scan.affine, 6), separator=",") + repr(scan.shape)
+    study_uid = study_uid if study_uid is not None else generate_uid(entropy_srcs=[patient_id, "study"])
+    if series_uid is None:
+        series_uid = generate_uid(entropy_srcs=[patient_id, study_uid, series_description, scan.modality, geometry])
+    frame_uid = generate_uid(entropy_srcs=[study_uid, series_uid or series_description, geometry, "frame"])
+    sop_class = STORAGE_CLASS[scan.modality]
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        written = []
+        for k in range(n_slices):
+            ipp = affine_lps[:3, 3] + k * affine_lps[:3, 2]
+            sop_uid = generate_uid(entropy_srcs=[study_uid, series_uid, series_description, geometry, str(k)])
+            ds = Dataset()
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.MediaStorageSOPClassUID = sop_class
+            ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+            ds.SpecificCharacterSet = "ISO_IR 100"
+            ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+            ds.SOPClassUID = sop_class
+            ds.SOPInstanceUID = sop_uid
+            ds.StudyDate = ds.StudyTime = ds.AccessionNumber = ds.ReferringPhysicianName = ""
+            ds.Modality = SCAN_MODALITY_TO_DICOM[scan.modality]
+            ds.Manufacturer = "pancreas_seg"
+            ds.SeriesDescription = series_description
+            ds.PatientName = patient_id
+            ds.PatientID = patient_id
+            ds.PatientBirthDate = ds.PatientSex = ""
+            ds.StudyInstanceUID = study_uid
+            ds.SeriesInstanceUID = series_uid
+            ds.StudyID = ""
+            ds.SeriesNumber = 1
+            ds.InstanceNumber = int(numbers[k])
+            ds.FrameOfReferenceUID = frame_uid
+            ds.PositionReferenceIndicator = ""
+            ds.ImagePositionPatient = [_ds(v) for v in ipp]
+            ds.ImageOrientationPatient = [_ds(v) for v in np.concatenate([row_cos, col_cos])]
+            ds.SliceLocation = _ds(ipp @ normal)
+            ds.PixelSpacing = [_ds(dr), _ds(dc)]
+            ds.SliceThickness = _ds(slice_step)
+            ds.SamplesPerPixel = 1
+            ds.PhotometricInterpretation = "MONOCHROME2"
+            ds.Rows, ds.Columns = rows, cols
+            ds.BitsAllocated = ds.BitsStored = 16
+            ds.HighBit = 15
+            ds.PixelRepresentation = 1 if stored.dtype == np.int16 else 0
+            ds.RescaleIntercept = intercept
+            ds.RescaleSlope = slope
+            if scan.modality == "CT":
+                ds.RescaleType = "HU"
+                ds.KVP = ds.AcquisitionNumber = ""
+            else:
+                ds.ScanningSequence = "RM"  # research mode: the sequence is unknown
+                ds.SequenceVariant = "NONE"
+                ds.ScanOptions = ds.MRAcquisitionType = ""
+                ds.RepetitionTime = ds.EchoTime = ds.EchoTrainLength = ""
+            pixels = np.ascontiguousarray(stored[k])
+            if ts_uid.is_compressed:
+                ds.compress(ts_uid, pixels, generate_instance_uid=False)
+            else:
+                ds.PixelData = pixels.tobytes()
+                ds.file_meta.TransferSyntaxUID = ts_uid
+            name = f"{int(numbers[k]):05d}.dcm"
+            ds.save_as(tmp / name, enforce_file_format=True)
+            written.append(folder / name)
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+            os.replace(folder, old / folder.name)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.debug("wrote %d slices to %s", n_slices, folder)
+    return written

@@ -1,0 +1,218 @@
+"""NIfTI reading and writing, and putting a volume onto another grid's axis order.
+
+NIfTI stores the array ``[X, Y, Z]`` (column, row, slice) with an affine mapping
+``(i, j, k, 1)`` to RAS+ mm; a :class:`~pancreas_seg.io.scan.Scan` holds the same
+affine with the array transposed to ``[Z, Y, X]``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
+
+from pancreas_seg.errors import InputError
+from pancreas_seg.io.scan import Scan
+
+logger = logging.getLogger(__name__)
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+KINDS = ("image", "label")
+XFORM_SCANNER = 1  # NIfTI qform/sform code "scanner anatomical"
+LABEL_INTEGRAL_TOL = 1e-3  # label values stored as floats may be this far from an integer
+LABEL_MAX = 255  # labels are read as uint8
+INT16_MIN, INT16_MAX = -32768, 32767
+REORIENT_TOL_VOXELS = 1e-3  # grids agree when their corners are this close, in units of the smallest voxel
+
+
+def _nifti_suffix(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in sorted(NIFTI_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
+
+
+def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image") -> Scan:
+    """Read a 3D NIfTI file (a 4D one with one volume is accepted).
+
+    The affine is the header's best affine (sform when its code is set, else
+    qform), kept exactly; the array is transposed from ``[X, Y, Z]`` to ``[Z, Y, X]``.
+
+    Args:
+        path: ``.nii`` or ``.nii.gz`` file.
+        modality: ``"CT"`` or ``"MRI"``.
+        kind: ``"image"``: CT integer data fitting int16 becomes int16, other CT
+            data and all MRI data float32; ``"label"``: values rounded to uint8.
+
+    Returns:
+        Scan with ``source = {"path": ..., "kind": kind}``.
+
+    Raises:
+        InputError: missing, unreadable, truncated or not NIfTI; not 3D; NaN or
+            inf values; for a label, values that are not integers in [0, 255].
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file does not exist")
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types for bad files
+        raise InputError(path, f"not a readable NIfTI file ({exc})") from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputError(path, f"not a NIfTI file (nibabel reads it as {type(img).__name__})")
+    shape = img.shape
+    if len(shape) < 3 or any(n != 1 for n in shape[3:]):
+        raise InputError(path, f"expected a 3D volume (or 4D with one volume), got shape {shape}")
+    header = img.header
+    if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+        logger.warning("%s: neither sform nor qform is set; using the voxel sizes only", path)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # noqa: BLE001 - EOFError, zlib.error, OSError, ValueError
+        raise InputError(path, f"truncated or corrupt NIfTI file ({exc})") from exc
+    data = data.reshape(shape[:3])
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        raise InputError(path, f"contains NaN or inf values ({int(np.sum(~np.isfinite(data)))} voxels)")
+    array = np.ascontiguousarray(data.transpose(2, 1, 0))
+
+    if kind == "label":
+        array = _to_label(path, array)
+    elif modality == "CT" and array.dtype.kind in "iub" and (
+        array.size == 0 or (array.min() >= INT16_MIN and array.max() <= INT16_MAX)
+    ):
+        array = array.astype(np.int16, copy=False)
+    elif array.dtype != np.float32:
+        array = array.astype(np.float32)
+    return Scan(array=array, affine=affine, modality=modality, source={"path": str(path), "kind": kind})
+
+
+def _to_label(path: Path, array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    rounded = np.rint(array)
+    if array.dtype.kind == "f" and array.size and np.max(np.abs(array - rounded)) > LABEL_INTEGRAL_TOL:
+        raise InputError(path, "label map has non-integer values")
+    if array.size and (rounded.min() < 0 or rounded.max() > LABEL_MAX):
+        raise InputError(path, f"label values [{rounded.min():g}, {rounded.max():g}] outside [0, {LABEL_MAX}]")
+    return rounded.astype(np.uint8)
+
+
+def _storable(array: np.ndarray, dtype) -> np.ndarray:
+    """``[X, Y, Z]`` data in a dtype NIfTI stores without scaling."""
+    if dtype is not None:
+        return array.astype(dtype, copy=False)
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if array.dtype.kind in "iu" and array.dtype.itemsize == 8:
+        info = np.iinfo(np.int32)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise ValueError(f"int64 values [{array.min()}, {array.max()}] do not fit int32; give a dtype")
+        return array.astype(np.int32)
+    return array
+
+
+def write_nifti(scan: Scan, path: str | os.PathLike, dtype=None) -> Path:
+    """Write a Scan as NIfTI-1, atomically (temporary file in the same folder, then ``os.replace``).
+
+    Both sform and qform are set from ``scan.affine`` with code 1 (scanner); the
+    array ``[Z, Y, X]`` is stored ``[X, Y, Z]`` without intensity scaling.
+
+    Args:
+        scan: the volume.
+        path: ``.nii`` or ``.nii.gz`` (compressed); parent folders are created.
+        dtype: stored data type; default the array's (bool -> uint8, int64 -> int32).
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    suffix = _nifti_suffix(path)
+    if suffix is None:
+        raise ValueError(f"{path}: NIfTI file name must end with {' or '.join(NIFTI_SUFFIXES)}")
+    data = _storable(np.asarray(scan.array).transpose(2, 1, 0), dtype)
+    img = nib.Nifti1Image(data, scan.affine)
+    img.set_sform(scan.affine, code=XFORM_SCANNER)
+    img.set_qform(scan.affine, code=XFORM_SCANNER)
+    img.header.set_data_dtype(data.dtype)
+    img.header.set_xyzt_units(xyz="mm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(img, tmp_name)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _corners(affine: np.ndarray, shape_xyz: tuple[int, ...]) -> np.ndarray:
+    """World positions ``[8, 3]`` mm of the corner voxel centres of a grid."""
+    idx = np.array(np.meshgrid(*[[0, n - 1] for n in shape_xyz], indexing="ij")).reshape(3, -1)
+    return (affine[:3, :3] @ idx + affine[:3, 3:4]).T
+
+
+def _describe(affine: np.ndarray, shape_zyx: tuple[int, ...]) -> str:
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)[::-1]
+    codes = "".join(nib.aff2axcodes(affine))
+    return (
+        f"shape [Z,Y,X] {tuple(shape_zyx)}, spacing (z,y,x) {tuple(np.round(spacing, 4).tolist())} mm, "
+        f"origin {tuple(np.round(affine[:3, 3], 3).tolist())} mm, axes {codes}"
+    )
+
+
+def reorient_like(
+    scan: Scan,
+    reference_affine: np.ndarray,
+    reference_shape: tuple[int, int, int],
+    *,
+    tol_voxels: float = REORIENT_TOL_VOXELS,
+) -> Scan:
+    """Put ``scan`` on a reference grid that differs from its own only by axis flips/permutations.
+
+    Used e.g. to bring an LAS label map onto the LPS grid of its DICOM image:
+    the array is flipped/transposed (no interpolation) and the reference affine
+    is returned with it.
+
+    Args:
+        scan: the volume to move, ``[Z, Y, X]``.
+        reference_affine: 4×4 (column, row, slice) -> RAS mm affine of the target grid.
+        reference_shape: target shape ``[Z, Y, X]`` (as ``Scan.shape``).
+        tol_voxels: the grids agree when the affine columns (voxel steps and
+            origin) and every corner voxel centre lie within this many
+            (smallest) voxels of the reference ones.
+
+    Returns:
+        Scan on the reference grid (``affine`` = ``reference_affine``), same
+        dtype, modality and source.
+
+    Raises:
+        InputError: the physical grids differ (shape, spacing, origin or
+            direction), naming ``scan.source["path"]``.
+    """
+    reference_affine = np.asarray(reference_affine, dtype=np.float64)
+    data_xyz = np.asarray(scan.array).transpose(2, 1, 0)
+    transform = ornt_transform(io_orientation(scan.affine), io_orientation(reference_affine))
+    moved = apply_orientation(data_xyz, transform)
+    moved_affine = scan.affine @ inv_ornt_aff(transform, data_xyz.shape)
+    ref_xyz = tuple(int(n) for n in reference_shape)[::-1]
+    tol = tol_voxels * float(np.min(np.linalg.norm(reference_affine[:3, :3], axis=0)))
+    same = (
+        moved.shape == ref_xyz
+        and np.max(np.linalg.norm(moved_affine[:3] - reference_affine[:3], axis=0)) <= tol
+        and np.max(np.linalg.norm(_corners(moved_affine, moved.shape) - _corners(reference_affine, ref_xyz), axis=1)) <= tol
+    )
+    if not same:
+        raise InputError(
+            scan.source.get("path"),
+            "grid differs from the reference beyond axis flips/permutations: "
+            f"this volume {_describe(scan.affine, scan.shape)}; reference {_describe(reference_affine, tuple(reference_shape))}",
+        )
+    array = np.ascontiguousarray(moved.transpose(2, 1, 0))
+    return Scan(array=array, affine=reference_affine.copy(), modality=scan.modality, source=dict(scan.source))

@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="pancreas_seg",
+    version="0.1.0",
+    description="Pancreas segmentation in CT and MRI: PNet-MSA, bidirectional ConvLSTM and Jaccard loss (Cai et al. 2018)",
+    packages=find_packages(include=["pancreas_seg", "pancreas_seg.*"]),
+    package_data={"pancreas_seg": ["resources/*.json"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow-cpu>=2.16; platform_machine=='x86_64'",
+        "tensorflow>=2.16; platform_machine!='x86_64'",
+        "keras>=3.3",
+        "tensorpack>=0.11",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "pydicom>=3.0",
+        "pylibjpeg>=2.0",
+        "pylibjpeg-openjpeg>=2.0",
+        "nibabel>=5.0",
+        "scikit-image>=0.22",
+        "matplotlib>=3.7",
+        "tqdm>=4.60",
+        "highdicom>=0.22",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["pancreas-seg=pancreas_seg.cli:main"]},
+)

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny synthetic stores that need no phantom generator."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pancreas_seg.data.store import Case, CaseStore
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+def blob_case(case_id: str, depth: int = 12, size: int = 48, seed: int = 0, modality: str = "CT") -> Case:
+    """A box-shaped body with an ellipsoidal 'pancreas' of brighter HU in slices 3..depth-4."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:depth, :size, :size]
+    image = np.full((depth, size, size), -1000, np.int16)
+    image[:, 4:-4, 6:-6] = 40
+    centre = size / 2 + rng.uniform(-4, 4, 2)
+    inside = ((y - centre[0]) / 6) ** 2 + ((x - centre[1]) / 9) ** 2 + ((z - depth / 2) / (depth / 2 - 2.5)) ** 2 <= 1
+    image[inside] = 100
+    image = (image + rng.normal(0, 5, image.shape)).astype(np.int16)
+    affine = np.diag([-0.8, -0.8, 2.0, 1.0])
+    if modality == "MRI":
+        image = (image.astype(np.float32) + 1000) * 0.5
+    return Case(case_id, image, inside.astype(np.uint8), affine, modality, {"PatientID": case_id})
+
+
+@pytest.fixture
+def tiny_store(tmp_path: Path) -> CaseStore:
+    store = CaseStore.create(tmp_path / "store", "CT")
+    for index in range(4):
+        store.write_case(blob_case(f"CASE_{index:02d}", seed=index))
+    return store

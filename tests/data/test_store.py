@@ -1,0 +1,59 @@
+import json
+
+import numpy as np
+import pytest
+
+from pancreas_seg.data.store import CaseStore
+from pancreas_seg.errors import InputError
+from tests.conftest import blob_case
+
+
+def test_round_trip_keeps_arrays_affine_and_ids(tmp_path):
+    store = CaseStore.create(tmp_path / "s", "CT")
+    case = blob_case("A", seed=3)
+    entry = store.write_case(case)
+    loaded = CaseStore(tmp_path / "s").read_case("A")
+    np.testing.assert_array_equal(loaded.image, case.image)
+    np.testing.assert_array_equal(loaded.mask, case.mask)
+    np.testing.assert_allclose(loaded.affine, case.affine)
+    assert loaded.image.dtype == np.int16 and loaded.mask.dtype == np.uint8
+    assert loaded.source == {"PatientID": "A"}
+    assert entry["spacing_mm"] == [2.0, 0.8, 0.8]
+
+
+def test_manifest_entry_volume_and_slice_range(tmp_path):
+    store = CaseStore.create(tmp_path / "s", "CT")
+    case = blob_case("A")
+    entry = store.write_case(case)
+    voxels = int(case.mask.sum())
+    assert entry["pancreas_volume_ml"] == pytest.approx(voxels * 2.0 * 0.8 * 0.8 / 1000, abs=0.01)
+    rows = np.flatnonzero(case.mask.any(axis=(1, 2)))
+    assert entry["pancreas_slices"] == [rows[0], rows[-1]]
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert list(manifest["cases"]) == ["A"]
+
+
+def test_no_temporary_files_left(tmp_path):
+    store = CaseStore.create(tmp_path / "s", "CT")
+    store.write_case(blob_case("A"))
+    leftovers = [p.name for p in (tmp_path / "s").rglob(".*")]
+    assert leftovers == []
+
+
+def test_modality_mismatch_and_missing_store_are_refused(tmp_path):
+    CaseStore.create(tmp_path / "s", "CT")
+    with pytest.raises(InputError, match="holds CT"):
+        CaseStore.create(tmp_path / "s", "MRI")
+    with pytest.raises(InputError, match="not a case store"):
+        CaseStore(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="no case"):
+        CaseStore(tmp_path / "s").read_case("missing")
+
+
+def test_damaged_case_file_names_the_file(tmp_path):
+    store = CaseStore.create(tmp_path / "s", "CT")
+    store.write_case(blob_case("A"))
+    path = store.case_path("A")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(InputError, match="A.npz"):
+        store.read_case("A")
