@@ -1,0 +1,357 @@
+"""Evaluate predicted pancreas masks against ground truth NIfTI files (paper Sec. IV-A).
+
+:func:`evaluate` takes two files or two folders. In folders, files ending in
+``.nii`` or ``.nii.gz`` (not hidden) are cases, the case id being the file name
+without that ending. Predictions are paired with ground truth files
+
+1. by identical case id, then
+2. among the files left, by the number their case id ends with, compared as an
+   integer: ``label0001`` (gt) pairs with ``PANCREAS_0001`` or ``case_1``
+   (prediction). A number that ends more than one leftover id on either side
+   pairs nothing.
+
+Files left unpaired are listed in the result (and logged), never dropped
+silently; no pair at all is an :class:`~pancreas_seg.errors.InputError`. A row's
+``case_id`` is the ground truth's.
+
+Ground truth voxels whose value is in ``labels`` are pancreas (MSD Task07:
+``(1, 2)`` = pancreas + tumour; a multi-organ map such as BTCV: ``(7,)``). In
+the prediction every nonzero voxel is pancreas, unless ``pred_labels`` is given.
+Prediction and ground truth must share the grid (shape and affine).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pancreas_seg import metrics
+from pancreas_seg.errors import InputError
+from pancreas_seg.io.nifti import NIFTI_SUFFIXES, read_nifti
+
+logger = logging.getLogger(__name__)
+
+CSV_NAME = "per_case.csv"
+JSON_NAME = "summary.json"
+CSV_DIGITS = 6  # decimals of metric values in the CSV
+AFFINE_DIGITS = 3  # decimals of affine entries in error messages
+_TRAILING_NUMBER = re.compile(r"(\d+)$")
+
+# How each metric is shown in paper-style strings and tables: (scale, decimals, unit).
+DISPLAY: dict[str, tuple[float, int, str]] = {
+    "DSC": (100.0, 1, "%"),
+    "JI": (100.0, 1, "%"),
+    "precision": (100.0, 1, "%"),
+    "recall": (100.0, 1, "%"),
+    "AVD_mm": (1.0, 2, "mm"),
+    "HD95_mm": (1.0, 2, "mm"),
+    "ASSD_mm": (1.0, 2, "mm"),
+    "volume_pred_ml": (1.0, 1, "mL"),
+    "volume_gt_ml": (1.0, 1, "mL"),
+    "RVE": (100.0, 1, "%"),
+}
+_TABLE_HEADERS = {
+    "DSC": "DSC%", "JI": "JI%", "precision": "Prec%", "recall": "Rec%",
+    "AVD_mm": "AVD_mm", "HD95_mm": "HD95_mm", "ASSD_mm": "ASSD_mm",
+    "volume_pred_ml": "Vpred_mL", "volume_gt_ml": "Vgt_mL", "RVE": "RVE%",
+}
+
+
+@dataclass
+class EvaluationResult:
+    """Per-case metrics and their summary.
+
+    Attributes:
+        rows: one dict per case, sorted by case id: ``case_id``, every key of
+            :data:`pancreas_seg.metrics.METRIC_KEYS` (fractions, mm, mL as
+            :func:`~pancreas_seg.metrics.case_metrics` returns them),
+            ``pred_path`` and ``gt_path``.
+        summary: metric key -> :class:`~pancreas_seg.metrics.Summary` over the rows.
+        labels: ground truth values counted as pancreas.
+        pred_labels: prediction values counted as pancreas, ``None`` = nonzero.
+        unmatched_pred, unmatched_gt: files of the folders that paired with nothing.
+    """
+
+    rows: list[dict]
+    summary: dict[str, metrics.Summary]
+    labels: tuple[int, ...] = (1,)
+    pred_labels: tuple[int, ...] | None = None
+    unmatched_pred: list[Path] = field(default_factory=list)
+    unmatched_gt: list[Path] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------
+# finding and pairing cases
+# ---------------------------------------------------------------------------
+
+def case_id(path: str | os.PathLike) -> str:
+    """File name without ``.nii`` / ``.nii.gz`` (any letter case)."""
+    name = Path(path).name
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def list_cases(folder: str | os.PathLike) -> dict[str, Path]:
+    """Case id -> path of the NIfTI files directly in ``folder`` (hidden files skipped)."""
+    folder = Path(folder)
+    cases: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        lower = path.name.lower()
+        if path.name.startswith(".") or not path.is_file() or not lower.endswith(NIFTI_SUFFIXES):
+            continue
+        cid = case_id(path)
+        if cid in cases:
+            raise InputError(folder, f"two files for case {cid!r}: {cases[cid].name} and {path.name}")
+        cases[cid] = path
+    return cases
+
+
+def _trailing_number(cid: str) -> int | None:
+    match = _TRAILING_NUMBER.search(cid)
+    return None if match is None else int(match.group(1))
+
+
+def _by_unique_number(ids: Sequence[str]) -> dict[int, str]:
+    groups: dict[int, list[str]] = {}
+    for cid in ids:
+        number = _trailing_number(cid)
+        if number is not None:
+            groups.setdefault(number, []).append(cid)
+    return {number: group[0] for number, group in groups.items() if len(group) == 1}
+
+
+def match_cases(pred_cases: dict[str, Path], gt_cases: dict[str, Path]
+                ) -> tuple[list[tuple[str, Path, Path]], list[Path], list[Path]]:
+    """Pair predictions with ground truth (rule in the module docstring).
+
+    Returns:
+        ``[(case_id, pred_path, gt_path), ...]`` sorted by the ground truth
+        case id, then the unpaired prediction and ground truth paths.
+    """
+    exact = sorted(set(pred_cases) & set(gt_cases))
+    pairs = {cid: (pred_cases[cid], gt_cases[cid]) for cid in exact}
+    pred_left = [cid for cid in pred_cases if cid not in pairs]
+    gt_left = [cid for cid in gt_cases if cid not in pairs]
+    pred_numbers = _by_unique_number(pred_left)
+    gt_numbers = _by_unique_number(gt_left)
+    for number in sorted(set(pred_numbers) & set(gt_numbers)):
+        pred_id, gt_id = pred_numbers[number], gt_numbers[number]
+        pairs[gt_id] = (pred_cases[pred_id], gt_cases[gt_id])
+        pred_left.remove(pred_id)
+        gt_left.remove(gt_id)
+    matched = [(cid, *pairs[cid]) for cid in sorted(pairs)]
+    return matched, [pred_cases[c] for c in pred_left], [gt_cases[c] for c in gt_left]
+
+
+# ---------------------------------------------------------------------------
+# evaluation
+# ---------------------------------------------------------------------------
+
+def _check_labels(labels: Sequence[int], name: str) -> tuple[int, ...]:
+    labels = tuple(int(v) for v in labels)
+    if not labels or any(v <= 0 for v in labels):
+        raise ValueError(f"{name} must be one or more positive label values, got {labels}")
+    return labels
+
+
+def _format_affine(affine: np.ndarray) -> str:
+    return np.array2string(np.round(affine[:3], AFFINE_DIGITS), separator=",").replace("\n", "")
+
+
+def evaluate_case(pred_path: str | os.PathLike, gt_path: str | os.PathLike,
+                  labels: Sequence[int] = (1,), pred_labels: Sequence[int] | None = None) -> dict[str, float]:
+    """Metrics of one prediction file against one ground truth file.
+
+    Returns :func:`pancreas_seg.metrics.case_metrics` of the two masks, with the
+    spacing ``(z, y, x)`` mm of the ground truth.
+
+    Raises:
+        InputError: a file cannot be read, or the grids differ.
+    """
+    labels = _check_labels(labels, "labels")
+    gt = read_nifti(gt_path, kind="label")
+    pred = read_nifti(pred_path, kind="label")
+    if not pred.same_grid(gt):
+        raise InputError(
+            pred_path,
+            f"grid differs from ground truth {Path(gt_path).name}: shape [Z,Y,X] {pred.shape} vs {gt.shape}, "
+            f"affine {_format_affine(pred.affine)} vs {_format_affine(gt.affine)}",
+        )
+    gt_mask = np.isin(gt.array, labels)
+    if pred_labels is None:
+        pred_mask = pred.array != 0
+    else:
+        pred_mask = np.isin(pred.array, _check_labels(pred_labels, "pred_labels"))
+    if not gt_mask.any():
+        logger.warning("%s: no voxel has a label in %s; the ground truth is empty", gt_path, labels)
+    return metrics.case_metrics(pred_mask, gt_mask, gt.spacing)
+
+
+def evaluate_pairs(pred_paths: Sequence[str | os.PathLike], gt_paths: Sequence[str | os.PathLike],
+                   labels: Sequence[int] = (1,), pred_labels: Sequence[int] | None = None,
+                   case_ids: Sequence[str] | None = None, progress: bool = False) -> EvaluationResult:
+    """Evaluate prediction/ground truth file pairs, given in the same order.
+
+    Args:
+        pred_paths, gt_paths: NIfTI files, ``pred_paths[i]`` against ``gt_paths[i]``.
+        labels: ground truth values counted as pancreas.
+        pred_labels: prediction values counted as pancreas; ``None`` = nonzero.
+        case_ids: row names; default the ground truth case ids.
+        progress: show a tqdm bar.
+    """
+    if len(pred_paths) != len(gt_paths):
+        raise ValueError(f"{len(pred_paths)} predictions but {len(gt_paths)} ground truth files")
+    labels = _check_labels(labels, "labels")
+    pred_labels = None if pred_labels is None else _check_labels(pred_labels, "pred_labels")
+    if case_ids is None:
+        case_ids = [case_id(p) for p in gt_paths]
+    rows = []
+    triples = list(zip(case_ids, pred_paths, gt_paths))
+    for cid, pred_path, gt_path in tqdm(triples, desc="evaluate", unit="case", disable=not progress):
+        values = evaluate_case(pred_path, gt_path, labels, pred_labels)
+        rows.append({"case_id": cid, **values, "pred_path": str(pred_path), "gt_path": str(gt_path)})
+    summary = {key: metrics.summarize([row[key] for row in rows]) for key in metrics.METRIC_KEYS}
+    return EvaluationResult(rows=rows, summary=summary, labels=labels, pred_labels=pred_labels)
+
+
+def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, labels: Sequence[int] = (1,),
+             pred_labels: Sequence[int] | None = None, progress: bool = False) -> EvaluationResult:
+    """Evaluate a prediction file against a ground truth file, or folder against folder.
+
+    Pairing of folder contents, label semantics and grid checks are described in
+    the module docstring.
+
+    Raises:
+        InputError: a path is missing, a file and a folder are mixed, a folder
+            has no NIfTI files, no prediction pairs with any ground truth file,
+            a file is unreadable or a grid differs.
+    """
+    pred, gt = Path(pred), Path(gt)
+    for path in (pred, gt):
+        if not path.exists():
+            raise InputError(path, "does not exist")
+    if pred.is_file() and gt.is_file():
+        return evaluate_pairs([pred], [gt], labels, pred_labels, progress=progress)
+    if pred.is_dir() != gt.is_dir():
+        raise InputError(pred, f"give two files or two folders; ground truth {gt} is "
+                               f"{'a folder' if gt.is_dir() else 'a file'}")
+    pred_cases, gt_cases = list_cases(pred), list_cases(gt)
+    for folder, cases in ((gt, gt_cases), (pred, pred_cases)):
+        if not cases:
+            raise InputError(folder, f"no {' or '.join(NIFTI_SUFFIXES)} files in this folder")
+    pairs, unmatched_pred, unmatched_gt = match_cases(pred_cases, gt_cases)
+    if not pairs:
+        raise InputError(pred, f"no prediction matches a ground truth file in {gt} "
+                               f"(e.g. {next(iter(pred_cases))!r} vs {next(iter(gt_cases))!r})")
+    for path in unmatched_pred:
+        logger.warning("%s: no matching ground truth file, not evaluated", path)
+    for path in unmatched_gt:
+        logger.warning("%s: no matching prediction, not evaluated", path)
+    cids, pred_paths, gt_paths = zip(*pairs)
+    result = evaluate_pairs(pred_paths, gt_paths, labels, pred_labels, case_ids=cids, progress=progress)
+    result.unmatched_pred, result.unmatched_gt = unmatched_pred, unmatched_gt
+    return result
+
+
+# ---------------------------------------------------------------------------
+# output
+# ---------------------------------------------------------------------------
+
+def format_metric(key: str, summary: metrics.Summary) -> str:
+    """Paper-style ``mean±std [min,max]`` of one metric in its display unit."""
+    scale, digits, _ = DISPLAY[key]
+    return metrics.format_summary(summary, scale=scale, digits=digits)
+
+
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def summary_dict(result: EvaluationResult) -> dict:
+    """JSON-ready summary: per metric mean/std/min/max (raw units, ``None`` for nan), n, n_nan, paper string."""
+    per_metric = {}
+    for key, s in result.summary.items():
+        scale, _, unit = DISPLAY[key]
+        per_metric[key] = {
+            "mean": _json_number(s.mean), "std": _json_number(s.std),
+            "min": _json_number(s.min), "max": _json_number(s.max),
+            "n": s.n, "n_nan": s.n_nan,
+            "paper": format_metric(key, s), "paper_unit": unit, "paper_scale": scale,
+        }
+    return {
+        "n_cases": len(result.rows),
+        "labels": list(result.labels),
+        "pred_labels": None if result.pred_labels is None else list(result.pred_labels),
+        "std": "sample (ddof=1)",
+        "metrics": per_metric,
+        "unmatched_pred": [str(p) for p in result.unmatched_pred],
+        "unmatched_gt": [str(p) for p in result.unmatched_gt],
+    }
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_results(result: EvaluationResult, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``per_case.csv`` (case_id, metrics, paths) and ``summary.json``, each atomically.
+
+    CSV values are the raw metric units (fractions, mm, mL) with
+    :data:`CSV_DIGITS` decimals, ``nan`` where undefined.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = ["case_id", *metrics.METRIC_KEYS, "pred_path", "gt_path"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in result.rows:
+        writer.writerow([f"{row[c]:.{CSV_DIGITS}f}" if c in metrics.METRIC_KEYS else row[c] for c in columns])
+    csv_path, json_path = out_dir / CSV_NAME, out_dir / JSON_NAME
+    _write_atomic(csv_path, buffer.getvalue())
+    _write_atomic(json_path, json.dumps(summary_dict(result), indent=2) + "\n")
+    return csv_path, json_path
+
+
+def format_table(result: EvaluationResult) -> str:
+    """Text table: one line per case (display units), then the paper-style summary per metric."""
+    keys = metrics.METRIC_KEYS
+    id_width = max([len("case_id"), *(len(row["case_id"]) for row in result.rows)])
+    widths = [max(len(_TABLE_HEADERS[k]), 8) for k in keys]
+    lines = ["  ".join([f"{'case_id':<{id_width}}", *(f"{_TABLE_HEADERS[k]:>{w}}" for k, w in zip(keys, widths))])]
+    for row in result.rows:
+        cells = []
+        for key, width in zip(keys, widths):
+            scale, digits, _ = DISPLAY[key]
+            cells.append(f"{row[key] * scale:>{width}.{digits}f}")
+        lines.append("  ".join([f"{row['case_id']:<{id_width}}", *cells]))
+    lines.append("")
+    lines.append(f"{len(result.rows)} cases, mean±std (sample) [min,max]:")
+    name_width = max(len(k) for k in keys) + 5
+    for key in keys:
+        unit = DISPLAY[key][2]
+        lines.append(f"  {f'{key} ({unit})':<{name_width}} {format_metric(key, result.summary[key])}")
+    for label, paths in (("predictions", result.unmatched_pred), ("ground truth files", result.unmatched_gt)):
+        if paths:
+            lines.append(f"unmatched {label} ({len(paths)}): {', '.join(p.name for p in paths)}")
+    return "\n".join(lines)
