@@ -42,6 +42,7 @@ from pydicom.uid import (
     generate_uid,
 )
 from pydicom.valuerep import format_number_as_ds
+from tqdm import tqdm
 
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.scan import Scan
@@ -54,6 +55,8 @@ GAP_ABS_TOL_MM = 0.1  # ... or by more than this many mm is a missing slice / un
 DUPLICATE_TOL_MM = 1e-3  # two slices closer than this along the normal share a position
 TILT_TOL_PIXELS = 0.1  # in-plane drift of slice origins allowed, in units of the smallest pixel
 IOP_TOL = 1e-4  # direction cosines of one series must agree within this
+ORTHONORMAL_TOL = 1e-3  # the two IOP vectors must be unit and orthogonal within this
+HEADER_DEFER_SIZE = "1 KB"  # values larger than this (pixel data) are not read when listing series
 PIXEL_SPACING_TOL_MM = 1e-4  # pixel spacings of one series must agree within this
 IOP_GROUP_DECIMALS = 4  # rounding of IOP in the grouping key of series without a SeriesInstanceUID
 MAX_GAPS_REPORTED = 5  # at most this many gaps are listed in an error message
@@ -73,6 +76,7 @@ TRANSFER_SYNTAXES = {
     "jpeg2000_lossless": JPEG2000Lossless,
     "rle_lossless": RLELossless,
 }
+JPEG2000_MIN_SIZE = 32  # openjpeg's encoder uses 6 resolutions: rows and columns must be >= 2**5
 INSTANCE_NUMBER_ORDERS = ("ascending", "descending", "shuffled")
 STORAGE_CLASS = {"CT": CTImageStorage, "MRI": MRImageStorage}
 
@@ -118,7 +122,7 @@ def _read_header(path: Path) -> Dataset | None:
             raw dataset) but is truncated or corrupt.
     """
     try:
-        ds = pydicom.dcmread(path, defer_size="1 KB")
+        ds = pydicom.dcmread(path, defer_size=HEADER_DEFER_SIZE)
     except InvalidDicomError:
         # A raw dataset without preamble (old files) starts with a group 0008 tag.
         try:
@@ -129,12 +133,12 @@ def _read_header(path: Path) -> Dataset | None:
         if head != b"\x08\x00":
             return None
         try:
-            ds = pydicom.dcmread(path, defer_size="1 KB", force=True)
+            ds = pydicom.dcmread(path, defer_size=HEADER_DEFER_SIZE, force=True)
         except Exception:  # noqa: BLE001 - not DICOM after all
             return None
         if "SOPClassUID" not in ds:
             return None
-    except (OSError, EOFError, ValueError, KeyError, TypeError, NotImplementedError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a DICM file pydicom cannot parse is corrupt
         raise InputError(path, f"truncated or corrupt DICOM file ({exc})") from exc
     file_meta = getattr(ds, "file_meta", None) or Dataset()
     sop_class = ds.get("SOPClassUID") or file_meta.get("MediaStorageSOPClassUID")
@@ -174,7 +178,7 @@ def _group_key(ds: Dataset) -> str:
 def _walk_files(folder: Path) -> list[Path]:
     paths = []
     for root, dirs, files in os.walk(folder):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # hidden: .git, unfinished writes
         paths.extend(Path(root) / name for name in sorted(files))
     return paths
 
@@ -191,7 +195,8 @@ def _check_folder(folder: str | os.PathLike) -> Path:
 def list_series(folder: str | os.PathLike) -> list[SeriesInfo]:
     """Find the image series under ``folder`` (searched recursively).
 
-    Files that are not DICOM (README, DICOMDIR is DICOM but has no pixels, ...)
+    Hidden folders (``.git``, the temporary folder of an unfinished write) are
+    not searched. Files that are not DICOM (README, DICOMDIR is DICOM but has no pixels, ...)
     and DICOM objects that are not single-frame images with plane geometry
     (SEG, SR, RTSTRUCT, multi-frame) are skipped silently. Image files are grouped
     by SeriesInstanceUID; files with an empty SeriesInstanceUID by (StudyInstanceUID,
@@ -247,15 +252,38 @@ def _select_series(folder: Path, infos: list[SeriesInfo], series: str | None) ->
     raise InputError(folder, f"--series {series!r} {problem}; series found:\n  {listing}")
 
 
+def _set_transfer_syntax(ds: Dataset) -> None:
+    """Give a dataset read without file meta the (uncompressed) transfer syntax it was parsed with."""
+    if "TransferSyntaxUID" in getattr(ds, "file_meta", Dataset()):
+        return
+    implicit, little = ds.original_encoding
+    if not little:
+        raise ValueError("big endian dataset without file meta is not supported")
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+
+
 def _read_slices(paths: Sequence[Path]) -> list[tuple[Path, Dataset]]:
     slices = []
     for path in paths:
         try:
-            ds = pydicom.dcmread(path)
+            try:
+                ds = pydicom.dcmread(path)
+            except InvalidDicomError:  # a bare dataset without preamble, accepted by list_series
+                ds = pydicom.dcmread(path, force=True)
+                _set_transfer_syntax(ds)
         except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
             raise InputError(path, f"truncated or corrupt DICOM file ({exc})") from exc
         slices.append((path, ds))
     return slices
+
+
+def _rel(folder: Path, path: Path) -> str:
+    """``path`` relative to ``folder`` for messages that already name the folder."""
+    try:
+        return str(path.relative_to(folder))
+    except ValueError:
+        return str(path)
 
 
 def _geometry(folder: Path, slices: list[tuple[Path, Dataset]]) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -273,20 +301,20 @@ def _geometry(folder: Path, slices: list[tuple[Path, Dataset]]) -> tuple[np.ndar
         iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
         if not np.allclose(iop, iop0, atol=IOP_TOL):
             raise InputError(
-                folder, f"ImageOrientationPatient differs inside the series: {iop0.tolist()} in {path0.name}, "
-                f"{iop.tolist()} in {path.name}"
+                folder, f"ImageOrientationPatient differs inside the series: {iop0.tolist()} in {_rel(folder, path0)}, "
+                f"{iop.tolist()} in {_rel(folder, path)}"
             )
         size = (int(ds.Rows), int(ds.Columns))
         if size != size0:
-            raise InputError(folder, f"Rows/Columns differ inside the series: {size0} in {path0.name}, {size} in {path.name}")
+            raise InputError(folder, f"Rows/Columns differ inside the series: {size0} in {_rel(folder, path0)}, {size} in {_rel(folder, path)}")
         ps = np.asarray(ds.PixelSpacing, dtype=float)
         if not np.allclose(ps, ps0, atol=PIXEL_SPACING_TOL_MM):
             raise InputError(
-                folder, f"PixelSpacing differs inside the series: {ps0.tolist()} in {path0.name}, {ps.tolist()} in {path.name}"
+                folder, f"PixelSpacing differs inside the series: {ps0.tolist()} in {_rel(folder, path0)}, {ps.tolist()} in {_rel(folder, path)}"
             )
     row_cos, col_cos = iop0[:3], iop0[3:]
-    if not (np.isclose(np.linalg.norm(row_cos), 1, atol=1e-3) and np.isclose(np.linalg.norm(col_cos), 1, atol=1e-3)
-            and abs(row_cos @ col_cos) < 1e-3):
+    unit = np.allclose(np.linalg.norm([row_cos, col_cos], axis=1), 1.0, atol=ORTHONORMAL_TOL)
+    if not (unit and abs(row_cos @ col_cos) < ORTHONORMAL_TOL):
         raise InputError(path0, f"ImageOrientationPatient {iop0.tolist()} is not two orthonormal vectors")
     row_cos, col_cos = row_cos / np.linalg.norm(row_cos), col_cos / np.linalg.norm(col_cos)
     if np.any(ps0 <= 0):
@@ -312,8 +340,8 @@ def _check_stack(folder: Path, paths: list[Path], positions: np.ndarray, normal:
     if dup.size:
         i = int(dup[0])
         raise InputError(
-            folder, f"duplicate slice position {along[i]:.3f} mm along the normal in {paths[i].name} and "
-            f"{paths[i + 1].name} ({dup.size} duplicate(s)); the folder may hold two series or repeated files"
+            folder, f"duplicate slice position {along[i]:.3f} mm along the normal in {_rel(folder, paths[i])} and "
+            f"{_rel(folder, paths[i + 1])} ({dup.size} duplicate(s)); the folder may hold two series or repeated files"
         )
     median = float(np.median(gaps))
     tol = min(GAP_REL_TOL * median, GAP_ABS_TOL_MM)
@@ -378,6 +406,8 @@ def read_dicom_series(folder: str | os.PathLike, series: str | None = None, moda
             positions, gantry tilt, orientation or size differing inside the
             series, truncated/corrupt or undecodable file, unknown modality.
     """
+    if modality is not None and modality not in SCAN_MODALITY_TO_DICOM:
+        raise ValueError(f"modality must be one of {tuple(SCAN_MODALITY_TO_DICOM)}, got {modality!r}")
     folder = _check_folder(folder)
     info = _select_series(folder, list_series(folder), series)
     slices = _read_slices(info.paths)
@@ -388,8 +418,6 @@ def read_dicom_series(folder: str | os.PathLike, series: str | None = None, moda
         if tag not in DICOM_MODALITY_TO_SCAN:
             raise InputError(folder, f"Modality {tag!r} is neither CT nor MR; give the modality explicitly")
         modality = DICOM_MODALITY_TO_SCAN[tag]
-    elif modality not in SCAN_MODALITY_TO_DICOM:
-        raise ValueError(f"modality must be one of {tuple(SCAN_MODALITY_TO_DICOM)}, got {modality!r}")
 
     row_cos, col_cos, dr, dc = _geometry(folder, slices)
     normal = np.cross(row_cos, col_cos)
@@ -408,7 +436,7 @@ def read_dicom_series(folder: str | os.PathLike, series: str | None = None, moda
     integral = modality == "CT" and all(map(_is_integral, slopes + intercepts))
     rows, cols = int(ds0.Rows), int(ds0.Columns)
     array = np.empty((len(slices), rows, cols), dtype=np.int32 if integral else np.float32)
-    for k, (path, ds) in enumerate(slices):
+    for k, (path, ds) in enumerate(tqdm(slices, desc="decoding DICOM slices", unit="slice", leave=False, disable=None)):
         raw = _pixels(path, ds)
         if raw.shape != (rows, cols):
             raise InputError(path, f"pixel array of shape {raw.shape}, expected {(rows, cols)}")
@@ -434,6 +462,7 @@ def read_dicom_series(folder: str | os.PathLike, series: str | None = None, moda
         "StudyInstanceUID": str(ds0.get("StudyInstanceUID", "") or ""),
         "SeriesInstanceUID": info.uid,
         "SeriesDescription": info.description,
+        "SliceThickness": str(ds0.get("SliceThickness", "") or ""),
     }
     return Scan(array=array, affine=affine, modality=modality, source=source)
 
@@ -543,7 +572,8 @@ def write_dicom_series(
         instance_number_order: ``"ascending"`` (slice k gets k + 1), ``"descending"``
             or ``"shuffled"`` (seeded by ``seed``); files are named after it.
         transfer_syntax: one of ``TRANSFER_SYNTAXES``: ``"explicit_little"``,
-            ``"implicit_little"``, ``"jpeg2000_lossless"``, ``"rle_lossless"``.
+            ``"implicit_little"``, ``"jpeg2000_lossless"`` (rows and columns
+            >= 32), ``"rle_lossless"``.
         seed: seed of the ``"shuffled"`` instance numbers.
 
     Returns:
@@ -556,6 +586,8 @@ def write_dicom_series(
     _prepare_target(folder)
     stored, slope, intercept = _stored_values(scan)
     n_slices, rows, cols = stored.shape
+    if ts_uid == JPEG2000Lossless and min(rows, cols) < JPEG2000_MIN_SIZE:
+        raise ValueError(f"jpeg2000_lossless needs rows and columns >= {JPEG2000_MIN_SIZE}, got {rows}x{cols}")
     numbers = _instance_numbers(n_slices, instance_number_order, seed)
 
     affine_lps = np.asarray(scan.affine, dtype=np.float64).copy()
@@ -593,7 +625,7 @@ def write_dicom_series(
             ds.Modality = SCAN_MODALITY_TO_DICOM[scan.modality]
             ds.Manufacturer = "pancreas_seg"
             ds.SeriesDescription = series_description
-            ds.PatientName = patient_id
+            ds.PatientName = f"{patient_id}^"  # one-component name, explicitly (family name)
             ds.PatientID = patient_id
             ds.PatientBirthDate = ds.PatientSex = ""
             ds.StudyInstanceUID = study_uid

@@ -50,7 +50,7 @@ def _write_non_image(path: Path) -> None:
 
 @pytest.mark.parametrize("transfer_syntax", sorted(TRANSFER_SYNTAXES))
 def test_ct_round_trip_is_exact(tmp_path, helpers, transfer_syntax):
-    scan = helpers.ct_scan()
+    scan = helpers.ct_scan(shape=(3, 32, 40))  # JPEG 2000 encoding needs >= 32 pixels
     write_dicom_series(scan, tmp_path / "ct", patient_id="p1", transfer_syntax=transfer_syntax)
     back = read_dicom_series(tmp_path / "ct")
     assert back.array.dtype == np.int16
@@ -59,6 +59,11 @@ def test_ct_round_trip_is_exact(tmp_path, helpers, transfer_syntax):
     assert back.modality == "CT"
     ds = pydicom.dcmread(next((tmp_path / "ct").iterdir()))
     assert ds.file_meta.TransferSyntaxUID == TRANSFER_SYNTAXES[transfer_syntax]
+
+
+def test_jpeg2000_refuses_tiny_images(tmp_path, helpers):
+    with pytest.raises(ValueError, match="jpeg2000"):
+        write_dicom_series(helpers.ct_scan(), tmp_path / "ct", patient_id="p1", transfer_syntax="jpeg2000_lossless")
 
 
 def test_ct_round_trip_oblique(tmp_path, helpers):
@@ -201,6 +206,19 @@ def test_descending_positions_give_ascending_slice_axis(tmp_path, helpers):
     assert back.affine[2, 2] < 0
 
 
+def test_files_without_preamble_are_read(tmp_path, helpers):
+    """Old files: a bare implicit-VR dataset, no 128-byte preamble, no 'DICM', no file meta."""
+    scan = helpers.ct_scan()
+    files = write_dicom_series(scan, tmp_path / "ct", patient_id="p1", transfer_syntax="implicit_little")
+    for path in files:
+        ds = pydicom.dcmread(path)
+        del ds.file_meta
+        ds.preamble = None
+        ds.save_as(path, implicit_vr=True, little_endian=True)
+        assert path.read_bytes()[:2] == b"\x08\x00"
+    np.testing.assert_array_equal(read_dicom_series(tmp_path / "ct").array, scan.array)
+
+
 # --------------------------------------------------------------------------------
 # Series discovery and selection
 # --------------------------------------------------------------------------------
@@ -213,6 +231,8 @@ def _two_series(tmp_path, helpers) -> Path:
     write_dicom_series(helpers.ct_scan(seed=1), folder / "b", patient_id="p1", series_uid="1.2.840.99.27",
                        series_description="venous")
     (folder / "README").write_text("not dicom")
+    (folder / ".unfinished").mkdir()  # e.g. the temporary folder of an interrupted write
+    write_dicom_series(helpers.ct_scan(), folder / ".unfinished" / "c", patient_id="p1", series_uid="1.2.840.99.3")
     return folder
 
 
