@@ -15,6 +15,10 @@ from typing import Callable, Sequence
 from pancreas_seg.errors import PancreasSegError
 
 EXIT_USER_ERROR = 2
+
+
+class UsageError(PancreasSegError):
+    """A command-line argument that cannot be used."""
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -68,9 +72,50 @@ def _add_store_info(sub: argparse._SubParsersAction) -> Command:
     return _store_info
 
 
+def _train(args: argparse.Namespace) -> int:
+    from pancreas_seg.config import apply_overrides, preset
+    from pancreas_seg.data import builtin
+    from pancreas_seg.data.splits import case_patients_from_manifest, make_folds, save_folds
+    from pancreas_seg.data.store import CaseStore
+    from pancreas_seg.train import train
+
+    try:
+        config = apply_overrides(preset(args.preset), args.set or [])
+        if args.model:
+            config = apply_overrides(config, [f"model.name={args.model}"])
+        if args.loss:
+            config = apply_overrides(config, [f"train.loss={args.loss}"])
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    store = CaseStore(args.data) if args.data else builtin.ensure_store(config.data.modality, config.data.builtin_set)
+    folds = make_folds(case_patients_from_manifest(store.manifest), config.data.folds,
+                       config.data.validation_fraction, config.data.seed)
+    if not 0 <= args.fold < len(folds):
+        raise UsageError(f"--fold must be in 0..{len(folds) - 1}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_folds(folds, args.out / "folds.json")
+    result = train(config, args.out, store, folds[args.fold], progress=not args.quiet)
+    print(f"{result.model_path}: validation DSC {result.final_dice:.3f} (selected {result.selected_dice})")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> Command:
+    parser = sub.add_parser("train", help="train a model on one cross-validation fold")
+    parser.add_argument("--data", type=Path, help="case store (default: the built-in phantom set)")
+    parser.add_argument("--preset", default="paper", help="paper | quick | testing")
+    parser.add_argument("--model", help="pnet_msa | pnet64 | hnn | unet | cnn_rnn (overrides the preset)")
+    parser.add_argument("--loss", help="jac | ce | cbce (overrides the preset)")
+    parser.add_argument("--fold", type=int, default=0, help="cross-validation fold to train (0-based)")
+    parser.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs_full=10")
+    parser.add_argument("-o", "--out", type=Path, default=Path("runs/train"), help="run folder (resumes if present)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return _train
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], Command]] = [
     _add_convert_dicom,
     _add_store_info,
+    _add_train,
 ]
 
 

@@ -19,6 +19,7 @@ class DataConfig:
     """What the networks see (paper Sec. III-A, IV-A)."""
 
     modality: str = "CT"  # "CT" (NIH Pancreas-CT) or "MRI" (the authors' T1 set)
+    builtin_set: str = "standard"  # phantom set used when no --data is given: "standard" | "tiny"
     hu_window: tuple[float, float] = (-160.0, 240.0)  # HU, CT window scaled to [0, 1]; paper silent, abdominal soft-tissue window of Roth et al.
     mri_percentiles: tuple[float, float] = (0.5, 99.5)  # %, MRI per-volume intensity normalisation to [0, 1]
     crop: str = "none"  # "none" | "body" (bounding box of the body outline) | "fov" (centred square of fov_mm)
@@ -101,7 +102,8 @@ def _quick() -> ExperimentConfig:
 def _testing() -> ExperimentConfig:
     """Seconds: 64x64 slices, 3 units, one epoch of each stage."""
     return ExperimentConfig(
-        data=DataConfig(input_size=64, crop="body", augment=False, sequence_length=3, validation_fraction=0.5),
+        data=DataConfig(builtin_set="tiny", input_size=64, crop="body", augment=False, sequence_length=3,
+                        validation_fraction=0.5),
         model=ModelConfig(units=3, channels=8, base_filters=4),
         train=TrainConfig(learning_rate=1e-3, batch_size=2, steps_per_epoch=2, validation_steps=1,
                           epochs_per_unit=1, epochs_full=1, epochs_finetune=1, epochs_rnn=1,

@@ -1,0 +1,377 @@
+"""Training (paper Sec. III-A, IV-A, IV-D): a typed :func:`train` plus its stages.
+
+Stages of one run, each resumable:
+
+1. ``unit_k`` (PNet-MSA with ``stagewise``): grow the network from scratch one unit at a time;
+   unit k+1 is added when the validation loss of U_k (L_k, Eq. 2) stops improving.
+2. ``full``: the whole CNN with the deep-supervision objective of Eq. 4; the epoch with the best
+   validation DSC of Ŷ is selected (its DSC is Acc_t).
+3. ``finetune``: training + validation subsets together until the validation DSC is back at
+   Acc_t (Sec. IV-A).
+4. ``rnn`` and ``end_to_end`` (model ``cnn_rnn``): the BiRNN on slice runs with the CNN frozen,
+   then the CNN-RNN stack end to end (Sec. IV-D).
+
+Every epoch is checkpointed (``keras.callbacks.BackupAndRestore``), so an interrupted run
+resumes within the epoch it was in; finished stages are recorded in ``state.json`` and their
+models kept, so they are not trained again.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import keras
+import numpy as np
+
+from pancreas_seg.config import ExperimentConfig, config_hash, to_dict
+from pancreas_seg.data.dataflow import SequenceFlow, SliceStackFlow, as_generator, batched, prepare_cases
+from pancreas_seg.data.preprocess import PreparedCase
+from pancreas_seg.data.splits import Fold
+from pancreas_seg.data.store import CaseStore, atomic_write_json
+from pancreas_seg.losses import deep_supervision_losses
+from pancreas_seg.models.build import build_cnn_rnn, build_model, cnn_of, transfer_weights
+
+log = logging.getLogger(__name__)
+
+STATE_NAME = "state.json"
+MODEL_NAME = "model.keras"
+LAST_NAME = "last.keras"
+FUSED = "fused"
+SELECTION_METRIC = "val_fused_dice"
+
+
+@keras.saving.register_keras_serializable(package="pancreas_seg")
+class BinaryDice(keras.metrics.Metric):
+    """DSC of the thresholded prediction, pooled over all pixels seen (Sec. IV-A)."""
+
+    def __init__(self, threshold: float = 0.5, name: str = "dice", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.threshold = threshold
+        self.intersection = self.add_variable(shape=(), initializer="zeros", name="intersection")
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth = keras.ops.cast(y_true > 0.5, "float32")
+        pred = keras.ops.cast(y_pred > self.threshold, "float32")
+        self.intersection.assign_add(keras.ops.sum(truth * pred))
+        self.total.assign_add(keras.ops.sum(truth) + keras.ops.sum(pred))
+
+    def result(self):
+        return keras.ops.where(self.total > 0, 2.0 * self.intersection / keras.ops.maximum(self.total, 1.0), 1.0)
+
+    def reset_state(self):
+        self.intersection.assign(0.0)
+        self.total.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+@dataclass
+class TrainResult:
+    """Where the run's outputs are and what model selection found."""
+
+    workdir: Path
+    model_path: Path
+    selected_dice: float | None
+    final_dice: float | None
+
+
+class RunState:
+    """``state.json``: which stages are finished and what they measured."""
+
+    def __init__(self, workdir: Path):
+        self.path = workdir / STATE_NAME
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"stages": {}}
+
+    def done(self, stage: str) -> bool:
+        return stage in self.data["stages"]
+
+    def get(self, stage: str) -> dict:
+        return self.data["stages"][stage]
+
+    def finish(self, stage: str, **values) -> None:
+        self.data["stages"][stage] = values
+        atomic_write_json(self.path, self.data)
+
+
+@contextlib.contextmanager
+def distribution_scope(mode: str) -> Iterator[None]:
+    """Data-parallel training on all local accelerators through the backend's own engine:
+    ``tf.distribute.MirroredStrategy`` under TensorFlow, ``keras.distribution.DataParallel``
+    under JAX. ``"none"`` (or a single device) runs as usual."""
+    if mode == "none":
+        yield
+        return
+    if mode != "data_parallel":
+        raise ValueError(f"unknown distribute mode {mode!r}; choose none or data_parallel")
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.distribute.MirroredStrategy().scope():
+            yield
+    elif backend == "jax":
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        try:
+            yield
+        finally:
+            keras.distribution.set_distribution(previous)
+    else:
+        raise ValueError(f"data_parallel is not supported on the {backend} backend")
+
+
+def _optimizer(config: ExperimentConfig, learning_rate: float) -> keras.optimizers.Optimizer:
+    if config.train.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if config.train.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+    raise ValueError(f"unknown optimizer {config.train.optimizer!r}; choose adam or sgd")
+
+
+def compile_model(model: keras.Model, config: ExperimentConfig, learning_rate: float) -> keras.Model:
+    """Eq. 4: the chosen loss on Ŷ plus on every side output U_k; DSC of Ŷ as the metric."""
+    model.compile(optimizer=_optimizer(config, learning_rate),
+                  loss=deep_supervision_losses(model, config.train.loss),
+                  metrics={FUSED: [BinaryDice(config.train.threshold)]})
+    return model
+
+
+def _targets(model: keras.Model, flow_batches: Iterator) -> Iterator:
+    """Give every output of ``model`` the same mask target."""
+    names = list(model.output_names)
+    for inputs, mask in flow_batches:
+        yield inputs, {name: mask for name in names}
+
+
+def _callbacks(stage_dir: Path, monitor: str, mode: str, patience: int | None) -> list[keras.callbacks.Callback]:
+    seen = _read_history(stage_dir / "history.csv").get(monitor)  # a resumed stage keeps its best so far
+    best = (max(seen) if mode == "max" else min(seen)) if seen else None
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(stage_dir / "backup")),
+        keras.callbacks.CSVLogger(str(stage_dir / "history.csv"), append=True),
+        AtomicCheckpoint(stage_dir / "best.keras", monitor=monitor, mode=mode, best=best),
+        AtomicCheckpoint(stage_dir / LAST_NAME),
+    ]
+    if patience is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+    if keras.backend.backend() == "tensorflow":
+        callbacks.append(keras.callbacks.TensorBoard(str(stage_dir / "tensorboard"), write_graph=False))
+    return callbacks
+
+
+@dataclass
+class _Data:
+    """Prepared cases of the fold: training, validation."""
+
+    train: list[PreparedCase]
+    validation: list[PreparedCase]
+
+
+class Trainer:
+    """Runs the stages of :func:`train` for one fold in one work folder."""
+
+    def __init__(self, config: ExperimentConfig, workdir: Path, data: _Data, progress: bool):
+        self.config = config
+        self.workdir = workdir
+        self.data = data
+        self.progress = progress
+        self.state = RunState(workdir)
+
+    def _fit(self, stage: str, model: keras.Model, flow_cls, train_cases: Sequence[PreparedCase],
+             epochs: int, batch_size: int, monitor: str, mode: str, patience: int | None,
+             stop_at: float | None = None) -> keras.Model:
+        """Fit ``model`` on ``train_cases`` for one stage; returns the stage's best model."""
+        stage_dir = self.workdir / stage
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        train_cfg = self.config.train
+        train_flow = batched(flow_cls(train_cases, self.config.data, shuffle=True), batch_size,
+                             workers=train_cfg.workers)
+        val_flow = flow_cls(self.data.validation, self.config.data, shuffle=False, augment=False)
+        val_steps = max(1, -(-len(val_flow) // batch_size))
+        val_batches = batched(val_flow, batch_size, repeat=True, remainder=True)
+        callbacks = _callbacks(stage_dir, monitor, mode, patience)
+        if stop_at is not None:
+            callbacks.append(_StopWhenReached(monitor, stop_at))
+        model.fit(_targets(model, as_generator(train_flow)), steps_per_epoch=train_cfg.steps_per_epoch,
+                  epochs=epochs, validation_data=_targets(model, as_generator(val_batches)),
+                  validation_steps=val_steps, callbacks=callbacks, verbose=1 if self.progress else 0)
+        best = stage_dir / "best.keras"
+        chosen = keras.saving.load_model(best if best.is_file() else stage_dir / LAST_NAME, safe_mode=True,
+                                         compile=False)
+        history = _read_history(stage_dir / "history.csv")
+        score = max(history.get(monitor, [np.nan])) if mode == "max" else min(history.get(monitor, [np.nan]))
+        self.state.finish(stage, model=str(best if best.is_file() else stage_dir / LAST_NAME),
+                          epochs=len(history.get("epoch", [])), best=float(score))
+        shutil.rmtree(stage_dir / "backup", ignore_errors=True)
+        return chosen
+
+    def _stage_model(self, stage: str) -> keras.Model:
+        return keras.saving.load_model(self.state.get(stage)["model"], safe_mode=True, compile=False)
+
+    def train_cnn(self) -> keras.Model:
+        """Stages 1–3 for a 2D CNN; returns the fine-tuned CNN."""
+        model_cfg = self.config.model
+        cnn_cfg = replace(model_cfg, name="pnet_msa") if model_cfg.name == "cnn_rnn" else model_cfg
+        train_cfg = self.config.train
+        model = None
+        if cnn_cfg.name == "pnet_msa" and train_cfg.stagewise:
+            for k in range(1, cnn_cfg.units):
+                stage = f"unit_{k}"
+                if self.state.done(stage):
+                    model = self._stage_model(stage)
+                    continue
+                grown = build_model(replace(cnn_cfg, units=k), self.config.data.input_size)
+                if model is not None:
+                    transfer_weights(model, grown)
+                compile_model(grown, self.config, train_cfg.learning_rate)
+                model = self._fit(stage, grown, SliceStackFlow, self.data.train, train_cfg.epochs_per_unit,
+                                  train_cfg.batch_size, f"val_side_{k}_loss", "min", train_cfg.patience)
+        if self.state.done("full"):
+            model = self._stage_model("full")
+        else:
+            full = build_model(cnn_cfg, self.config.data.input_size)
+            if model is not None:
+                transfer_weights(model, full)
+            compile_model(full, self.config, train_cfg.learning_rate)
+            model = self._fit("full", full, SliceStackFlow, self.data.train, train_cfg.epochs_full,
+                              train_cfg.batch_size, SELECTION_METRIC, "max", train_cfg.patience)
+        if train_cfg.epochs_finetune > 0:
+            if self.state.done("finetune"):
+                model = self._stage_model("finetune")
+            else:
+                target = self.state.get("full")["best"]
+                compile_model(model, self.config, train_cfg.learning_rate)
+                model = self._fit("finetune", model, SliceStackFlow, self.data.train + self.data.validation,
+                                  train_cfg.epochs_finetune, train_cfg.batch_size, SELECTION_METRIC, "max",
+                                  None, stop_at=target)
+        return model
+
+    def train_rnn(self, cnn: keras.Model) -> keras.Model:
+        """Stage 4: BiRNN with the CNN frozen, then the CNN-RNN stack end to end (Sec. IV-D)."""
+        train_cfg = self.config.train
+        if self.state.done("rnn"):
+            model = self._stage_model("rnn")
+        else:
+            model = build_cnn_rnn(self.config.model, cnn, self.config.data.input_size)
+            cnn_of(model).trainable = False
+            compile_model(model, self.config, train_cfg.learning_rate)
+            model = self._fit("rnn", model, SequenceFlow, self.data.train, train_cfg.epochs_rnn,
+                              train_cfg.sequence_batch_size, SELECTION_METRIC, "max", train_cfg.patience)
+        if train_cfg.epochs_end_to_end <= 0:
+            return model
+        if self.state.done("end_to_end"):
+            return self._stage_model("end_to_end")
+        cnn_of(model).trainable = True
+        compile_model(model, self.config, train_cfg.finetune_learning_rate)
+        return self._fit("end_to_end", model, SequenceFlow, self.data.train + self.data.validation,
+                         train_cfg.epochs_end_to_end, train_cfg.sequence_batch_size, SELECTION_METRIC, "max",
+                         train_cfg.patience)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save the model at each epoch end (or only when ``monitor`` improves), atomically, so a
+    run killed mid-save never leaves a damaged ``.keras`` file."""
+
+    def __init__(self, path: Path, monitor: str | None = None, mode: str = "max", best: float | None = None):
+        super().__init__()
+        self.path, self.monitor, self.mode = Path(path), monitor, mode
+        self.best = best if best is not None else (-np.inf if mode == "max" else np.inf)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor is not None:
+            value = (logs or {}).get(self.monitor)
+            if value is None or not (value > self.best if self.mode == "max" else value < self.best):
+                return
+            self.best = value
+        atomic_save(self.model, self.path)
+
+
+class _StopWhenReached(keras.callbacks.Callback):
+    """Stop once ``monitor`` reaches ``target`` (fine-tuning until Acc_t is met again, Sec. IV-A)."""
+
+    def __init__(self, monitor: str, target: float):
+        super().__init__()
+        self.monitor, self.target = monitor, target
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and logs.get(self.monitor, -np.inf) >= self.target:
+            self.model.stop_training = True
+
+
+def _read_history(path: Path) -> dict[str, list[float]]:
+    if not path.is_file():
+        return {}
+    lines = [line.split(",") for line in path.read_text().splitlines() if line.strip()]
+    header, rows = lines[0], lines[1:]
+    return {name: [float(row[i]) for row in rows if row[i] != ""] for i, name in enumerate(header)}
+
+
+def write_run_config(config: ExperimentConfig, workdir: Path) -> None:
+    """Write ``config.json``; a resumed run must have been started with the same config."""
+    path = workdir / "config.json"
+    payload = {"config": to_dict(config), "config_hash": config_hash(config), "backend": keras.backend.backend()}
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous.get("config_hash") != payload["config_hash"]:
+            raise ValueError(f"{workdir} holds a run with another config; use a new work folder")
+        return
+    atomic_write_json(path, payload)
+
+
+def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore, fold: Fold,
+          progress: bool = True) -> TrainResult:
+    """Train ``config.model`` on one cross-validation fold; resumable in ``workdir``.
+
+    Writes ``config.json``, per-stage folders (``history.csv``, ``best.keras``, ``last.keras``,
+    TensorBoard logs), ``model.keras`` (the selected final model), ``last.keras`` and
+    ``validation.json`` (loss and DSC of the final model on the validation subset).
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if store.modality != config.data.modality:
+        raise ValueError(f"store {store.root} holds {store.modality}, config is for {config.data.modality}")
+    write_run_config(config, workdir)
+    keras.utils.set_random_seed(config.train.seed)
+    if config.train.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    cases = prepare_cases(store, sorted(set(fold.train) | set(fold.validation)), config.data, progress=progress)
+    by_id = {c.case_id: c for c in cases}
+    data = _Data([by_id[c] for c in fold.train], [by_id[c] for c in fold.validation])
+    with distribution_scope(config.train.distribute):
+        trainer = Trainer(config, workdir, data, progress)
+        model = trainer.train_cnn()
+        if config.model.name == "cnn_rnn":
+            model = trainer.train_rnn(model)
+    return _finish(config, workdir, trainer, model)
+
+
+def _finish(config: ExperimentConfig, workdir: Path, trainer: Trainer, model: keras.Model) -> TrainResult:
+    model_path = workdir / MODEL_NAME
+    atomic_save(model, model_path)
+    last_stage = list(trainer.state.data["stages"])[-1]
+    shutil.copyfile(workdir / last_stage / LAST_NAME, workdir / LAST_NAME)
+    flow_cls = SequenceFlow if config.model.name == "cnn_rnn" else SliceStackFlow
+    batch = config.train.sequence_batch_size if flow_cls is SequenceFlow else config.train.batch_size
+    val_flow = flow_cls(trainer.data.validation, config.data, shuffle=False, augment=False)
+    compile_model(model, config, config.train.learning_rate)
+    scores = model.evaluate(_targets(model, as_generator(batched(val_flow, batch, repeat=True, remainder=True))),
+                            steps=max(1, -(-len(val_flow) // batch)), return_dict=True, verbose=0)
+    atomic_write_json(workdir / "validation.json", {k: float(v) for k, v in scores.items()})
+    selected = trainer.state.data["stages"].get("full", {}).get("best")
+    return TrainResult(workdir, model_path, selected, float(scores.get("fused_dice", np.nan)))
+
+
+def atomic_save(model: keras.Model, path: Path) -> Path:
+    """Save a ``.keras`` file under a temporary name, then rename it into place."""
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
