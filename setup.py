@@ -11,6 +11,7 @@ setup(
         "tensorflow-cpu>=2.16; platform_machine=='x86_64'",
         "tensorflow>=2.16; platform_machine!='x86_64'",
         "keras>=3.3",
+        "tensorboard>=2.16",
         "tensorpack>=0.11",
         "numpy>=1.24",
         "scipy>=1.10",

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from pancreas_seg.errors import PancreasSegError
 
 EXIT_USER_ERROR = 2
+EXIT_SOME_FAILED = 1  # batch prediction: some scans failed, the others were written
 
 
 class UsageError(PancreasSegError):
@@ -112,10 +113,103 @@ def _add_train(sub: argparse._SubParsersAction) -> Command:
     return _train
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pancreas_seg import inference
+
+    items, batch = inference.find_inputs(args.input, exclude=args.output)
+    outputs = inference.OutputOptions(save_probability=args.save_probability, qc=args.qc, dicom_seg=args.dicom_seg)
+    options = inference.PredictOptions(batch_size=args.batch_size, threshold=args.threshold, tta=args.tta,
+                                       largest_component=args.largest_component, modality=args.modality,
+                                       series=args.series)
+    if batch:
+        if args.output.name.lower().endswith((".nii", ".nii.gz")):
+            raise UsageError(f"{args.input} is a batch folder ({len(items)} scans); -o must be an output folder")
+        if args.series:
+            raise UsageError("--series selects a series in a single DICOM folder, not in a batch")
+    else:
+        paths = inference.OutputPaths.beside(args.output)
+        if args.dicom_seg and items[0].kind != "dicom":
+            raise UsageError(f"--dicom-seg needs a DICOM input series; {args.input} is NIfTI")
+    models = inference.load_models(args.model)
+    if not batch:
+        report = inference.predict_case(items[0], paths, models, options, outputs)
+        print(f"{paths.mask}: pancreas {report['pancreas_volume_ml']:.1f} mL, slices {report['slice_range']}, "
+              f"{report['timings_s']['total']:.1f} s")
+        return 0
+    outcomes = inference.predict_batch(items, args.output, models, options, outputs, progress=not args.quiet)
+    failed = [outcome for outcome in outcomes if outcome.error is not None]
+    for outcome in failed:
+        print(f"error: {outcome.item.case_id}: {outcome.error}", file=sys.stderr)
+    print(f"{args.output}: {len(outcomes) - len(failed)} of {len(outcomes)} scans predicted"
+          + (f", {len(failed)} failed" if failed else ""))
+    return EXIT_SOME_FAILED if failed else 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> Command:
+    parser = sub.add_parser("predict", help="predict pancreas masks of DICOM series or NIfTI scans")
+    parser.add_argument("input", type=Path, help="DICOM series folder, NIfTI file, or a folder of several (batch)")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="mask .nii.gz for one scan (other outputs beside it); output folder for a batch")
+    parser.add_argument("--model", type=Path, action="append", required=True,
+                        help="run folder or .keras file (config.json beside it); repeat to average models")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, help="3-slice stacks per CNN call")
+    parser.add_argument("--threshold", type=_probability, help="mask threshold (default: the run's train.threshold)")
+    parser.add_argument("--tta", action="store_true", help="average with the left-right flipped prediction")
+    parser.add_argument("--largest-component", action="store_true", help="keep the largest connected component")
+    parser.add_argument("--save-probability", action="store_true", help="also write the probability map (_prob)")
+    parser.add_argument("--qc", action="store_true", help="also write a QC picture (_qc.png)")
+    parser.add_argument("--dicom-seg", action="store_true", help="also write a DICOM SEG (_seg.dcm; DICOM input)")
+    parser.add_argument("--modality", choices=["CT", "MRI"],
+                        help="scan modality (NIfTI has none: default the model's; overrides the DICOM tag)")
+    parser.add_argument("--series", help="SeriesInstanceUID when a single DICOM folder holds several series")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return _predict
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pancreas_seg.evaluate import evaluate, format_table, write_results
+
+    result = evaluate(args.pred, args.gt, labels=args.label, pred_labels=args.pred_label, progress=not args.quiet)
+    print(format_table(result))
+    if args.output is not None:
+        csv_path, json_path = write_results(result, args.output)
+        print(f"wrote {csv_path} and {json_path}")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> Command:
+    parser = sub.add_parser("evaluate", help="DSC, JI, surface distances of predicted masks against ground truth")
+    parser.add_argument("--pred", type=Path, required=True, help="prediction NIfTI file or folder")
+    parser.add_argument("--gt", type=Path, required=True, help="ground truth NIfTI file or folder (cases matched by id)")
+    parser.add_argument("--label", type=_positive_int, nargs="+", default=[1],
+                        help="ground truth values counted as pancreas (default 1; MSD: 1 2)")
+    parser.add_argument("--pred-label", type=_positive_int, nargs="+",
+                        help="prediction values counted as pancreas (default: any nonzero)")
+    parser.add_argument("-o", "--output", type=Path, help="folder for per_case.csv and summary.json")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return _evaluate
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], Command]] = [
     _add_convert_dicom,
     _add_store_info,
     _add_train,
+    _add_predict,
+    _add_evaluate,
 ]
 
 

@@ -18,6 +18,7 @@ models kept, so they are not trained again.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import os
@@ -35,7 +36,8 @@ from pancreas_seg.data.preprocess import PreparedCase
 from pancreas_seg.data.splits import Fold
 from pancreas_seg.data.store import CaseStore, atomic_write_json
 from pancreas_seg.losses import deep_supervision_losses
-from pancreas_seg.models.build import build_cnn_rnn, build_model, cnn_of, transfer_weights
+from pancreas_seg.models.birnn import build_cnn_rnn, cnn_of
+from pancreas_seg.models.build import build_model, transfer_weights
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,6 @@ STATE_NAME = "state.json"
 MODEL_NAME = "model.keras"
 LAST_NAME = "last.keras"
 FUSED = "fused"
-SELECTION_METRIC = "val_fused_dice"
 
 
 @keras.saving.register_keras_serializable(package="pancreas_seg")
@@ -84,11 +85,13 @@ class TrainResult:
 
 
 class RunState:
-    """``state.json``: which stages are finished and what they measured."""
+    """``state.json``: the finished stages in order, with their model file (relative to the run
+    folder) and best monitored value."""
 
     def __init__(self, workdir: Path):
+        self.workdir = workdir
         self.path = workdir / STATE_NAME
-        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"stages": {}}
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"order": [], "stages": {}}
 
     def done(self, stage: str) -> bool:
         return stage in self.data["stages"]
@@ -96,8 +99,16 @@ class RunState:
     def get(self, stage: str) -> dict:
         return self.data["stages"][stage]
 
+    def model_path(self, stage: str) -> Path:
+        return self.workdir / self.get(stage)["model"]
+
+    @property
+    def last_stage(self) -> str:
+        return self.data["order"][-1]
+
     def finish(self, stage: str, **values) -> None:
         self.data["stages"][stage] = values
+        self.data["order"] = [s for s in self.data["order"] if s != stage] + [stage]
         atomic_write_json(self.path, self.data)
 
 
@@ -138,17 +149,26 @@ def _optimizer(config: ExperimentConfig, learning_rate: float) -> keras.optimize
 
 def compile_model(model: keras.Model, config: ExperimentConfig, learning_rate: float) -> keras.Model:
     """Eq. 4: the chosen loss on Ŷ plus on every side output U_k; DSC of Ŷ as the metric."""
+    losses = deep_supervision_losses(model, config.train.loss)
+    dice = [BinaryDice(config.train.threshold)]
+    single = len(model.outputs) == 1
     model.compile(optimizer=_optimizer(config, learning_rate),
-                  loss=deep_supervision_losses(model, config.train.loss),
-                  metrics={FUSED: [BinaryDice(config.train.threshold)]})
+                  loss=next(iter(losses.values())) if single else losses,
+                  metrics=dice if single else {FUSED: dice})
     return model
+
+
+def dice_log_name(model: keras.Model, validation: bool = True) -> str:
+    """Name Keras logs the DSC of Ŷ under: prefixed by the output name only when there are several."""
+    name = f"{FUSED}_dice" if len(model.outputs) > 1 else "dice"
+    return f"val_{name}" if validation else name
 
 
 def _targets(model: keras.Model, flow_batches: Iterator) -> Iterator:
     """Give every output of ``model`` the same mask target."""
     names = list(model.output_names)
     for inputs, mask in flow_batches:
-        yield inputs, {name: mask for name in names}
+        yield inputs, (mask if len(names) == 1 else {name: mask for name in names})
 
 
 def _callbacks(stage_dir: Path, monitor: str, mode: str, patience: int | None) -> list[keras.callbacks.Callback]:
@@ -186,9 +206,11 @@ class Trainer:
         self.state = RunState(workdir)
 
     def _fit(self, stage: str, model: keras.Model, flow_cls, train_cases: Sequence[PreparedCase],
-             epochs: int, batch_size: int, monitor: str, mode: str, patience: int | None,
-             stop_at: float | None = None) -> keras.Model:
-        """Fit ``model`` on ``train_cases`` for one stage; returns the stage's best model."""
+             epochs: int, batch_size: int, patience: int | None, monitor: str | None = None,
+             mode: str = "max", stop_at: float | None = None) -> keras.Model:
+        """Fit ``model`` on ``train_cases`` for one stage; returns the stage's best model by
+        ``monitor`` (default: validation DSC of Ŷ)."""
+        monitor = monitor or dice_log_name(model)
         stage_dir = self.workdir / stage
         stage_dir.mkdir(parents=True, exist_ok=True)
         train_cfg = self.config.train
@@ -204,17 +226,17 @@ class Trainer:
                   epochs=epochs, validation_data=_targets(model, as_generator(val_batches)),
                   validation_steps=val_steps, callbacks=callbacks, verbose=1 if self.progress else 0)
         best = stage_dir / "best.keras"
-        chosen = keras.saving.load_model(best if best.is_file() else stage_dir / LAST_NAME, safe_mode=True,
-                                         compile=False)
+        chosen_path = best if best.is_file() else stage_dir / LAST_NAME
+        chosen = keras.saving.load_model(chosen_path, safe_mode=True, compile=False)
         history = _read_history(stage_dir / "history.csv")
         score = max(history.get(monitor, [np.nan])) if mode == "max" else min(history.get(monitor, [np.nan]))
-        self.state.finish(stage, model=str(best if best.is_file() else stage_dir / LAST_NAME),
+        self.state.finish(stage, model=str(chosen_path.relative_to(self.workdir)),
                           epochs=len(history.get("epoch", [])), best=float(score))
         shutil.rmtree(stage_dir / "backup", ignore_errors=True)
         return chosen
 
     def _stage_model(self, stage: str) -> keras.Model:
-        return keras.saving.load_model(self.state.get(stage)["model"], safe_mode=True, compile=False)
+        return keras.saving.load_model(self.state.model_path(stage), safe_mode=True, compile=False)
 
     def train_cnn(self) -> keras.Model:
         """Stages 1–3 for a 2D CNN; returns the fine-tuned CNN."""
@@ -233,7 +255,7 @@ class Trainer:
                     transfer_weights(model, grown)
                 compile_model(grown, self.config, train_cfg.learning_rate)
                 model = self._fit(stage, grown, SliceStackFlow, self.data.train, train_cfg.epochs_per_unit,
-                                  train_cfg.batch_size, f"val_side_{k}_loss", "min", train_cfg.patience)
+                                  train_cfg.batch_size, train_cfg.patience, f"val_side_{k}_loss", "min")
         if self.state.done("full"):
             model = self._stage_model("full")
         else:
@@ -242,7 +264,7 @@ class Trainer:
                 transfer_weights(model, full)
             compile_model(full, self.config, train_cfg.learning_rate)
             model = self._fit("full", full, SliceStackFlow, self.data.train, train_cfg.epochs_full,
-                              train_cfg.batch_size, SELECTION_METRIC, "max", train_cfg.patience)
+                              train_cfg.batch_size, train_cfg.patience)
         if train_cfg.epochs_finetune > 0:
             if self.state.done("finetune"):
                 model = self._stage_model("finetune")
@@ -250,8 +272,7 @@ class Trainer:
                 target = self.state.get("full")["best"]
                 compile_model(model, self.config, train_cfg.learning_rate)
                 model = self._fit("finetune", model, SliceStackFlow, self.data.train + self.data.validation,
-                                  train_cfg.epochs_finetune, train_cfg.batch_size, SELECTION_METRIC, "max",
-                                  None, stop_at=target)
+                                  train_cfg.epochs_finetune, train_cfg.batch_size, None, stop_at=target)
         return model
 
     def train_rnn(self, cnn: keras.Model) -> keras.Model:
@@ -264,7 +285,7 @@ class Trainer:
             cnn_of(model).trainable = False
             compile_model(model, self.config, train_cfg.learning_rate)
             model = self._fit("rnn", model, SequenceFlow, self.data.train, train_cfg.epochs_rnn,
-                              train_cfg.sequence_batch_size, SELECTION_METRIC, "max", train_cfg.patience)
+                              train_cfg.sequence_batch_size, train_cfg.patience)
         if train_cfg.epochs_end_to_end <= 0:
             return model
         if self.state.done("end_to_end"):
@@ -272,8 +293,7 @@ class Trainer:
         cnn_of(model).trainable = True
         compile_model(model, self.config, train_cfg.finetune_learning_rate)
         return self._fit("end_to_end", model, SequenceFlow, self.data.train + self.data.validation,
-                         train_cfg.epochs_end_to_end, train_cfg.sequence_batch_size, SELECTION_METRIC, "max",
-                         train_cfg.patience)
+                         train_cfg.epochs_end_to_end, train_cfg.sequence_batch_size, train_cfg.patience)
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -307,11 +327,13 @@ class _StopWhenReached(keras.callbacks.Callback):
 
 
 def _read_history(path: Path) -> dict[str, list[float]]:
+    """Columns of a Keras CSVLogger file (empty when absent or empty)."""
     if not path.is_file():
         return {}
-    lines = [line.split(",") for line in path.read_text().splitlines() if line.strip()]
-    header, rows = lines[0], lines[1:]
-    return {name: [float(row[i]) for row in rows if row[i] != ""] for i, name in enumerate(header)}
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = rows[0].keys() if rows else []
+    return {name: [float(row[name]) for row in rows if row.get(name) not in ("", None)] for name in columns}
 
 
 def write_run_config(config: ExperimentConfig, workdir: Path) -> None:
@@ -356,8 +378,7 @@ def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore
 def _finish(config: ExperimentConfig, workdir: Path, trainer: Trainer, model: keras.Model) -> TrainResult:
     model_path = workdir / MODEL_NAME
     atomic_save(model, model_path)
-    last_stage = list(trainer.state.data["stages"])[-1]
-    shutil.copyfile(workdir / last_stage / LAST_NAME, workdir / LAST_NAME)
+    shutil.copyfile(workdir / trainer.state.last_stage / LAST_NAME, workdir / LAST_NAME)
     flow_cls = SequenceFlow if config.model.name == "cnn_rnn" else SliceStackFlow
     batch = config.train.sequence_batch_size if flow_cls is SequenceFlow else config.train.batch_size
     val_flow = flow_cls(trainer.data.validation, config.data, shuffle=False, augment=False)
@@ -366,7 +387,7 @@ def _finish(config: ExperimentConfig, workdir: Path, trainer: Trainer, model: ke
                             steps=max(1, -(-len(val_flow) // batch)), return_dict=True, verbose=0)
     atomic_write_json(workdir / "validation.json", {k: float(v) for k, v in scores.items()})
     selected = trainer.state.data["stages"].get("full", {}).get("best")
-    return TrainResult(workdir, model_path, selected, float(scores.get("fused_dice", np.nan)))
+    return TrainResult(workdir, model_path, selected, float(scores.get(dice_log_name(model, False), np.nan)))
 
 
 def atomic_save(model: keras.Model, path: Path) -> Path:

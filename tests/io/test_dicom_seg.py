@@ -1,0 +1,120 @@
+"""DICOM SEG writing and reading: round trip on synthetic series whose file order differs from the slice
+order, and compatibility with a SEG made by dcmqi (``../shared/data/real/dcmqi_ct_3slice``)."""
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from pancreas_seg.errors import InputError
+from pancreas_seg.io.dicom import read_dicom_series, write_dicom_series
+from pancreas_seg.io.dicom_seg import SEG_SOP_CLASS, read_dicom_seg, source_slices, write_dicom_seg
+
+DCMQI = "dcmqi_ct_3slice"
+
+
+def _slice_coded_mask(shape) -> np.ndarray:
+    """Slice k holds k + 1 foreground pixels in row 0 (k = 0 empty): the slice order is visible."""
+    mask = np.zeros(shape, np.uint8)
+    for k in range(shape[0]):
+        mask[k, 0, :k] = 1
+    mask[:, 3:5, 2:6] = 1
+    return mask
+
+
+@pytest.mark.parametrize("order", ["shuffled", "descending"])
+def test_round_trip_follows_slice_positions_not_file_order(tmp_path, helpers, order):
+    scan = helpers.ct_scan(shape=(5, 8, 10), affine=helpers.rotation_affine())
+    folder = tmp_path / "series"
+    write_dicom_series(scan, folder, patient_id="P", instance_number_order=order, seed=3)
+    read = read_dicom_series(folder)
+    mask = _slice_coded_mask(read.shape)
+    path = write_dicom_seg(mask, folder, tmp_path / "out" / "seg.dcm", affine=read.affine)
+    np.testing.assert_array_equal(read_dicom_seg(path, folder), mask)
+
+    seg = pydicom.dcmread(path)
+    assert seg.SOPClassUID == SEG_SOP_CLASS and seg.SegmentationType == "BINARY"
+    segment = seg.SegmentSequence[0]
+    assert segment.SegmentLabel == "Pancreas"
+    assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == "15776009"
+    assert segment.SegmentAlgorithmName == "pancreas_seg"
+    # every frame references the source instance that lies at the frame's position
+    by_uid = {ds.SOPInstanceUID: ds for ds in source_slices(folder)}
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        np.testing.assert_allclose(np.asarray(frame.PlanePositionSequence[0].ImagePositionPatient, float),
+                                   np.asarray(by_uid[uid].ImagePositionPatient, float), atol=1e-3)
+
+
+def test_writer_refuses_a_mask_of_another_grid(tmp_path, helpers):
+    scan = helpers.ct_scan(shape=(3, 8, 10))
+    write_dicom_series(scan, tmp_path / "s", patient_id="P")
+    with pytest.raises(InputError, match="does not match the source series"):
+        write_dicom_seg(np.zeros((4, 8, 10), np.uint8), tmp_path / "s", tmp_path / "seg.dcm")
+    shifted = scan.affine.copy()
+    shifted[2, 3] += 5.0
+    with pytest.raises(InputError, match="does not lie on source slice"):
+        write_dicom_seg(np.zeros((3, 8, 10), np.uint8), tmp_path / "s", tmp_path / "seg.dcm", affine=shifted)
+    assert not (tmp_path / "seg.dcm").exists()
+
+
+def test_reader_refuses_a_non_seg_file(tmp_path, helpers):
+    files = write_dicom_series(helpers.ct_scan(shape=(2, 4, 4)), tmp_path / "s", patient_id="P")
+    with pytest.raises(InputError, match="not a DICOM Segmentation"):
+        read_dicom_seg(files[0], tmp_path / "s")
+
+
+# --- dcmqi ------------------------------------------------------------------------
+
+def _read_nrrd(path: Path) -> tuple[np.ndarray, dict[str, str]]:
+    """Minimal NRRD reader: gzip or raw encoding, little endian short/uchar, 3D; array ``[k, j, i]``."""
+    raw = path.read_bytes()
+    head, _, data = raw.partition(b"\n\n")
+    fields = dict(re.match(r"([^:]+):\s*(.*)", line).groups()
+                  for line in head.decode().splitlines()[1:] if not line.startswith("#") and ":" in line)
+    dtype = {"short": "<i2", "uchar": "u1", "unsigned char": "u1", "int16": "<i2"}[fields["type"]]
+    if fields["encoding"] == "gzip":
+        data = gzip.decompress(data)
+    sizes = [int(n) for n in fields["sizes"].split()]
+    return np.frombuffer(data, dtype).reshape(sizes[::-1]), fields
+
+
+@pytest.fixture
+def dcmqi(real_data) -> Path:
+    folder = real_data / DCMQI
+    if not folder.is_dir():
+        pytest.skip(f"{folder} absent")
+    return folder
+
+
+def test_dcmqi_seg_reads_onto_the_source_grid_like_the_nrrd(dcmqi):
+    mask = read_dicom_seg(dcmqi / "liver_seg.dcm", dcmqi / "slices")
+    nrrd, fields = _read_nrrd(dcmqi / "liver_seg.nrrd")
+    scan = read_dicom_series(dcmqi / "slices")
+    # the NRRD (LPS) has i along +x, j along +y, k along +z: its k = 0 is our slice 0 when origins agree
+    origin_lps = np.array([float(v) for v in re.findall(r"[-\d.eE+]+", fields["space origin"])])
+    first_slice_lps = np.diag([-1.0, -1.0, 1.0]) @ scan.affine[:3, 3]
+    np.testing.assert_allclose(origin_lps, first_slice_lps, atol=1e-3)
+    assert fields["space"] == "left-posterior-superior" and scan.affine[2, 2] > 0
+    assert mask.shape == scan.shape == nrrd.shape
+    assert mask.sum() > 0
+    np.testing.assert_array_equal(mask, (nrrd != 0).astype(np.uint8))
+
+
+def test_our_seg_round_trips_on_the_dcmqi_series(dcmqi, tmp_path):
+    slices = dcmqi / "slices"
+    mask = read_dicom_seg(dcmqi / "liver_seg.dcm", slices)
+    scan = read_dicom_series(slices)
+    path = write_dicom_seg(mask, slices, tmp_path / "seg.dcm", affine=scan.affine)
+    np.testing.assert_array_equal(read_dicom_seg(path, slices), mask)
+    seg = pydicom.dcmread(path)
+    referenced = {item.ReferencedSOPInstanceUID
+                  for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    sources = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in sorted(slices.iterdir())}
+    assert referenced == sources and len(sources) == 3
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == pydicom.dcmread(
+        next(slices.iterdir()), stop_before_pixels=True).SeriesInstanceUID

@@ -1,0 +1,245 @@
+"""Inference library: mask placement on the scan grid, TTA, model averaging, largest component,
+bounded CNN batches, input discovery, model loading checks, the BiRNN stage (all tiny, no training)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from pancreas_seg import inference
+from pancreas_seg.config import DataConfig, ExperimentConfig, ModelConfig, preset, to_dict
+from pancreas_seg.data.preprocess import InplaneTransform, plan_inplane
+from pancreas_seg.errors import InputError
+from pancreas_seg.io.dicom import write_dicom_series
+from pancreas_seg.io.nifti import write_nifti
+from pancreas_seg.io.scan import Scan
+
+# Anisotropic, oblique grid: voxel (x, y, z) = (0.9, 0.7, 2.5) mm, rotated, off-origin.
+ANGLE = np.radians(20.0)
+OBLIQUE_AFFINE = np.array([
+    [-0.9 * np.cos(ANGLE), 0.7 * np.sin(ANGLE), 0.0, 12.0],
+    [-0.9 * np.sin(ANGLE), -0.7 * np.cos(ANGLE), 0.0, -7.0],
+    [0.0, 0.0, 2.5, 30.0],
+    [0.0, 0.0, 0.0, 1.0],
+])
+BLOCK = (slice(2, 4), slice(10, 20), slice(5, 15))  # expected mask voxels [Z, Y, X], asymmetric in X
+SHAPE = (6, 32, 48)  # [Z, Y, X]: not square, so the in-plane box is padded
+AIR_HU, BRIGHT_HU = -1000, 400
+
+
+def middle_slice_model(size: int) -> keras.Model:
+    """A "CNN" whose fused output is the centre slice of the stack (1x1 conv with weights 0, 1, 0)."""
+    inputs = keras.Input((size, size, 3))
+    conv = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer=keras.initializers.Constant(0.0))
+    fused = conv(inputs)
+    conv.set_weights([np.array([0.0, 1.0, 0.0], np.float32).reshape(1, 1, 3, 1)])
+    return keras.Model(inputs, {"fused": fused})
+
+
+def loaded(cnn: keras.Model, config: ExperimentConfig, birnn: keras.Model | None = None, name: str = "m") -> inference.LoadedModel:
+    return inference.LoadedModel(Path(name), config, "hash", cnn, birnn)
+
+
+def identity_config(size: int, modality: str = "CT") -> ExperimentConfig:
+    return ExperimentConfig(data=DataConfig(modality=modality, crop="none", input_size=size))
+
+
+def bright_block_scan() -> Scan:
+    array = np.full(SHAPE, AIR_HU, np.int16)
+    array[BLOCK] = BRIGHT_HU
+    return Scan(array, OBLIQUE_AFFINE, "CT", {"path": "synthetic"})
+
+
+def test_known_probability_map_lands_on_expected_voxels():
+    # crop "none" on 32 x 48: square box rows -8..40, cols 0..48, resized to 96 (2x): scan voxel (y, x)
+    # covers network pixels [2(y+8), 2(y+8)+2) x [2x, 2x+2). Downsampling 2x with linear interpolation
+    # samples between those two pixels, so a block of whole voxels comes back exactly.
+    transform = plan_inplane(np.zeros(SHAPE), (2.5, 0.7, 0.9), "CT", DataConfig(crop="none", input_size=96))
+    assert transform.box == (-8, 40, 0, 48)
+    network = np.zeros((SHAPE[0], 96, 96), np.float32)
+    network[2:4, 2 * (10 + 8):2 * (20 + 8), 2 * 5:2 * 15] = 0.9
+    probability, mask = inference.postprocess(network, transform, threshold=0.5)
+    expected = np.zeros(SHAPE, np.uint8)
+    expected[BLOCK] = 1
+    assert probability.shape == SHAPE and probability.dtype == np.float32
+    np.testing.assert_array_equal(mask, expected)
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_predict_scan_puts_mask_on_the_bright_block(tta):
+    # middle-slice model: probability = normalised HU (400 HU -> 1, air -> 0); with TTA a wrong flip-back
+    # would mirror the (X-asymmetric) block and average it to 0.5, which fails the > 0.5 threshold.
+    scan = bright_block_scan()
+    config = identity_config(96)
+    prediction = inference.predict_scan(scan, [loaded(middle_slice_model(96), config)],
+                                        inference.PredictOptions(tta=tta, batch_size=4))
+    expected = np.zeros(SHAPE, np.uint8)
+    expected[BLOCK] = 1
+    np.testing.assert_array_equal(prediction.mask, expected)
+    assert prediction.threshold == config.train.threshold
+    assert set(prediction.timings) >= {"preprocess", "cnn", "birnn", "postprocess"}
+
+
+def test_models_are_averaged():
+    scan = bright_block_scan()
+    config = identity_config(96)
+    zeros = keras.Model(inputs := keras.Input((96, 96, 3)), {"fused": keras.layers.Conv2D(
+        1, 1, use_bias=False, kernel_initializer="zeros")(inputs)})
+    models = [loaded(middle_slice_model(96), config), loaded(zeros, config)]
+    prediction = inference.predict_scan(scan, models)
+    assert prediction.probability.max() == pytest.approx(0.5, abs=1e-6)  # (1 + 0) / 2
+    assert prediction.mask.sum() == 0  # 0.5 is not > 0.5
+    # averaged map: inside 1/2, edge voxels 0.875/2, corners 0.875^2/2 = 0.38, outside <= 0.125/2 (see the
+    # test above): a 0.35 threshold keeps exactly the block
+    assert inference.predict_scan(scan, models, inference.PredictOptions(threshold=0.35)).mask.sum() == 2 * 10 * 10
+
+
+def test_cnn_runs_in_bounded_batches():
+    seen = []
+
+    class Spy:
+        def predict_on_batch(self, batch):
+            seen.append(batch.shape)
+            return {"fused": batch[..., 1:2]}
+
+    volume = np.random.default_rng(0).random((11, 8, 8)).astype(np.float32)
+    out = inference.cnn_probabilities(Spy(), volume, batch_size=4)
+    assert [s[0] for s in seen] == [4, 4, 4] and all(s[1:] == (8, 8, 3) for s in seen)
+    np.testing.assert_array_equal(out, volume)
+
+
+def test_largest_component_keeps_the_biggest_26_connected_blob():
+    mask = np.zeros((5, 10, 10), np.uint8)
+    mask[0:2, 0:2, 0:2] = 1  # 8 voxels
+    mask[2, 2, 2] = 1  # touches the first blob only diagonally: same 26-component (9 voxels)
+    mask[3:5, 5:8, 5:8] = 1  # 18 voxels
+    kept = inference.largest_component(mask)
+    assert kept.sum() == 18 and kept[3:5, 5:8, 5:8].all()
+    assert inference.largest_component(np.zeros((2, 2, 2), np.uint8)).sum() == 0
+
+
+def test_modality_mismatch_is_refused():
+    scan = bright_block_scan()
+    with pytest.raises(InputError, match="scan is CT but model .* trained on MRI"):
+        inference.predict_scan(scan, [loaded(middle_slice_model(96), identity_config(96, "MRI"))])
+
+
+def test_birnn_stage_of_cnn_rnn_runs_over_the_whole_sequence(tmp_path):
+    from pancreas_seg.models.build import build_model
+
+    config = preset("testing")
+    config = ExperimentConfig(data=config.data, model=ModelConfig(**{**to_dict(config.model), "name": "cnn_rnn"}),
+                              train=config.train)
+    size = config.data.input_size
+    model = build_model(config.model, size)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"config": to_dict(config), "config_hash": "x", "backend": "t"}))
+    loaded_model = inference.load_model(run)
+    assert loaded_model.birnn is not None
+    volume = np.random.default_rng(0).random((7, size, size)).astype(np.float32)
+    cnn = inference.cnn_probabilities(loaded_model.cnn, volume, batch_size=3)
+    timings: dict[str, float] = {}
+    both = inference.model_probabilities(loaded_model, volume, batch_size=3, timings=timings)
+    assert both.shape == (7, size, size) and both.dtype == np.float32 and timings["birnn"] > 0
+    # the BiRNN part is the one inside the saved model: same result as the whole CNN-RNN on the sequence
+    stacks = np.stack([np.moveaxis(volume[np.clip([k - 1, k, k + 1], 0, 6)], 0, -1) for k in range(7)])
+    whole = np.asarray(loaded_model.birnn.predict_on_batch(cnn[None, ..., None]))[0, ..., 0]
+    full = keras.saving.load_model(run / "model.keras", safe_mode=True, compile=False)
+    reference = np.asarray(full.predict_on_batch(stacks[None]))[0, ..., 0]
+    np.testing.assert_allclose(both, whole, atol=1e-5)
+    np.testing.assert_allclose(both, reference, atol=1e-4)
+
+
+# --- inputs ----------------------------------------------------------------------
+
+def _ct(shape=(4, 16, 16)) -> Scan:
+    return Scan(np.full(shape, 40, np.int16), OBLIQUE_AFFINE, "CT")
+
+
+def test_find_inputs_single_and_batch(tmp_path):
+    nested = tmp_path / "patient" / "study" / "series"
+    write_dicom_series(_ct(), nested, patient_id="P1")
+    items, batch = inference.find_inputs(tmp_path / "patient")
+    assert not batch and items[0].kind == "dicom" and items[0].case_id == "patient"
+
+    root = tmp_path / "batch"
+    write_dicom_series(_ct(), root / "case_b", patient_id="B")
+    write_dicom_series(_ct(), root / "case_c", patient_id="C")
+    write_nifti(_ct(), root / "case_a.nii.gz")
+    (root / ".hidden").mkdir()
+    items, batch = inference.find_inputs(root, exclude=root / "out")
+    assert batch and [(i.case_id, i.kind) for i in items] == [("case_a", "nifti"), ("case_b", "dicom"),
+                                                               ("case_c", "dicom")]
+    items, batch = inference.find_inputs(root / "case_a.nii.gz")
+    assert not batch and items[0].kind == "nifti"
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda p: p / "missing", "does not exist"),
+    (lambda p: (p / "empty").mkdir() or p / "empty", "no DICOM image series"),
+    (lambda p: (p / "notes.txt").write_text("x") and p / "notes.txt", "not a NIfTI file"),
+])
+def test_find_inputs_bad_paths(tmp_path, make, problem):
+    with pytest.raises(InputError, match=problem):
+        inference.find_inputs(make(tmp_path))
+
+
+def test_output_paths():
+    paths = inference.OutputPaths.beside("/o/case.nii.gz")
+    assert (paths.probability.name, paths.report.name, paths.qc.name, paths.dicom_seg.name) == (
+        "case_prob.nii.gz", "case.json", "case_qc.png", "case_seg.dcm")
+    assert inference.OutputPaths.in_folder("/o", "c1").mask == Path("/o/c1.nii.gz")
+    with pytest.raises(InputError, match="must end with"):
+        inference.OutputPaths.beside("/o/case.png")
+
+
+def test_write_outputs_leaves_nothing_when_one_writer_fails(tmp_path):
+    def broken(_tmp):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        inference.write_outputs({tmp_path / "a.json": lambda t: t.write_text("{}"), tmp_path / "b.png": broken})
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- models ----------------------------------------------------------------------
+
+def _save_run(folder: Path, config: ExperimentConfig, model: keras.Model) -> Path:
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    (folder / "config.json").write_text(json.dumps({"config": to_dict(config), "config_hash": "h", "backend": "t"}))
+    return folder
+
+
+def test_load_models_refuses_different_preprocessing(tmp_path):
+    a = _save_run(tmp_path / "a", identity_config(16), middle_slice_model(16))
+    b = _save_run(tmp_path / "b", ExperimentConfig(data=DataConfig(crop="body", input_size=16)), middle_slice_model(16))
+    assert len(inference.load_models([a, a / "model.keras"])) == 2
+    with pytest.raises(InputError, match="crop 'body' vs 'none'"):
+        inference.load_models([a, b])
+
+
+def test_load_model_refusals(tmp_path):
+    run = _save_run(tmp_path / "run", identity_config(16), middle_slice_model(16))
+    lonely = tmp_path / "lonely" / "model.keras"
+    lonely.parent.mkdir()
+    lonely.write_bytes((run / "model.keras").read_bytes())
+    with pytest.raises(InputError, match="no config.json beside the model"):
+        inference.load_model(lonely)
+    (run / "model.keras").write_bytes(b"not a zip file")
+    with pytest.raises(InputError, match="cannot load the model"):
+        inference.load_model(run)
+    with pytest.raises(InputError, match="does not exist"):
+        inference.load_model(tmp_path / "nope")
+
+
+def test_inplane_transform_roundtrip_sanity():
+    # invert() of a transform with a box past the image keeps only the in-image part
+    transform = InplaneTransform((4, 6), (-1, 5, 0, 6), 6)
+    probability = np.arange(36, dtype=np.float32).reshape(1, 6, 6)
+    np.testing.assert_array_equal(transform.invert(probability)[0], probability[0, 1:5])

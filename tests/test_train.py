@@ -1,0 +1,82 @@
+"""The trainer end to end on a tiny store: every registry model, resume after interruption."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import keras
+import numpy as np
+import pytest
+
+from pancreas_seg import train as train_module
+from pancreas_seg.config import apply_overrides, preset
+from pancreas_seg.data.splits import Fold
+from pancreas_seg.train import train
+
+FOLD = Fold(0, train=("CASE_00", "CASE_01"), validation=("CASE_02",), test=("CASE_03",))
+
+
+def tiny_config(model: str, *overrides: str):
+    config = apply_overrides(preset("testing"), ["data.input_size=32", "data.focus_fraction=1.0",
+                                                 f"model.name={model}", *overrides])
+    return replace(config, train=replace(config.train, steps_per_epoch=1, workers=0))
+
+
+@pytest.mark.parametrize("model", ["pnet_msa", "pnet64", "hnn", "unet", "cnn_rnn"])
+def test_every_model_trains_and_writes_a_loadable_run(model, tiny_store, tmp_path):
+    config = tiny_config(model, "train.stagewise=false", "train.epochs_finetune=0")
+    result = train(config, tmp_path / "run", tiny_store, FOLD, progress=False)
+    for name in ("config.json", "model.keras", "last.keras", "validation.json", "state.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    loaded = keras.saving.load_model(result.model_path, safe_mode=True, compile=False)
+    shape = (1, 3, 32, 32, 3) if model == "cnn_rnn" else (1, 32, 32, 3)
+    outputs = loaded.predict(np.full(shape, 0.5, np.float32), verbose=0)
+    fused = outputs["fused"] if isinstance(outputs, dict) else outputs
+    assert fused.shape == shape[:-1] + (1,) and np.all((fused >= 0) & (fused <= 1))
+    assert 0.0 <= result.final_dice <= 1.0
+    written = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert written["config"]["model"]["name"] == model
+
+
+def test_stagewise_growth_runs_one_stage_per_unit(tiny_store, tmp_path):
+    config = tiny_config("pnet_msa", "model.units=3", "train.epochs_finetune=1")
+    train(config, tmp_path / "run", tiny_store, FOLD, progress=False)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["order"] == ["unit_1", "unit_2", "full", "finetune"]
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stops the process after the first epoch of the ``full`` stage, like a killed job."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_where_it_stopped(tiny_store, tmp_path, monkeypatch):
+    config = tiny_config("pnet_msa", "model.units=2", "train.epochs_full=2", "train.patience=5",
+                         "train.epochs_finetune=0")
+    original = train_module._callbacks
+
+    def interrupting(stage_dir, *args):
+        callbacks = original(stage_dir, *args)
+        return callbacks + [_Interrupt()] if stage_dir.name == "full" else callbacks
+
+    monkeypatch.setattr(train_module, "_callbacks", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", tiny_store, FOLD, progress=False)
+    unit_model = (tmp_path / "run" / "unit_1" / "best.keras").stat().st_mtime
+    assert (tmp_path / "run" / "full" / "backup").is_dir()
+    monkeypatch.setattr(train_module, "_callbacks", original)
+    train(config, tmp_path / "run", tiny_store, FOLD, progress=False)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["stages"]["full"]["epochs"] == 2, "resumed run must continue at epoch 2, not start over"
+    assert (tmp_path / "run" / "unit_1" / "best.keras").stat().st_mtime == unit_model, "finished stage retrained"
+    history = (tmp_path / "run" / "full" / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1"]
+
+
+def test_resume_with_another_config_is_refused(tiny_store, tmp_path):
+    config = tiny_config("unet", "train.epochs_finetune=0")
+    train(config, tmp_path / "run", tiny_store, FOLD, progress=False)
+    with pytest.raises(ValueError, match="another config"):
+        train(apply_overrides(config, ["train.loss=ce"]), tmp_path / "run", tiny_store, FOLD, progress=False)
