@@ -53,7 +53,7 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation (paper Sec. III-A, IV-A, IV-D; unstated values are ours and say so)."""
 
-    loss: str = "jac"  # "jac" (Eq. 14) | "ce" | "cbce" (HED's class-balanced CE)
+    loss: str = "jac"  # "jac" (Eq. 14 over the mini-batch) | "jac_slice" (per slice) | "ce" | "cbce" (HED's class-balanced CE)
     optimizer: str = "adam"  # "adam" | "sgd"; paper: SGD for end-to-end fine-tuning, CNN optimiser unstated
     learning_rate: float = 1e-4  # paper unstated
     finetune_learning_rate: float = 1e-5  # end-to-end CNN-RNN fine-tuning (Sec. IV-D), paper unstated
