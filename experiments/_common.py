@@ -1,0 +1,161 @@
+"""Command line shared by the experiment scripts (one script per table or figure of the paper).
+
+Every script takes the same flags (see :func:`build_parser`), trains and predicts through the
+cache of :func:`pancreas_seg.experiment.run_cross_validation`, and writes
+``<figures>/<script>.md``, ``<figures>/<script>.csv`` and its PNG figures. User errors end in
+one line on stderr and exit code 2 (:func:`pancreas_seg.cli.run_guarded`).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pancreas_seg.cli import UsageError, run_guarded, setup_logging
+from pancreas_seg.config import ExperimentConfig
+from pancreas_seg.data.store import CaseStore
+from pancreas_seg.experiment import (BASE_CNN, Column, CrossValResult, Row, data_label, experiment_config,
+                                     modality_name, run_cross_validation, write_table)
+
+log = logging.getLogger("experiments")
+
+PUBLIC_PRESETS = ("quick", "paper")
+PRESETS = (*PUBLIC_PRESETS, "testing")  # "testing" (seconds, tiny data) is for the test suite; not in --help
+DEFAULT_OUT = Path("runs/experiments")
+DEFAULT_FIGURES = Path("figures")
+
+EPILOG = """\
+presets:
+  quick  the paper's protocol shrunk to run on a 2-core CPU: 128x128 slices, 32 channels,
+         a few epochs per stage ({quick_time}).
+  paper  the paper's protocol (Sec. IV-A): 512x512 slices, 64 channels, full training budgets;
+         meant for a GPU and real data (--data).
+
+Trained fold models are cached in --out by a hash of their config and shared between scripts;
+an interrupted run resumes where it stopped, and a finished one only re-reads cached predictions.
+Without --data the built-in phantom set is used: its numbers are never the paper's numbers.
+"""
+
+
+def _fold_list(text: str) -> list[int]:
+    try:
+        return [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"folds must be integers, e.g. 0 or 0,1 (got {text!r})") from None
+
+
+def build_parser(description: str, quick_time: str, default_modalities: Sequence[str]) -> argparse.ArgumentParser:
+    """The flags every experiment script takes."""
+    parser = argparse.ArgumentParser(description=description, epilog=EPILOG.format(quick_time=quick_time),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path,
+                        help="converted case store (data_prep/convert_*.py); default: the built-in phantom set")
+    parser.add_argument("--modality", choices=["ct", "mri"],
+                        help=f"run only this modality's rows (default: {', '.join(default_modalities)}; "
+                             "with --data: the store's modality)")
+    parser.add_argument("--folds", type=_fold_list, nargs="+", metavar="K",
+                        help="cross-validation folds to run, e.g. 0 1 or 0,1 (default: all)")
+    parser.add_argument("--preset", choices=PRESETS, default="quick", metavar="{quick,paper}",
+                        help="training protocol (default: quick)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every model, e.g. train.epochs_full=10")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"cache of trained models and predictions (default: {DEFAULT_OUT})")
+    parser.add_argument("--figures", type=Path, default=DEFAULT_FIGURES,
+                        help=f"where tables and figures are written (default: {DEFAULT_FIGURES}/)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+@dataclass
+class Context:
+    """What a script needs: parsed flags, stores and cross-validation results by row."""
+
+    name: str  # script name: names the output files
+    args: argparse.Namespace
+    modalities: list[str]  # "CT" / "MRI"
+    _stores: dict[str, CaseStore] = field(default_factory=dict)
+    _results: dict[tuple, CrossValResult] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """Header of the ``ours`` column, e.g. ``ours (built-in CT phantoms, quick preset)``."""
+        return data_label(self.args.preset, self.modalities, self.args.data)
+
+    def config(self, modality: str, model: str = BASE_CNN, loss: str = "jac") -> ExperimentConfig:
+        try:
+            return experiment_config(self.args.preset, modality, model, loss, overrides=self.args.set)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+
+    def store(self, modality: str) -> CaseStore:
+        """The ``--data`` store, or the built-in phantom set of the preset (built on first use)."""
+        name = modality_name(modality)
+        if name not in self._stores:
+            if self.args.data is not None:
+                self._stores[name] = CaseStore(self.args.data)
+            else:
+                from pancreas_seg.data.builtin import ensure_store
+
+                self._stores[name] = ensure_store(name, self.config(name).data.builtin_set,
+                                                  progress=not self.args.quiet)
+        return self._stores[name]
+
+    def run(self, modality: str, model: str = BASE_CNN, loss: str = "jac") -> CrossValResult:
+        """Cross-validated results of one row (trained, predicted and cached on first use)."""
+        key = (modality_name(modality), model, loss)
+        if key not in self._results:
+            config = self.config(modality, model, loss)
+            folds = None if self.args.folds is None else sorted({k for group in self.args.folds for k in group})
+            try:
+                self._results[key] = run_cross_validation(config, self.store(modality), self.args.out, folds,
+                                                          progress=not self.args.quiet)
+            except ValueError as err:
+                raise UsageError(str(err)) from None
+        return self._results[key]
+
+    def table(self, rows: Sequence[Row], columns: Sequence[Column], title: str,
+              notes: Sequence[str] = ()) -> list[Path]:
+        """Write ``<figures>/<script>.md`` and ``.csv``."""
+        folds = "all folds" if self.args.folds is None else f"folds {sorted({k for g in self.args.folds for k in g})}"
+        notes = [*notes, f"ours: {folds}, config overrides {self.args.set or 'none'}, models in {self.args.out}"]
+        return list(write_table(rows, self.args.figures / self.name, columns, self.label, title, notes))
+
+    def figure_path(self, suffix: str = "") -> Path:
+        """``<figures>/<script>[_suffix].png``."""
+        return self.args.figures / f"{self.name}{'_' + suffix if suffix else ''}.png"
+
+
+def _modalities(args: argparse.Namespace, default: Sequence[str]) -> list[str]:
+    if args.data is not None:
+        stored = CaseStore(args.data).modality
+        if args.modality and modality_name(args.modality) != stored:
+            raise UsageError(f"--modality {args.modality} but {args.data} holds {stored} cases")
+        return [stored]
+    return [modality_name(args.modality)] if args.modality else [modality_name(m) for m in default]
+
+
+def run_script(script_file: str, description: str, body: Callable[[Context], list[Path]],
+               argv: Sequence[str] | None, default_modalities: Sequence[str] = ("ct", "mri"),
+               quick_time: str = "time not yet measured") -> int:
+    """Parse flags, run ``body`` under the one-line error guard, list the files written."""
+    parser = build_parser(description.strip(), quick_time, default_modalities)
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+
+    def go() -> int:
+        context = Context(Path(script_file).stem, args, _modalities(args, default_modalities))
+        for path in body(context):
+            print(path)
+        return 0
+
+    return run_guarded(go)
+
+
+def main_guard(main: Callable[[], int]) -> None:
+    """``sys.exit(main())`` for ``if __name__ == "__main__"``."""
+    sys.exit(main())

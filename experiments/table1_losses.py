@@ -1,0 +1,36 @@
+"""Table I: CE, CBCE and JAC losses on PNet-MSA (Sec. IV-B), DSC and JI, CT and MRI.
+
+Writes figures/table1_losses.md and .csv. The JAC row is the same model as Table II's
+PNet-MSA row and Table III's first row.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from _common import Context, main_guard, run_script
+
+from pancreas_seg.experiment import LOSS_LABELS, Column, Row, paper_rows, summary_row
+
+QUICK_TIME = "time not yet measured"
+COLUMNS = [Column("DSC", "DSC (%)"), Column("JI", "JI (%)")]
+LOSSES = ("ce", "cbce", "jac")
+
+
+def build(ctx: Context) -> list[Path]:
+    rows = []
+    for modality in ctx.modalities:
+        paper = paper_rows("table1_losses", modality)
+        for loss in LOSSES:
+            result = ctx.run(modality, loss=loss)
+            label = LOSS_LABELS[loss]
+            rows.append(Row(modality, label, summary_row(result, [c.key for c in COLUMNS]), paper.get(label, {})))
+    return ctx.table(rows, COLUMNS, "Table I: training losses on PNet-MSA", notes=[
+        "Our JAC row and Table II's PNet-MSA row are one model; the paper prints different numbers for them."])
+
+
+def main(argv=None) -> int:
+    return run_script(__file__, __doc__, build, argv, ("ct", "mri"), QUICK_TIME)
+
+
+if __name__ == "__main__":
+    main_guard(main)

@@ -1,0 +1,37 @@
+"""Table II: HNN, UNet, PNet-64 and PNet-MSA (Sec. IV-C), DSC, JI, precision, recall, CT and MRI.
+
+Writes figures/table2_architectures.md and .csv. All models use the JAC loss and the output
+threshold 0.5. HNN and UNet are trained from scratch here (the paper fine-tunes released
+snapshots) unless their configs load pretrained weights.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from _common import Context, main_guard, run_script
+
+from pancreas_seg.experiment import MODEL_LABELS, Column, Row, paper_rows, summary_row
+
+QUICK_TIME = "time not yet measured"
+COLUMNS = [Column("DSC", "DSC (%)"), Column("JI", "JI (%)"), Column("precision", "precision (%)"),
+           Column("recall", "recall (%)")]
+MODELS = ("hnn", "unet", "pnet64", "pnet_msa")
+
+
+def build(ctx: Context) -> list[Path]:
+    rows = []
+    for modality in ctx.modalities:
+        paper = paper_rows("table2_architectures", modality)
+        for model in MODELS:
+            label = MODEL_LABELS[model]
+            result = ctx.run(modality, model)
+            rows.append(Row(modality, label, summary_row(result, [c.key for c in COLUMNS]), paper.get(label, {})))
+    return ctx.table(rows, COLUMNS, "Table II: CNN architectures (JAC loss, threshold 0.5)")
+
+
+def main(argv=None) -> int:
+    return run_script(__file__, __doc__, build, argv, ("ct", "mri"), QUICK_TIME)
+
+
+if __name__ == "__main__":
+    main_guard(main)
