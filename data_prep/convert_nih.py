@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pancreas_seg.cli import run_guarded, setup_logging
 from pancreas_seg.data import builtin
-from pancreas_seg.data.convert import convert_cases, detect_modality, find_nih_cases
+from pancreas_seg.data.convert import convert_cases, detect_set_modality, find_nih_cases
 from pancreas_seg.data.store import CaseStore
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None:
         args.data = builtin.ensure_phantom_set(modality_flag or "CT")
     sources, unmatched = find_nih_cases(args.data)
-    modality = modality_flag or detect_modality(sources[0])
+    modality = modality_flag or detect_set_modality(sources)
     out = args.out or builtin.store_dir(modality)
     for item in unmatched:
         print(f"skipped {item}", file=sys.stderr)

@@ -248,6 +248,7 @@ def test_help_lists_flags_and_public_presets(scripts, capsys):
     assert "{quick,paper}" in text and "testing" not in text
 
 
+@pytest.mark.slow
 def test_table3_end_to_end_with_real_training(tiny_store, tmp_path, scripts):
     """The real trainer and inference, testing preset cut to its essential stages, one fold:
     PNet-MSA, then the BiRNN on that CNN."""

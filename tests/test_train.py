@@ -23,6 +23,7 @@ def tiny_config(model: str, *overrides: str):
 
 
 @pytest.mark.parametrize("model", ["pnet_msa", "pnet64", "hnn", "unet", "cnn_rnn"])
+@pytest.mark.slow
 def test_every_model_trains_and_writes_a_loadable_run(model, tiny_store, tmp_path):
     config = tiny_config(model, "train.stagewise=false", "train.epochs_finetune=0")
     result = train(config, tmp_path / "run", tiny_store, FOLD, progress=False)

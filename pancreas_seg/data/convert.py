@@ -72,6 +72,9 @@ def find_nih_cases(root: str | os.PathLike) -> tuple[list[SourceCase], list[str]
     if not scans:
         raise InputError(root, "no PANCREAS_NNNN scan folders found (expected the TCIA NIH Pancreas-CT layout)")
     pairs = [SourceCase(f"PANCREAS_{n}", scans[n], labels[n]) for n in sorted(scans.keys() & labels.keys())]
+    if not pairs:
+        raise InputError(root, f"none of the {len(scans)} PANCREAS_NNNN scan folders has a labelNNNN.nii.gz "
+                         f"({len(labels)} label files found)")
     unmatched = [f"PANCREAS_{n}: no label{n}.nii.gz" for n in sorted(scans.keys() - labels.keys())]
     unmatched += [f"label{n}: no PANCREAS_{n} scan (removed duplicate?)" for n in sorted(labels.keys() - scans.keys())]
     return pairs, unmatched
@@ -88,6 +91,8 @@ def find_msd_cases(root: str | os.PathLike) -> tuple[list[SourceCase], list[str]
     if not images:
         raise InputError(images_dir, "no pancreas_NNN.nii.gz images found")
     pairs = [SourceCase(n, images[n], labels[n], label_values=(1, 2)) for n in sorted(images.keys() & labels.keys())]
+    if not pairs:
+        raise InputError(root, f"none of the {len(images)} images in imagesTr/ has a label of the same name in labelsTr/")
     unmatched = [f"{n}: no label" for n in sorted(images.keys() - labels.keys())]
     unmatched += [f"{n}: label without image" for n in sorted(labels.keys() - images.keys())]
     return pairs, unmatched
@@ -95,6 +100,11 @@ def find_msd_cases(root: str | os.PathLike) -> tuple[list[SourceCase], list[str]
 
 def _read_image(source: SourceCase, modality: str | None) -> Scan:
     if source.image_path.is_dir():
+        series = list_series(source.image_path)
+        if len(series) > 1:  # read_dicom_series would suggest --series, which the converters do not have
+            listing = "; ".join(info.summary() for info in series)
+            raise InputError(source.image_path, f"{len(series)} image series in one scan folder ({listing}); "
+                             "keep only the series to convert")
         return read_dicom_series(source.image_path, modality=modality)
     return read_nifti(source.image_path, modality=modality or "CT")
 
@@ -166,7 +176,7 @@ def _collect(results, store: CaseStore, report: ConversionReport, bar: tqdm,
             report.converted.append(case_id)
         else:
             report.failed[case_id] = error
-            log.error("%s", error)
+            log.debug("%s failed: %s", case_id, error)  # reported to the caller in report.failed
         if on_result:
             on_result(case_id, error)
         bar.update()
@@ -181,3 +191,20 @@ def detect_modality(source: SourceCase) -> str:
     if tag not in DICOM_MODALITY_TO_SCAN:
         raise InputError(source.image_path, f"modality {tag!r} is neither CT nor MR")
     return DICOM_MODALITY_TO_SCAN[tag]
+
+
+def detect_set_modality(sources: Sequence[SourceCase]) -> str:
+    """:func:`detect_modality` of the first source whose modality can be read.
+
+    A broken first case must not stop the conversion of the others: it fails later, alone,
+    in :func:`convert_cases`. Raises the first case's :class:`InputError` when no source has one.
+    """
+    if not sources:
+        raise ValueError("no sources to detect the modality of")
+    first_error = None
+    for source in sources:
+        try:
+            return detect_modality(source)
+        except InputError as err:
+            first_error = first_error or err
+    raise first_error
