@@ -46,7 +46,7 @@ from pancreas_seg.io.nifti import NIFTI_SUFFIXES, read_nifti, write_nifti
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.metrics import MM3_PER_ML
 from pancreas_seg.models.birnn import build_birnn, cnn_of
-from pancreas_seg.models.build import transfer_weights
+from pancreas_seg.models.build import default_jit_compile, transfer_weights
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +165,9 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         cnn, birnn = cnn_of(model), _birnn_part(model, config)
     else:
         cnn, birnn = model, None
+    for part in (cnn, birnn):
+        if part is not None:
+            part.jit_compile = default_jit_compile()
     channels = cnn.input_shape[-1]
     if channels != config.data.context_slices:
         raise InputError(model_path, f"model takes {channels} input channels but its config stacks "

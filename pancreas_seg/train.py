@@ -31,13 +31,14 @@ import keras
 import numpy as np
 
 from pancreas_seg.config import ExperimentConfig, config_hash, to_dict
-from pancreas_seg.data.dataflow import SequenceFlow, SliceStackFlow, as_generator, batched, prepare_cases
+from pancreas_seg.data.dataflow import (SequenceFlow, SliceStackFlow, as_generator, batched, close_flow,
+                                        prepare_cases)
 from pancreas_seg.data.preprocess import PreparedCase
 from pancreas_seg.data.splits import Fold
 from pancreas_seg.data.store import CaseStore, atomic_write_json
 from pancreas_seg.losses import deep_supervision_losses
 from pancreas_seg.models.birnn import build_cnn_rnn, cnn_of
-from pancreas_seg.models.build import build_model, transfer_weights
+from pancreas_seg.models.build import build_model, default_jit_compile, transfer_weights
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def compile_model(model: keras.Model, config: ExperimentConfig, learning_rate: f
     single = len(model.outputs) == 1
     model.compile(optimizer=_optimizer(config, learning_rate),
                   loss=next(iter(losses.values())) if single else losses,
-                  metrics=dice if single else {FUSED: dice})
+                  metrics=dice if single else {FUSED: dice}, jit_compile=default_jit_compile())
     return model
 
 
@@ -222,9 +223,12 @@ class Trainer:
         callbacks = _callbacks(stage_dir, monitor, mode, patience)
         if stop_at is not None:
             callbacks.append(_StopWhenReached(monitor, stop_at))
-        model.fit(_targets(model, as_generator(train_flow)), steps_per_epoch=train_cfg.steps_per_epoch,
-                  epochs=epochs, validation_data=_targets(model, as_generator(val_batches)),
-                  validation_steps=val_steps, callbacks=callbacks, verbose=1 if self.progress else 0)
+        try:
+            model.fit(_targets(model, as_generator(train_flow)), steps_per_epoch=train_cfg.steps_per_epoch,
+                      epochs=epochs, validation_data=_targets(model, as_generator(val_batches)),
+                      validation_steps=val_steps, callbacks=callbacks, verbose=1 if self.progress else 0)
+        finally:
+            close_flow(train_flow)
         best = stage_dir / "best.keras"
         chosen_path = best if best.is_file() else stage_dir / LAST_NAME
         chosen = keras.saving.load_model(chosen_path, safe_mode=True, compile=False)

@@ -238,6 +238,19 @@ def batched(flow: DataFlow, batch_size: int, workers: int = 0, repeat: bool = Tr
     return RepeatedData(flow, -1) if repeat else flow
 
 
+def close_flow(flow: DataFlow) -> None:
+    """Stop the prefetch processes of a flow built by :func:`batched` (no-op without workers).
+
+    tensorpack only stops them when the runner is garbage-collected; a trainer that builds a flow
+    per stage would otherwise keep every stage's workers alive until the process ends.
+    """
+    while flow is not None:
+        if isinstance(flow, MultiProcessRunnerZMQ):
+            flow.__del__()  # tensorpack's own clean-up: closes the socket, terminates the workers
+            return
+        flow = getattr(flow, "ds", None)
+
+
 def as_generator(flow: DataFlow) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Reset a flow and yield its datapoints as ``(inputs, targets)`` tuples for Keras."""
     flow.reset_state()

@@ -25,7 +25,7 @@ import keras
 from keras import layers
 
 from pancreas_seg.config import ModelConfig
-from pancreas_seg.models.pnet import FUSED, side_name
+from pancreas_seg.models.pnet import FUSED, OUTPUT_BIAS_INIT, side_name
 
 REFERENCE_WIDTH = 64  # base width of the original VGG16 / UNet; widths scale by base_filters / 64
 VGG16_STAGES = ((1, 2), (2, 2), (4, 3), (8, 3), (8, 3))  # (width multiple of base, convs) per stage
@@ -56,7 +56,7 @@ def build_hnn(config: ModelConfig, input_size: int | None = None) -> keras.Model
         for j in range(1, convs + 1):
             x = layers.Conv2D(_scaled(config.base_filters, multiple), CONV_KERNEL, padding="same",
                               activation="relu", kernel_initializer=INIT, name=f"block{s}_conv{j}")(x)
-        logit = layers.Conv2D(1, 1, name=f"side{s}_conv")(x)
+        logit = layers.Conv2D(1, 1, bias_initializer=OUTPUT_BIAS_INIT, name=f"side{s}_conv")(x)
         if s > 1:
             logit = layers.UpSampling2D(POOL_SIZE ** (s - 1), interpolation="bilinear",
                                         name=f"side{s}_upsample")(logit)
@@ -93,5 +93,5 @@ def build_unet(config: ModelConfig, input_size: int | None = None) -> keras.Mode
                                    kernel_initializer=INIT, name=f"dec{i + 1}_up")(x)
         x = layers.Concatenate(name=f"dec{i + 1}_concat")([skips[i], x])
         x = _double_conv(x, _scaled(config.base_filters, 2 ** i), f"dec{i + 1}")
-    fused = layers.Conv2D(1, 1, activation="sigmoid", name=FUSED)(x)
+    fused = layers.Conv2D(1, 1, activation="sigmoid", bias_initializer=OUTPUT_BIAS_INIT, name=FUSED)(x)
     return keras.Model(inputs, {FUSED: fused}, name="unet")

@@ -140,3 +140,15 @@ def transfer_weights(src: keras.Model, dst: keras.Model) -> int:
         else:
             log.debug("layer %s: weight shapes differ, not transferred", name)
     return copied
+
+
+def default_jit_compile() -> bool | str:
+    """XLA setting for ``compile``/prediction: Keras's ``"auto"`` except under TensorFlow on a CPU.
+
+    There XLA halves both training and prediction speed of these networks (measured with
+    ``benchmarks/train_speed.py``: PNet-MSA 16 ch at 128 px trains at 13 vs 29 slices/s on 2 cores);
+    on accelerators and under JAX, where compilation is the norm, ``"auto"`` stays.
+    """
+    if keras.backend.backend() == "tensorflow" and not keras.distribution.list_devices("gpu"):
+        return False
+    return "auto"

@@ -47,6 +47,8 @@ aggregation.
 """
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import layers
 
@@ -57,6 +59,12 @@ CONV_KERNEL = 3  # 3x3 convs of the forward branch and of the MSA fusion (Fig. 3
 DECONV_KERNEL = 4  # 4x4 deconvolution kernel, stride POOL_SIZE (Fig. 3)
 FORWARD_INIT = "he_normal"  # MSRA initialisation [28]
 FUSED = "fused"  # name of the Eq. 3 output
+BN_MOMENTUM = 0.9  # moving-statistics decay of batch norm: tensorpack's default, which the authors used
+# (Keras's 0.99 leaves the inference statistics far from the training ones after a few hundred steps)
+FOREGROUND_PRIOR = 0.05  # initial output probability: every 1-channel logit conv starts with bias
+# log(p / (1 - p)) (the prior initialisation of Lin et al. 2017, RetinaNet). With p = 0.5 the JAC
+# denominator is dominated by the background and training from scratch first drives every pixel to 0.
+OUTPUT_BIAS_INIT = keras.initializers.Constant(math.log(FOREGROUND_PRIOR / (1.0 - FOREGROUND_PRIOR)))
 
 
 def side_name(k: int) -> str:
@@ -96,7 +104,7 @@ def forward_branch(x, k: int, config: ModelConfig):
     for j in range(1, config.convs_per_unit + 1):
         x = layers.Conv2D(config.channels, CONV_KERNEL, padding="same", use_bias=False,
                           kernel_initializer=FORWARD_INIT, name=f"unit{k}_conv{j}")(x)
-        x = layers.BatchNormalization(name=f"unit{k}_bn{j}")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"unit{k}_bn{j}")(x)
         x = layers.ReLU(name=f"unit{k}_relu{j}")(x)
     return x
 
@@ -113,9 +121,10 @@ def backward_branch(features: list, k: int, config: ModelConfig):
         x = layers.Concatenate(name=f"unit{k}_up{s}_concat")([x, features[s - 1]])
         x = layers.Conv2D(config.channels, CONV_KERNEL, padding="same", use_bias=False,
                           kernel_initializer=FORWARD_INIT, name=f"unit{k}_up{s}_conv")(x)
-        x = layers.BatchNormalization(name=f"unit{k}_up{s}_bn")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"unit{k}_up{s}_bn")(x)
         x = layers.ReLU(name=f"unit{k}_up{s}_relu")(x)
-    logit = layers.Conv2D(1, 1, kernel_initializer=FORWARD_INIT, name=f"unit{k}_side")(x)
+    logit = layers.Conv2D(1, 1, kernel_initializer=FORWARD_INIT, bias_initializer=OUTPUT_BIAS_INIT,
+                          name=f"unit{k}_side")(x)
     return layers.Activation("sigmoid", name=side_name(k))(logit)
 
 
@@ -166,7 +175,8 @@ def build_pnet64(config: ModelConfig, input_size: int | None = None) -> keras.Mo
     sides, x = [], inputs
     for k in range(1, config.units + 1):
         x = forward_branch(x, k, config)
-        logit = layers.Conv2D(1, 1, kernel_initializer=FORWARD_INIT, name=f"unit{k}_side")(x)
+        logit = layers.Conv2D(1, 1, kernel_initializer=FORWARD_INIT, bias_initializer=OUTPUT_BIAS_INIT,
+                          name=f"unit{k}_side")(x)
         if k > 1:
             logit = layers.UpSampling2D(POOL_SIZE ** (k - 1), interpolation="bilinear",
                                         name=f"unit{k}_upsample")(logit)

@@ -1,7 +1,7 @@
 import numpy as np
 
 from pancreas_seg.config import DataConfig
-from pancreas_seg.data.dataflow import (SequenceFlow, SliceStackFlow, as_generator, batched, prepare_cases,
+from pancreas_seg.data.dataflow import (SequenceFlow, SliceStackFlow, as_generator, batched, close_flow, prepare_cases,
                                         sample_positions)
 
 CONFIG = DataConfig(input_size=32, crop="body", augment=False, sequence_length=4, focus_margin=1,
@@ -76,3 +76,8 @@ def test_prefetch_workers_deliver_batches(tiny_store, tmp_path):
     generator = as_generator(flow)
     batches = [next(generator) for _ in range(6)]
     assert all(b[0].shape == (4, 32, 32, 3) for b in batches)
+    runner = flow.ds
+    workers = list(runner._procs)
+    assert all(p.is_alive() for p in workers)
+    close_flow(flow)
+    assert not any(p.is_alive() for p in workers), "prefetch workers must stop when the flow is closed"
