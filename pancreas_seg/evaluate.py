@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from tqdm import tqdm
 
 from pancreas_seg import metrics
 from pancreas_seg.errors import InputError
+from pancreas_seg.io.atomic import atomic_write_text
 from pancreas_seg.io.nifti import NIFTI_SUFFIXES, read_nifti
 
 logger = logging.getLogger(__name__)
@@ -302,17 +302,6 @@ def summary_dict(result: EvaluationResult) -> dict:
     }
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def write_results(result: EvaluationResult, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``per_case.csv`` (case_id, metrics, paths) and ``summary.json``, each atomically.
 
@@ -328,8 +317,8 @@ def write_results(result: EvaluationResult, out_dir: str | os.PathLike) -> tuple
     for row in result.rows:
         writer.writerow([f"{row[c]:.{CSV_DIGITS}f}" if c in metrics.METRIC_KEYS else row[c] for c in columns])
     csv_path, json_path = out_dir / CSV_NAME, out_dir / JSON_NAME
-    _write_atomic(csv_path, buffer.getvalue())
-    _write_atomic(json_path, json.dumps(summary_dict(result), indent=2) + "\n")
+    atomic_write_text(csv_path, buffer.getvalue())
+    atomic_write_text(json_path, json.dumps(summary_dict(result), indent=2) + "\n")
     return csv_path, json_path
 
 

@@ -45,7 +45,8 @@ import numpy as np
 from pancreas_seg import metrics
 from pancreas_seg.config import ExperimentConfig, apply_overrides, config_hash, preset
 from pancreas_seg.data.splits import Fold, case_patients_from_manifest, load_folds, make_folds, save_folds
-from pancreas_seg.data.store import Case, CaseStore, atomic_write_bytes, atomic_write_json
+from pancreas_seg.data.store import Case, CaseStore
+from pancreas_seg.io.atomic import atomic_write, atomic_write_json, atomic_write_text
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.scan import Scan
 
@@ -356,7 +357,7 @@ def _predict_fold(run_dir: Path, config: ExperimentConfig, store: CaseStore, cas
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **maps)
 
-    atomic_write_bytes(run_dir / PREDICTIONS_FILE, write, suffix=".npz.tmp")
+    atomic_write(run_dir / PREDICTIONS_FILE, write)
 
 
 def _fold_results(run_dir: Path, config: ExperimentConfig, store: CaseStore, fold: Fold, progress: bool,
@@ -677,10 +678,8 @@ def write_table(rows: Sequence[Row], path_stem: str | os.PathLike, columns: Sequ
                 title: str = "", notes: Sequence[str] = ()) -> tuple[Path, Path]:
     """Write ``<path_stem>.md`` and ``<path_stem>.csv`` atomically; returns both paths."""
     stem = Path(path_stem)
-    md = atomic_write_bytes(stem.with_name(stem.name + ".md"),
-                            lambda tmp: tmp.write_text(render_markdown(rows, columns, data_label, title, notes)))
-    table = atomic_write_bytes(stem.with_name(stem.name + ".csv"),
-                               lambda tmp: tmp.write_text(render_csv(rows, columns, data_label)))
+    md = atomic_write_text(stem.with_name(stem.name + ".md"), render_markdown(rows, columns, data_label, title, notes))
+    table = atomic_write_text(stem.with_name(stem.name + ".csv"), render_csv(rows, columns, data_label))
     return md, table
 
 

@@ -35,7 +35,8 @@ from pancreas_seg.data.dataflow import (SequenceFlow, SliceStackFlow, as_generat
                                         prepare_cases)
 from pancreas_seg.data.preprocess import PreparedCase
 from pancreas_seg.data.splits import Fold
-from pancreas_seg.data.store import CaseStore, atomic_write_json
+from pancreas_seg.data.store import CaseStore
+from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 from pancreas_seg.losses import deep_supervision_losses
 from pancreas_seg.models.birnn import build_cnn_rnn, cnn_of
 from pancreas_seg.models.build import build_model, default_jit_compile, transfer_weights
@@ -226,7 +227,8 @@ class Trainer:
         try:
             model.fit(_targets(model, as_generator(train_flow)), steps_per_epoch=train_cfg.steps_per_epoch,
                       epochs=epochs, validation_data=_targets(model, as_generator(val_batches)),
-                      validation_steps=val_steps, callbacks=callbacks, verbose=1 if self.progress else 0)
+                      validation_steps=val_steps, callbacks=callbacks, shuffle=False,  # the dataflow shuffles
+                      verbose=1 if self.progress else 0)
         finally:
             close_flow(train_flow)
         best = stage_dir / "best.keras"
@@ -396,7 +398,4 @@ def _finish(config: ExperimentConfig, workdir: Path, trainer: Trainer, model: ke
 
 def atomic_save(model: keras.Model, path: Path) -> Path:
     """Save a ``.keras`` file under a temporary name, then rename it into place."""
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, model.save)

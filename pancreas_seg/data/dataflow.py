@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from pancreas_seg.config import DataConfig
 from pancreas_seg.data.preprocess import InplaneTransform, PreparedCase, prepare_volume, slice_stack
-from pancreas_seg.data.store import CaseStore, atomic_write_bytes, atomic_write_json
+from pancreas_seg.data.store import CaseStore
+from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,7 @@ def _load_prepared(folder: Path, case_id: str) -> PreparedCase | None:
 
 def _save_prepared(folder: Path, prepared: PreparedCase) -> None:
     for name, array in (("image", prepared.image), ("mask", prepared.mask)):
-        atomic_write_bytes(folder / f"{prepared.case_id}.{name}.npy",
-                           lambda tmp, a=array: np.save(open(tmp, "wb"), a), suffix=".npy.tmp")
+        atomic_write(folder / f"{prepared.case_id}.{name}.npy", lambda tmp, a=array: np.save(tmp, a))
     atomic_write_json(folder / f"{prepared.case_id}.json", prepared.transform.to_dict())
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pancreas_seg.data.store import atomic_write_json
+from pancreas_seg.io.atomic import atomic_write_json
 from pancreas_seg.errors import InputError
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from pancreas_seg.errors import InputError
+from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 from pancreas_seg.io.scan import MODALITIES, Scan
 
 STORE_FORMAT = 1
@@ -68,26 +68,6 @@ class Case:
             "modality": self.modality,
             "source": dict(self.source),
         }
-
-
-def atomic_write_bytes(path: Path, write: Any, suffix: str = "") -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(tmp_name))
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_json(path: Path, data: Any) -> Path:
-    """Write JSON atomically (temporary file + rename)."""
-    return atomic_write_bytes(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True)))
 
 
 class CaseStore:
@@ -153,7 +133,7 @@ class CaseStore:
                                     affine=np.asarray(case.affine, np.float64), modality=case.modality,
                                     source=json.dumps(case.source, sort_keys=True))
 
-        atomic_write_bytes(self.case_path(case.case_id), write, suffix=".npz.tmp")
+        atomic_write(self.case_path(case.case_id), write)
         return case.manifest_entry()
 
     def add_entries(self, entries: dict[str, dict[str, Any]]) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +27,7 @@ from pydicom.sr.codedict import codes
 
 from pancreas_seg import __version__
 from pancreas_seg.errors import InputError
+from pancreas_seg.io.atomic import atomic_write
 from pancreas_seg.io.dicom import list_series
 
 logger = logging.getLogger(__name__)
@@ -149,15 +149,7 @@ def write_dicom_seg(mask: np.ndarray, source: str | os.PathLike | Sequence[Datas
             series_instance_uid=hd.UID(), series_number=SERIES_NUMBER, sop_instance_uid=hd.UID(),
             instance_number=INSTANCE_NUMBER, manufacturer=PACKAGE_NAME, manufacturer_model_name=PACKAGE_NAME,
             software_versions=__version__, device_serial_number="0", series_description=series_description)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=".dcm", dir=path.parent)
-    os.close(fd)
-    try:
-        seg.save_as(tmp_name, enforce_file_format=True)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))
     logger.debug("wrote DICOM SEG %s (%d frames)", path, int(seg.NumberOfFrames))
     return path
 

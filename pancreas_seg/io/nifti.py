@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -16,6 +15,7 @@ import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
 from pancreas_seg.errors import InputError
+from pancreas_seg.io.atomic import atomic_write
 from pancreas_seg.io.scan import Scan
 
 logger = logging.getLogger(__name__)
@@ -140,16 +140,7 @@ def write_nifti(scan: Scan, path: str | os.PathLike, dtype=None) -> Path:
     img.set_qform(scan.affine, code=XFORM_SCANNER)
     img.header.set_data_dtype(data.dtype)
     img.header.set_xyzt_units(xyz="mm")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(img, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: nib.save(img, tmp))
 
 
 def _corners(affine: np.ndarray, shape_xyz: tuple[int, ...]) -> np.ndarray:
