@@ -20,6 +20,7 @@ EXIT_SOME_FAILED = 1  # batch prediction: some scans failed, the others were wri
 
 class UsageError(PancreasSegError):
     """A command-line argument that cannot be used."""
+QUIET_LIBRARIES = ("highdicom",)  # libraries whose INFO logs are noise to our users
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -38,6 +39,8 @@ def run_guarded(main: Callable[[], int]) -> int:
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    for chatty in QUIET_LIBRARIES:
+        logging.getLogger(chatty).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _convert_dicom(args: argparse.Namespace) -> int:

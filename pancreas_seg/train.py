@@ -141,6 +141,18 @@ def distribution_scope(mode: str) -> Iterator[None]:
         raise ValueError(f"data_parallel is not supported on the {backend} backend")
 
 
+@contextlib.contextmanager
+def precision_policy(mixed: bool) -> Iterator[None]:
+    """Keras's ``mixed_float16`` policy while training when ``mixed``; the previous policy after."""
+    previous = keras.mixed_precision.global_policy()
+    if mixed:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def _optimizer(config: ExperimentConfig, learning_rate: float) -> keras.optimizers.Optimizer:
     if config.train.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate)
@@ -368,12 +380,10 @@ def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore
         raise ValueError(f"store {store.root} holds {store.modality}, config is for {config.data.modality}")
     write_run_config(config, workdir)
     keras.utils.set_random_seed(config.train.seed)
-    if config.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     cases = prepare_cases(store, sorted(set(fold.train) | set(fold.validation)), config.data, progress=progress)
     by_id = {c.case_id: c for c in cases}
     data = _Data([by_id[c] for c in fold.train], [by_id[c] for c in fold.validation])
-    with distribution_scope(config.train.distribute):
+    with distribution_scope(config.train.distribute), precision_policy(config.train.mixed_precision):
         trainer = Trainer(config, workdir, data, progress)
         model = trainer.train_cnn()
         if config.model.name == "cnn_rnn":

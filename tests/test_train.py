@@ -81,3 +81,13 @@ def test_resume_with_another_config_is_refused(tiny_store, tmp_path):
     train(config, tmp_path / "run", tiny_store, FOLD, progress=False)
     with pytest.raises(ValueError, match="another config"):
         train(apply_overrides(config, ["train.loss=ce"]), tmp_path / "run", tiny_store, FOLD, progress=False)
+
+
+def test_mixed_precision_trains_and_restores_the_policy(tiny_store, tmp_path):
+    config = tiny_config("unet", "train.mixed_precision=true", "train.epochs_finetune=0")
+    result = train(config, tmp_path / "run", tiny_store, FOLD, progress=False)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    loaded = keras.saving.load_model(result.model_path, safe_mode=True, compile=False)
+    assert np.isfinite(result.final_dice)
+    outputs = loaded.predict(np.full((1, 32, 32, 3), 0.5, np.float32), verbose=0)
+    assert outputs["fused"].shape == (1, 32, 32, 1) and np.all(np.isfinite(outputs["fused"]))
