@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # importing mplot3d registers the "3d" projection
 
-from pancreas_seg.data.store import atomic_write_bytes
+from pancreas_seg.io.atomic import atomic_write
 
 DPI = 150
 PANEL_INCHES = 3.2  # side of one panel
@@ -34,8 +34,7 @@ def new_figure(width_in: float, height_in: float) -> Figure:
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Save ``fig`` as PNG atomically."""
-    return atomic_write_bytes(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight"),
-                              suffix=".png")
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight"))
 
 
 # ---------------------------------------------------------------------------
