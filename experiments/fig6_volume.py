@@ -12,7 +12,7 @@ from _common import Context, main_guard, run_script
 from pancreas_seg.experiment import MODEL_LABELS, VOLUME_BAND, Column, Row, volume_fit
 from pancreas_seg.paper_figures import VolumePanel, plot_volume_agreement
 
-QUICK_TIME = "time not yet measured"
+QUICK_TIME = "seconds once Table II has run"
 MODELS = ("hnn", "unet", "pnet64", "pnet_msa")
 COLUMNS = [Column("r2", "R²", scale=1.0, digits=3), Column("slope", "slope", scale=1.0, digits=2),
            Column("intercept", "intercept (mL)", scale=1.0, digits=1),
