@@ -8,7 +8,7 @@ import pytest
 
 from pancreas_seg.data.store import Case, CaseStore
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"  # ../shared/data/real, not in the repo
 
 
 def blob_case(case_id: str, depth: int = 12, size: int = 48, seed: int = 0, modality: str = "CT") -> Case:
@@ -33,3 +33,11 @@ def tiny_store(tmp_path: Path) -> CaseStore:
     for index in range(4):
         store.write_case(blob_case(f"CASE_{index:02d}", seed=index))
     return store
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The real DICOM examples written by other software; skips when the folder is absent."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real DICOM test data folder {REAL_DATA} absent")
+    return REAL_DATA

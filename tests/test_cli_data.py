@@ -19,8 +19,6 @@ from pancreas_seg.data.store import CaseStore
 from pancreas_seg.io.nifti import read_nifti, reorient_like
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = REPO.parent / "shared" / "data" / "real"
-TOTALSEG = REAL_DATA / "totalseg_ct_dicom"
 LIVER, PANCREAS = 5, 7  # TotalSegmentator labels in reference_seg.nii.gz
 LIVER_MEAN_HU, PANCREAS_MEAN_HU, MEAN_HU_TOL = 89.0, 61.0, 5.0  # its README: about 89 and 61 HU
 EXIT_SOME_CASES_FAILED = 1  # convert_nih.py: the other cases were converted
@@ -102,15 +100,14 @@ def test_convert_nih_on_a_folder_without_dicom(tmp_path):
 # --------------------------------------------------------------------------------
 
 
-def test_convert_dicom_real_series_lands_on_the_reference_grid(tmp_path, capsys):
-    if not TOTALSEG.is_dir():
-        pytest.skip(f"real DICOM test data {TOTALSEG} absent")
+def test_convert_dicom_real_series_lands_on_the_reference_grid(tmp_path, capsys, real_data):
+    totalseg = real_data / "totalseg_ct_dicom"
     out = tmp_path / "scan.nii.gz"
-    assert main(["convert-dicom", str(TOTALSEG / "slices"), "-o", str(out)]) == 0
+    assert main(["convert-dicom", str(totalseg / "slices"), "-o", str(out)]) == 0
     assert f"{out}: 512x512x20 voxels" in capsys.readouterr().out
     scan = read_nifti(out)
     assert scan.array.dtype == np.int16 and scan.shape == (20, 512, 512)
-    label = reorient_like(read_nifti(TOTALSEG / "reference_seg.nii.gz", kind="label"), scan.affine, scan.shape)
+    label = reorient_like(read_nifti(totalseg / "reference_seg.nii.gz", kind="label"), scan.affine, scan.shape)
     assert np.mean(scan.array[label.array == LIVER]) == pytest.approx(LIVER_MEAN_HU, abs=MEAN_HU_TOL)
     assert np.mean(scan.array[label.array == PANCREAS]) == pytest.approx(PANCREAS_MEAN_HU, abs=MEAN_HU_TOL)
 

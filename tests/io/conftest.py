@@ -1,7 +1,6 @@
 """Shared helpers of the io tests: small synthetic scans and the real-data folder."""
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,19 +18,6 @@ AXIAL_LPS_AFFINE = np.array(
     ]
 )
 SLICE_MARKER_STEP = 100  # slice k of a synthetic CT holds k * SLICE_MARKER_STEP + a small pattern
-
-
-def real_data_root() -> Path:
-    """``../shared/data/real`` relative to the repository root (not part of the repository)."""
-    return Path(__file__).parents[2].parent / "shared" / "data" / "real"
-
-
-@pytest.fixture
-def real_data() -> Path:
-    root = real_data_root()
-    if not root.is_dir():
-        pytest.skip(f"real DICOM test data folder {root} absent")
-    return root
 
 
 def rotation_affine(spacing_zyx=(2.0, 0.8, 0.6), origin=(-5.0, 12.0, 40.0), angles_deg=(20.0, -10.0, 35.0)) -> np.ndarray:
