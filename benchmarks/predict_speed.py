@@ -12,7 +12,6 @@ puts the CNN's achieved GFLOP/s (FLOPs counted from its Conv/Deconv layers) besi
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import tempfile
@@ -24,10 +23,11 @@ import keras
 import numpy as np
 
 from pancreas_seg import inference
-from pancreas_seg.config import ExperimentConfig, config_hash, to_dict
+from pancreas_seg.config import ExperimentConfig
 from pancreas_seg.io.nifti import write_nifti
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.models.build import build_model
+from pancreas_seg.train import export_run
 
 REFERENCE_CHANNELS = 64  # width of the plain 3x3 convolution used as the machine's reference
 REFERENCE_KERNEL = 3
@@ -93,11 +93,7 @@ def fresh_run(folder: Path, model_name: str, size: int) -> Path:
     config = ExperimentConfig()
     config = replace(config, data=replace(config.data, input_size=size, crop="none"),
                      model=replace(config.model, name=model_name))
-    folder.mkdir(parents=True)
-    build_model(config.model, size).save(folder / "model.keras")
-    (folder / "config.json").write_text(json.dumps({"config": to_dict(config), "config_hash": config_hash(config),
-                                                    "backend": keras.backend.backend()}))
-    return folder
+    return export_run(build_model(config.model, size), config, folder).root
 
 
 def main(argv: list[str] | None = None) -> int:

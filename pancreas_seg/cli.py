@@ -79,7 +79,7 @@ def _add_store_info(sub: argparse._SubParsersAction) -> Command:
 def _train(args: argparse.Namespace) -> int:
     from pancreas_seg.config import apply_overrides, preset
     from pancreas_seg.data import builtin
-    from pancreas_seg.data.splits import case_patients_from_manifest, make_folds, save_folds
+    from pancreas_seg.data.splits import select_fold, store_folds
     from pancreas_seg.data.store import CaseStore
     from pancreas_seg.train import train
 
@@ -92,13 +92,11 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
     store = CaseStore(args.data) if args.data else builtin.ensure_store(config.data.modality, config.data.builtin_set)
-    folds = make_folds(case_patients_from_manifest(store.manifest), config.data.folds,
-                       config.data.validation_fraction, config.data.seed)
-    if not 0 <= args.fold < len(folds):
-        raise UsageError(f"--fold must be in 0..{len(folds) - 1}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_folds(folds, args.out / "folds.json")
-    result = train(config, args.out, store, folds[args.fold], progress=not args.quiet)
+    try:
+        fold = select_fold(store_folds(store, config.data), args.fold)
+    except ValueError as err:
+        raise UsageError(f"--fold: {err}") from None
+    result = train(config, args.out, store, fold, progress=not args.quiet)
     print(f"{result.model_path}: validation DSC {result.final_dice:.3f} (selected {result.selected_dice})")
     return 0
 

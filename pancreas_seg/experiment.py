@@ -44,18 +44,18 @@ import numpy as np
 
 from pancreas_seg import metrics
 from pancreas_seg.config import ExperimentConfig, apply_overrides, config_hash, preset
-from pancreas_seg.data.splits import Fold, case_patients_from_manifest, load_folds, make_folds, save_folds
+from pancreas_seg.data.splits import Fold, load_folds, save_folds, select_fold, store_folds
 from pancreas_seg.data.store import Case, CaseStore
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json, atomic_write_text
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.scan import Scan
+from pancreas_seg.run_folder import MODEL_NAME, RunFolder
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1  # bump when the content of test_metrics.json changes
 MODELS_DIR = "models"
 FOLD_DIR = "fold_{index}"
-MODEL_FILE = "model.keras"
 PREDICTIONS_FILE = "test_predictions.npz"
 METRICS_FILE = "test_metrics.json"
 DATA_FILE = "data.json"
@@ -197,12 +197,6 @@ def summary_row(result: CrossValResult, keys: Sequence[str]) -> dict[str, metric
 # cross-validation with caching
 # ---------------------------------------------------------------------------
 
-def store_folds(store: CaseStore, config: ExperimentConfig) -> list[Fold]:
-    """The patient-level folds of ``store`` for ``config.data`` (Sec. IV-A: 4-fold CV)."""
-    return make_folds(case_patients_from_manifest(store.manifest), config.data.folds,
-                      config.data.validation_fraction, config.data.seed)
-
-
 def _check_data(root: Path, store: CaseStore) -> None:
     """Models in ``root`` must come from the same store: config hashes do not see the data path."""
     record = {"store": str(store.root.resolve()), "modality": store.modality, "cases": store.case_ids}
@@ -233,44 +227,6 @@ def _default_predictor(model_path: Path, config: ExperimentConfig) -> Callable[[
     return lambda scan: inference.predict_scan(scan, [loaded]).probability
 
 
-def _seed_cnn_stages(run_dir: Path, base_dir: Path) -> None:
-    """Give a new ``cnn_rnn`` run the finished CNN stages of the PNet-MSA run ``base_dir``.
-
-    Copies each CNN stage's model file (and ``history.csv``) to the same place under ``run_dir``
-    and lists the stages in ``run_dir/state.json``, so the trainer skips them. Nothing happens
-    when ``run_dir`` already has a state or the base state is not usable.
-    """
-    from pancreas_seg.train import STATE_NAME
-
-    target, source = run_dir / STATE_NAME, base_dir / STATE_NAME
-    if target.exists() or not source.is_file():
-        return
-    state = json.loads(source.read_text())
-    stages = {name: entry for name, entry in state.get("stages", {}).items() if name not in RNN_STAGES}
-    copies = []
-    for name, entry in stages.items():
-        model_path = base_dir / entry.get("model", "")  # relative to the run folder
-        try:
-            relative = model_path.resolve().relative_to(base_dir.resolve())
-        except ValueError:
-            relative = None
-        if relative is None or not model_path.is_file():
-            log.warning("%s: stage %s has no model file in the run; the BiRNN run trains its own CNN", base_dir, name)
-            return
-        copies.append(relative)
-        history = base_dir / name / "history.csv"
-        if history.is_file():
-            copies.append(history.relative_to(base_dir))
-    if not stages:
-        return
-    for relative in copies:
-        (run_dir / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(base_dir / relative, run_dir / relative)
-    order = [name for name in state.get("order", list(stages)) if name in stages]
-    atomic_write_json(target, {**state, "order": order, "stages": stages})
-    log.info("%s: CNN stages %s taken from %s", run_dir, order, base_dir)
-
-
 def _ensure_model(config: ExperimentConfig, store: CaseStore, out_root: Path, fold: Fold,
                   progress: bool, train_fn: TrainFn) -> tuple[Path, bool]:
     """Train fold ``fold`` of ``config`` unless its ``model.keras`` exists; ``(run_dir, trained)``."""
@@ -278,21 +234,23 @@ def _ensure_model(config: ExperimentConfig, store: CaseStore, out_root: Path, fo
     root.mkdir(parents=True, exist_ok=True)
     _check_data(root, store)
     run_dir = root / FOLD_DIR.format(index=fold.index)
-    if (run_dir / MODEL_FILE).is_file():
+    if (run_dir / MODEL_NAME).is_file():
         return run_dir, False
     if config.model.name == CNN_RNN:
         base = replace(config, model=replace(config.model, name=BASE_CNN))
         base_dir, _ = _ensure_model(base, store, out_root, fold, progress, train_fn)
-        _seed_cnn_stages(run_dir, base_dir)
+        adopted = RunFolder(run_dir).adopt_stages(RunFolder(base_dir), exclude=RNN_STAGES)
+        if adopted:
+            log.info("%s: CNN stages %s taken from %s", run_dir, adopted, base_dir)
     log.info("training %s fold %d in %s", MODEL_LABELS[config.model.name], fold.index, run_dir)
     train_fn(config, run_dir, store, fold, progress=progress)
-    if not (run_dir / MODEL_FILE).is_file():
-        raise RuntimeError(f"training finished without writing {run_dir / MODEL_FILE}")
+    if not (run_dir / MODEL_NAME).is_file():
+        raise RuntimeError(f"training finished without writing {run_dir / MODEL_NAME}")
     return run_dir, True
 
 
 def _model_stamp(run_dir: Path) -> dict[str, int]:
-    stat = (run_dir / MODEL_FILE).stat()
+    stat = (run_dir / MODEL_NAME).stat()
     return {"mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
 
 
@@ -344,7 +302,7 @@ def _predict_fold(run_dir: Path, config: ExperimentConfig, store: CaseStore, cas
     """Predict every test case of a fold into ``test_predictions.npz`` (float16, compressed)."""
     from tqdm import tqdm
 
-    predict = predictor_factory(run_dir / MODEL_FILE, config)
+    predict = predictor_factory(run_dir / MODEL_NAME, config)
     maps = {}
     for cid in tqdm(case_ids, desc=f"predict {run_dir.parent.name}/{run_dir.name}", disable=not progress):
         case = store.read_case(cid)
@@ -406,11 +364,8 @@ def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: s
     """
     if store.modality != config.data.modality:
         raise InputError(store.root, f"store holds {store.modality} cases, the experiment is for {config.data.modality}")
-    all_folds = store_folds(store, config)
-    chosen = range(len(all_folds)) if folds is None else list(folds)
-    for index in chosen:
-        if not 0 <= index < len(all_folds):
-            raise ValueError(f"fold {index} does not exist; folds are 0..{len(all_folds) - 1}")
+    all_folds = store_folds(store, config.data)
+    chosen = [select_fold(all_folds, index) for index in (range(len(all_folds)) if folds is None else folds)]
     out_root = Path(out_root)
     root = model_dir(config, out_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -418,16 +373,15 @@ def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: s
     if not (root / FOLDS_FILE).is_file() or load_folds(root / FOLDS_FILE) != all_folds:
         save_folds(all_folds, root / FOLDS_FILE)
     result = CrossValResult(config, root, [])
-    for index in chosen:
-        run_dir, trained = _ensure_model(config, store, out_root, all_folds[index], progress,
-                                         train_fn or _default_train)
-        fold_result, predicted = _fold_results(run_dir, config, store, all_folds[index], progress,
+    for fold in chosen:
+        run_dir, trained = _ensure_model(config, store, out_root, fold, progress, train_fn or _default_train)
+        fold_result, predicted = _fold_results(run_dir, config, store, fold, progress,
                                                predictor_factory or _default_predictor)
         result.folds.append(fold_result)
         if trained:
-            result.trained.append(index)
+            result.trained.append(fold.index)
         if predicted:
-            result.predicted.append(index)
+            result.predicted.append(fold.index)
     return result
 
 

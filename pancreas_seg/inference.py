@@ -37,8 +37,8 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from pancreas_seg import __version__
-from pancreas_seg.config import DataConfig, ExperimentConfig, config_hash, from_dict
-from pancreas_seg.data.preprocess import InplaneTransform, prepare_volume, slice_stack
+from pancreas_seg.config import ExperimentConfig
+from pancreas_seg.data.preprocess import InplaneTransform, prepare_volume, preprocessing_key, slice_stack
 from pancreas_seg.errors import InputError, PancreasSegError
 from pancreas_seg.evaluate import case_id as nifti_case_id
 from pancreas_seg.io.dicom import list_series, read_dicom_series
@@ -47,19 +47,15 @@ from pancreas_seg.io.scan import Scan
 from pancreas_seg.metrics import MM3_PER_ML
 from pancreas_seg.models.birnn import build_birnn, cnn_of
 from pancreas_seg.models.build import default_jit_compile, transfer_weights
+from pancreas_seg.run_folder import locate_model
 
 logger = logging.getLogger(__name__)
 
-RUN_CONFIG_NAME = "config.json"
-RUN_MODEL_NAME = "model.keras"
-MODEL_SUFFIX = ".keras"
 FUSED = "fused"  # output of the 2D CNNs used as their prediction (Eq. 3)
 RNN_MODEL = "cnn_rnn"  # model name whose BiRNN runs over the slice sequence
 NOT_A_SCAN_MODEL = "birnn"  # takes CNN probabilities, not images
 DEFAULT_BATCH_SIZE = 8  # 3-slice stacks per CNN call
 COMPONENT_CONNECTIVITY = 3  # scipy rank-3 structure: 26-connected components in 3D
-PREPROCESSING_FIELDS = ("modality", "hu_window", "mri_percentiles", "crop", "fov_mm", "input_size",
-                        "context_slices")  # DataConfig fields every averaged model must share
 STAGES = ("read", "preprocess", "cnn", "birnn", "postprocess", "write")
 MAX_LOAD_ERROR_CHARS = 200  # the loader's message is cut to this length in the one-line error
 INPUT_KINDS = ("dicom", "nifti")
@@ -101,33 +97,6 @@ class LoadedModel:
                 "modality": self.config.data.modality}
 
 
-def _resolve_model_path(path: Path) -> tuple[Path, Path]:
-    """``(model.keras, config.json)`` of a run folder or a ``.keras`` file."""
-    if not path.exists():
-        raise InputError(path, "model path does not exist (give a run folder or a .keras file)")
-    if path.is_dir():
-        model_path, config_path = path / RUN_MODEL_NAME, path / RUN_CONFIG_NAME
-        if not model_path.is_file():
-            raise InputError(path, f"run folder has no {RUN_MODEL_NAME} (has the training finished?)")
-    else:
-        if not path.name.endswith(MODEL_SUFFIX):
-            raise InputError(path, f"not a Keras model file (expected a run folder or a {MODEL_SUFFIX} file)")
-        model_path, config_path = path, path.parent / RUN_CONFIG_NAME
-    if not config_path.is_file():
-        raise InputError(model_path, f"no {RUN_CONFIG_NAME} beside the model; the preprocessing of the run "
-                                     "is unknown (keep the model in its run folder)")
-    return model_path, config_path
-
-
-def _read_run_config(config_path: Path) -> tuple[ExperimentConfig, str]:
-    try:
-        payload = json.loads(config_path.read_text())
-        config = from_dict(payload["config"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(config_path, f"not a run configuration ({type(exc).__name__}: {exc})") from None
-    return config, str(payload.get("config_hash") or config_hash(config))
-
-
 def _birnn_part(model: keras.Model, config: ExperimentConfig) -> keras.Model:
     """The BiRNN of a CNN-RNN model as its own model (weights copied by layer name)."""
     birnn = build_birnn(config.model, config.data.input_size)
@@ -152,11 +121,10 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         InputError: missing path or config, unreadable config, a model file that does not load, a
             model that does not predict from scans (the BiRNN alone).
     """
-    model_path, config_path = _resolve_model_path(Path(path))
-    config, run_hash = _read_run_config(config_path)
+    run, model_path = locate_model(path)
+    config, run_hash = run.read_config()
     if config.model.name == NOT_A_SCAN_MODEL:
         raise InputError(model_path, "this model is a BiRNN alone (it takes CNN probabilities, not scans)")
-    import pancreas_seg.models  # noqa: F401 - registers the custom layers before loading
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
@@ -175,16 +143,12 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     return LoadedModel(model_path, config, run_hash, cnn, birnn)
 
 
-def preprocessing_key(config: DataConfig) -> dict:
-    """The DataConfig fields that define what a model sees (:data:`PREPROCESSING_FIELDS`)."""
-    return {name: getattr(config, name) for name in PREPROCESSING_FIELDS}
-
-
 def load_models(paths: Sequence[str | os.PathLike]) -> list[LoadedModel]:
     """Load one or several models to average; all must share the preprocessing.
 
     Raises:
-        InputError: a model does not load, or two models differ in a :data:`PREPROCESSING_FIELDS` field.
+        InputError: a model does not load, or two models prepare scans differently
+            (:func:`~pancreas_seg.data.preprocess.preprocessing_key`).
     """
     if not paths:
         raise ValueError("give at least one model")
@@ -192,7 +156,7 @@ def load_models(paths: Sequence[str | os.PathLike]) -> list[LoadedModel]:
     reference = preprocessing_key(models[0].config.data)
     for model in models[1:]:
         key = preprocessing_key(model.config.data)
-        differing = [name for name in PREPROCESSING_FIELDS if key[name] != reference[name]]
+        differing = [name for name in key if key[name] != reference[name]]
         if differing:
             shown = ", ".join(f"{name} {key[name]!r} vs {reference[name]!r}" for name in differing)
             raise InputError(model.path, f"preprocessing differs from {models[0].path}: {shown}; "
@@ -331,8 +295,8 @@ def _fused(output) -> np.ndarray:
     return np.asarray(output[FUSED] if isinstance(output, dict) else output)
 
 
-def cnn_probabilities(cnn: keras.Model, volume: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE,
-                      context: int = 3) -> np.ndarray:
+def cnn_probabilities(cnn: keras.Model, volume: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE, *,
+                      context: int) -> np.ndarray:
     """The 2D CNN over every slice: ``[Z, S, S]`` float32 in [0, 1] -> ``[Z, S, S]`` float32 probabilities.
 
     Slice ``k`` sees the stack of slices ``k-1, k, k+1`` (edges replicated, Sec. III-A); only
@@ -371,7 +335,7 @@ def model_probabilities(model: LoadedModel, volume: np.ndarray, batch_size: int 
     total = np.zeros(volume.shape, np.float32)
     for view in views:
         with _timed(timings, "cnn"):
-            probability = cnn_probabilities(model.cnn, view(volume), batch_size, context)
+            probability = cnn_probabilities(model.cnn, view(volume), batch_size, context=context)
         if model.birnn is not None:
             with _timed(timings, "birnn"):
                 probability = birnn_probabilities(model.birnn, probability)

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass, replace
@@ -30,22 +30,22 @@ from typing import Iterator, Sequence
 import keras
 import numpy as np
 
-from pancreas_seg.config import ExperimentConfig, config_hash, to_dict
+from pancreas_seg.config import ExperimentConfig
 from pancreas_seg.data.dataflow import (SequenceFlow, SliceStackFlow, as_generator, batched, close_flow,
                                         prepare_cases)
 from pancreas_seg.data.preprocess import PreparedCase
 from pancreas_seg.data.splits import Fold
 from pancreas_seg.data.store import CaseStore
+from pancreas_seg.errors import InputError
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json
-from pancreas_seg.losses import deep_supervision_losses
-from pancreas_seg.models.birnn import build_cnn_rnn, cnn_of
+from pancreas_seg.losses import deep_supervision_losses, deep_supervision_targets
+from pancreas_seg.models.birnn import build_cnn_rnn, set_cnn_trainable
 from pancreas_seg.models.build import build_model, default_jit_compile, transfer_weights
+from pancreas_seg.run_folder import (BACKUP_DIR, BEST_NAME, HISTORY_NAME, LAST_NAME, TENSORBOARD_DIR, RunFolder,
+                                     RunIdentity)
 
 log = logging.getLogger(__name__)
 
-STATE_NAME = "state.json"
-MODEL_NAME = "model.keras"
-LAST_NAME = "last.keras"
 FUSED = "fused"
 
 
@@ -84,34 +84,6 @@ class TrainResult:
     model_path: Path
     selected_dice: float | None
     final_dice: float | None
-
-
-class RunState:
-    """``state.json``: the finished stages in order, with their model file (relative to the run
-    folder) and best monitored value."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.path = workdir / STATE_NAME
-        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"order": [], "stages": {}}
-
-    def done(self, stage: str) -> bool:
-        return stage in self.data["stages"]
-
-    def get(self, stage: str) -> dict:
-        return self.data["stages"][stage]
-
-    def model_path(self, stage: str) -> Path:
-        return self.workdir / self.get(stage)["model"]
-
-    @property
-    def last_stage(self) -> str:
-        return self.data["order"][-1]
-
-    def finish(self, stage: str, **values) -> None:
-        self.data["stages"][stage] = values
-        self.data["order"] = [s for s in self.data["order"] if s != stage] + [stage]
-        atomic_write_json(self.path, self.data)
 
 
 @contextlib.contextmanager
@@ -163,12 +135,11 @@ def _optimizer(config: ExperimentConfig, learning_rate: float) -> keras.optimize
 
 def compile_model(model: keras.Model, config: ExperimentConfig, learning_rate: float) -> keras.Model:
     """Eq. 4: the chosen loss on Ŷ plus on every side output U_k; DSC of Ŷ as the metric."""
-    losses = deep_supervision_losses(model, config.train.loss)
     dice = [BinaryDice(config.train.threshold)]
-    single = len(model.outputs) == 1
     model.compile(optimizer=_optimizer(config, learning_rate),
-                  loss=next(iter(losses.values())) if single else losses,
-                  metrics=dice if single else {FUSED: dice}, jit_compile=default_jit_compile())
+                  loss=deep_supervision_losses(model, config.train.loss),
+                  metrics={FUSED: dice} if isinstance(model.output, dict) else dice,
+                  jit_compile=default_jit_compile())
     return model
 
 
@@ -178,26 +149,25 @@ def dice_log_name(model: keras.Model, validation: bool = True) -> str:
     return f"val_{name}" if validation else name
 
 
-def _targets(model: keras.Model, flow_batches: Iterator) -> Iterator:
-    """Give every output of ``model`` the same mask target."""
-    names = list(model.output_names)
+def _supervised(model: keras.Model, flow_batches: Iterator) -> Iterator:
+    """``(inputs, targets)`` batches with the mask given to every output (Eq. 4)."""
     for inputs, mask in flow_batches:
-        yield inputs, (mask if len(names) == 1 else {name: mask for name in names})
+        yield inputs, deep_supervision_targets(model, mask)
 
 
 def _callbacks(stage_dir: Path, monitor: str, mode: str, patience: int | None) -> list[keras.callbacks.Callback]:
-    seen = _read_history(stage_dir / "history.csv").get(monitor)  # a resumed stage keeps its best so far
+    seen = _read_history(stage_dir / HISTORY_NAME).get(monitor)  # a resumed stage keeps its best so far
     best = (max(seen) if mode == "max" else min(seen)) if seen else None
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(stage_dir / "backup")),
-        keras.callbacks.CSVLogger(str(stage_dir / "history.csv"), append=True),
-        AtomicCheckpoint(stage_dir / "best.keras", monitor=monitor, mode=mode, best=best),
+        keras.callbacks.BackupAndRestore(str(stage_dir / BACKUP_DIR)),
+        keras.callbacks.CSVLogger(str(stage_dir / HISTORY_NAME), append=True),
+        AtomicCheckpoint(stage_dir / BEST_NAME, monitor=monitor, mode=mode, best=best),
         AtomicCheckpoint(stage_dir / LAST_NAME),
     ]
     if patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     if keras.backend.backend() == "tensorflow":
-        callbacks.append(keras.callbacks.TensorBoard(str(stage_dir / "tensorboard"), write_graph=False))
+        callbacks.append(keras.callbacks.TensorBoard(str(stage_dir / TENSORBOARD_DIR), write_graph=False))
     return callbacks
 
 
@@ -212,12 +182,12 @@ class _Data:
 class Trainer:
     """Runs the stages of :func:`train` for one fold in one work folder."""
 
-    def __init__(self, config: ExperimentConfig, workdir: Path, data: _Data, progress: bool):
+    def __init__(self, config: ExperimentConfig, run: RunFolder, data: _Data, progress: bool):
         self.config = config
-        self.workdir = workdir
+        self.run = run
         self.data = data
         self.progress = progress
-        self.state = RunState(workdir)
+        self.state = run.state
 
     def _fit(self, stage: str, model: keras.Model, flow_cls, train_cases: Sequence[PreparedCase],
              epochs: int, batch_size: int, patience: int | None, monitor: str | None = None,
@@ -225,32 +195,32 @@ class Trainer:
         """Fit ``model`` on ``train_cases`` for one stage; returns the stage's best model by
         ``monitor`` (default: validation DSC of Ŷ)."""
         monitor = monitor or dice_log_name(model)
-        stage_dir = self.workdir / stage
+        stage_dir = self.run.stage_dir(stage)
         stage_dir.mkdir(parents=True, exist_ok=True)
         train_cfg = self.config.train
         train_flow = batched(flow_cls(train_cases, self.config.data, shuffle=True), batch_size,
                              workers=train_cfg.workers)
         val_flow = flow_cls(self.data.validation, self.config.data, shuffle=False, augment=False)
-        val_steps = max(1, -(-len(val_flow) // batch_size))
+        val_steps = max(1, math.ceil(len(val_flow) / batch_size))
         val_batches = batched(val_flow, batch_size, repeat=True, remainder=True)
         callbacks = _callbacks(stage_dir, monitor, mode, patience)
         if stop_at is not None:
             callbacks.append(_StopWhenReached(monitor, stop_at))
         try:
-            model.fit(_targets(model, as_generator(train_flow)), steps_per_epoch=train_cfg.steps_per_epoch,
-                      epochs=epochs, validation_data=_targets(model, as_generator(val_batches)),
+            model.fit(_supervised(model, as_generator(train_flow)), steps_per_epoch=train_cfg.steps_per_epoch,
+                      epochs=epochs, validation_data=_supervised(model, as_generator(val_batches)),
                       validation_steps=val_steps, callbacks=callbacks, shuffle=False,  # the dataflow shuffles
                       verbose=1 if self.progress else 0)
         finally:
             close_flow(train_flow)
-        best = stage_dir / "best.keras"
+        best = stage_dir / BEST_NAME
         chosen_path = best if best.is_file() else stage_dir / LAST_NAME
         chosen = keras.saving.load_model(chosen_path, safe_mode=True, compile=False)
-        history = _read_history(stage_dir / "history.csv")
+        history = _read_history(self.run.history_path(stage))
         score = max(history.get(monitor, [np.nan])) if mode == "max" else min(history.get(monitor, [np.nan]))
-        self.state.finish(stage, model=str(chosen_path.relative_to(self.workdir)),
+        self.state.finish(stage, model=str(chosen_path.relative_to(self.run.root)),
                           epochs=len(history.get("epoch", [])), best=float(score))
-        shutil.rmtree(stage_dir / "backup", ignore_errors=True)
+        shutil.rmtree(stage_dir / BACKUP_DIR, ignore_errors=True)
         return chosen
 
     def _stage_model(self, stage: str) -> keras.Model:
@@ -300,7 +270,7 @@ class Trainer:
             model = self._stage_model("rnn")
         else:
             model = build_cnn_rnn(self.config.model, cnn, self.config.data.input_size)
-            cnn_of(model).trainable = False
+            set_cnn_trainable(model, False)
             compile_model(model, self.config, train_cfg.learning_rate)
             model = self._fit("rnn", model, SequenceFlow, self.data.train, train_cfg.epochs_rnn,
                               train_cfg.sequence_batch_size, train_cfg.patience)
@@ -308,7 +278,7 @@ class Trainer:
             return model
         if self.state.done("end_to_end"):
             return self._stage_model("end_to_end")
-        cnn_of(model).trainable = True
+        set_cnn_trainable(model, True)
         compile_model(model, self.config, train_cfg.finetune_learning_rate)
         return self._fit("end_to_end", model, SequenceFlow, self.data.train + self.data.validation,
                          train_cfg.epochs_end_to_end, train_cfg.sequence_batch_size, train_cfg.patience)
@@ -354,18 +324,6 @@ def _read_history(path: Path) -> dict[str, list[float]]:
     return {name: [float(row[name]) for row in rows if row.get(name) not in ("", None)] for name in columns}
 
 
-def write_run_config(config: ExperimentConfig, workdir: Path) -> None:
-    """Write ``config.json``; a resumed run must have been started with the same config."""
-    path = workdir / "config.json"
-    payload = {"config": to_dict(config), "config_hash": config_hash(config), "backend": keras.backend.backend()}
-    if path.is_file():
-        previous = json.loads(path.read_text())
-        if previous.get("config_hash") != payload["config_hash"]:
-            raise ValueError(f"{workdir} holds a run with another config; use a new work folder")
-        return
-    atomic_write_json(path, payload)
-
-
 def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore, fold: Fold,
           progress: bool = True) -> TrainResult:
     """Train ``config.model`` on one cross-validation fold; resumable in ``workdir``.
@@ -374,38 +332,47 @@ def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore
     TensorBoard logs), ``model.keras`` (the selected final model), ``last.keras`` and
     ``validation.json`` (loss and DSC of the final model on the validation subset).
     """
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    run = RunFolder(workdir)
     if store.modality != config.data.modality:
-        raise ValueError(f"store {store.root} holds {store.modality}, config is for {config.data.modality}")
-    write_run_config(config, workdir)
+        raise InputError(store.root, f"store holds {store.modality} cases, the config is for {config.data.modality}")
+    run.start(config, RunIdentity.of(store, fold), keras.backend.backend())
     keras.utils.set_random_seed(config.train.seed)
     cases = prepare_cases(store, sorted(set(fold.train) | set(fold.validation)), config.data, progress=progress)
     by_id = {c.case_id: c for c in cases}
     data = _Data([by_id[c] for c in fold.train], [by_id[c] for c in fold.validation])
     with distribution_scope(config.train.distribute), precision_policy(config.train.mixed_precision):
-        trainer = Trainer(config, workdir, data, progress)
+        trainer = Trainer(config, run, data, progress)
         model = trainer.train_cnn()
         if config.model.name == "cnn_rnn":
             model = trainer.train_rnn(model)
-    return _finish(config, workdir, trainer, model)
+    return _finish(config, run, trainer, model)
 
 
-def _finish(config: ExperimentConfig, workdir: Path, trainer: Trainer, model: keras.Model) -> TrainResult:
-    model_path = workdir / MODEL_NAME
-    atomic_save(model, model_path)
-    shutil.copyfile(workdir / trainer.state.last_stage / LAST_NAME, workdir / LAST_NAME)
+def _finish(config: ExperimentConfig, run: RunFolder, trainer: Trainer, model: keras.Model) -> TrainResult:
+    atomic_save(model, run.model_path)
+    last = run.stage_dir(trainer.state.last_stage) / LAST_NAME
+    atomic_write(run.last_path, lambda tmp: shutil.copyfile(last, tmp))
     flow_cls = SequenceFlow if config.model.name == "cnn_rnn" else SliceStackFlow
     batch = config.train.sequence_batch_size if flow_cls is SequenceFlow else config.train.batch_size
     val_flow = flow_cls(trainer.data.validation, config.data, shuffle=False, augment=False)
     compile_model(model, config, config.train.learning_rate)
-    scores = model.evaluate(_targets(model, as_generator(batched(val_flow, batch, repeat=True, remainder=True))),
-                            steps=max(1, -(-len(val_flow) // batch)), return_dict=True, verbose=0)
-    atomic_write_json(workdir / "validation.json", {k: float(v) for k, v in scores.items()})
-    selected = trainer.state.data["stages"].get("full", {}).get("best")
-    return TrainResult(workdir, model_path, selected, float(scores.get(dice_log_name(model, False), np.nan)))
+    scores = model.evaluate(_supervised(model, as_generator(batched(val_flow, batch, repeat=True, remainder=True))),
+                            steps=max(1, math.ceil(len(val_flow) / batch)), return_dict=True, verbose=0)
+    atomic_write_json(run.validation_path, {k: float(v) for k, v in scores.items()})
+    selected = trainer.state.best("full")
+    return TrainResult(run.root, run.model_path, selected, float(scores.get(dice_log_name(model, False), np.nan)))
 
 
 def atomic_save(model: keras.Model, path: Path) -> Path:
     """Save a ``.keras`` file under a temporary name, then rename it into place."""
     return atomic_write(path, model.save)
+
+
+def export_run(model: keras.Model, config: ExperimentConfig, folder: str | os.PathLike) -> RunFolder:
+    """A run folder holding ``model`` as its selected model, for a model not trained by :func:`train`
+    (imported weights, a benchmark's untrained network): ``predict`` then loads it like any run."""
+    run = RunFolder(folder)
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.write_config(config, backend=keras.backend.backend())
+    atomic_save(model, run.model_path)
+    return run

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from pancreas_seg.cli import main
-from pancreas_seg.config import DataConfig, ExperimentConfig, config_hash, preset, to_dict
+from pancreas_seg.config import DataConfig, ExperimentConfig, config_hash, preset
 from pancreas_seg.io.dicom import read_dicom_series, write_dicom_series
 from pancreas_seg.io.dicom_seg import read_dicom_seg
 from pancreas_seg.io.nifti import read_nifti, write_nifti
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.models.build import build_model
+from pancreas_seg.train import export_run
 
 ANGLE = np.radians(15.0)
 # anisotropic, rotated in-plane, off-origin: (x, y, z) voxel = (0.8, 0.6, 2.0) mm
@@ -31,11 +32,7 @@ BLOCK = (slice(3, 6), slice(20, 30), slice(8, 18))  # [Z, Y, X], bright in the s
 
 def write_run(folder: Path, config: ExperimentConfig, model: keras.Model) -> Path:
     """A run folder as the trainer writes it: model.keras + config.json."""
-    folder.mkdir(parents=True)
-    model.save(folder / "model.keras")
-    payload = {"config": to_dict(config), "config_hash": config_hash(config), "backend": keras.backend.backend()}
-    (folder / "config.json").write_text(json.dumps(payload))
-    return folder
+    return export_run(model, config, folder).root
 
 
 def middle_slice_model(size: int) -> keras.Model:

@@ -2,7 +2,6 @@
 bounded CNN batches, input discovery, model loading checks, the BiRNN stage (all tiny, no training)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
@@ -16,6 +15,7 @@ from pancreas_seg.errors import InputError
 from pancreas_seg.io.dicom import write_dicom_series
 from pancreas_seg.io.nifti import write_nifti
 from pancreas_seg.io.scan import Scan
+from pancreas_seg.train import export_run
 
 # Anisotropic, oblique grid: voxel (x, y, z) = (0.9, 0.7, 2.5) mm, rotated, off-origin.
 ANGLE = np.radians(20.0)
@@ -106,7 +106,7 @@ def test_cnn_runs_in_bounded_batches():
             return {"fused": batch[..., 1:2]}
 
     volume = np.random.default_rng(0).random((11, 8, 8)).astype(np.float32)
-    out = inference.cnn_probabilities(Spy(), volume, batch_size=4)
+    out = inference.cnn_probabilities(Spy(), volume, batch_size=4, context=3)
     assert [s[0] for s in seen] == [4, 4, 4] and all(s[1:] == (8, 8, 3) for s in seen)
     np.testing.assert_array_equal(out, volume)
 
@@ -135,21 +135,18 @@ def test_birnn_stage_of_cnn_rnn_runs_over_the_whole_sequence(tmp_path):
                               train=config.train)
     size = config.data.input_size
     model = build_model(config.model, size)
-    run = tmp_path / "run"
-    run.mkdir()
-    model.save(run / "model.keras")
-    (run / "config.json").write_text(json.dumps({"config": to_dict(config), "config_hash": "x", "backend": "t"}))
-    loaded_model = inference.load_model(run)
+    run = export_run(model, config, tmp_path / "run")
+    loaded_model = inference.load_model(run.root)
     assert loaded_model.birnn is not None
     volume = np.random.default_rng(0).random((7, size, size)).astype(np.float32)
-    cnn = inference.cnn_probabilities(loaded_model.cnn, volume, batch_size=3)
+    cnn = inference.cnn_probabilities(loaded_model.cnn, volume, batch_size=3, context=3)
     timings: dict[str, float] = {}
     both = inference.model_probabilities(loaded_model, volume, batch_size=3, timings=timings)
     assert both.shape == (7, size, size) and both.dtype == np.float32 and timings["birnn"] > 0
     # the BiRNN part is the one inside the saved model: same result as the whole CNN-RNN on the sequence
     stacks = np.stack([np.moveaxis(volume[np.clip([k - 1, k, k + 1], 0, 6)], 0, -1) for k in range(7)])
     whole = np.asarray(loaded_model.birnn.predict_on_batch(cnn[None, ..., None]))[0, ..., 0]
-    full = keras.saving.load_model(run / "model.keras", safe_mode=True, compile=False)
+    full = keras.saving.load_model(run.model_path, safe_mode=True, compile=False)
     reference = np.asarray(full.predict_on_batch(stacks[None]))[0, ..., 0]
     np.testing.assert_allclose(both, whole, atol=1e-5)
     np.testing.assert_allclose(both, reference, atol=1e-4)
@@ -210,10 +207,7 @@ def test_write_outputs_leaves_nothing_when_one_writer_fails(tmp_path):
 # --- models ----------------------------------------------------------------------
 
 def _save_run(folder: Path, config: ExperimentConfig, model: keras.Model) -> Path:
-    folder.mkdir(parents=True)
-    model.save(folder / "model.keras")
-    (folder / "config.json").write_text(json.dumps({"config": to_dict(config), "config_hash": "h", "backend": "t"}))
-    return folder
+    return export_run(model, config, folder).root
 
 
 def test_load_models_refuses_different_preprocessing(tmp_path):

@@ -10,11 +10,11 @@ files opened memory-mapped, so forked prefetch workers share them instead of cop
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import multiprocessing
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -23,7 +23,8 @@ from tensorpack.dataflow import BatchData, DataFlow, MultiProcessRunnerZMQ, Repe
 from tqdm import tqdm
 
 from pancreas_seg.config import DataConfig
-from pancreas_seg.data.preprocess import InplaneTransform, PreparedCase, prepare_volume, slice_stack
+from pancreas_seg.data.preprocess import (InplaneTransform, PreparedCase, prepare_volume, preprocessing_hash,
+                                          slice_stack)
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 
@@ -34,14 +35,6 @@ AUGMENT_SHIFT_FRACTION = 0.06  # max random in-plane translation, share of the s
 AUGMENT_GAIN = 0.1  # intensity gain drawn from 1 ± this
 AUGMENT_BIAS = 0.05  # intensity offset drawn from ± this
 PREFETCH_BATCHES = 8  # ZMQ high-water mark of the prefetch queue, in batches
-
-
-def preprocessing_key(config: DataConfig, modality: str) -> str:
-    """Hash of the preprocessing fields: a prepared cache is valid for exactly these."""
-    fields = {"modality": modality, "hu_window": list(config.hu_window),
-              "mri_percentiles": list(config.mri_percentiles), "crop": config.crop,
-              "fov_mm": config.fov_mm, "input_size": config.input_size}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _load_prepared(folder: Path, case_id: str) -> PreparedCase | None:
@@ -64,9 +57,11 @@ def prepare_cases(store: CaseStore, case_ids: Sequence[str], config: DataConfig,
     """Cases on the network grid, from the cache when present, else prepared and cached.
 
     The cache lives in ``cache_dir`` (default ``<store>/prepared``) under a folder named after
-    :func:`preprocessing_key`, so changing the window or size never reuses stale arrays.
+    :func:`~pancreas_seg.data.preprocess.preprocessing_hash`, so changing the window or size
+    never reuses stale arrays.
     """
-    folder = Path(cache_dir or store.root / PREPARED_DIR) / preprocessing_key(config, store.modality)
+    key = preprocessing_hash(replace(config, modality=store.modality))
+    folder = Path(cache_dir or store.root / PREPARED_DIR) / key
     folder.mkdir(parents=True, exist_ok=True)
     prepared = []
     for case_id in tqdm(case_ids, desc="prepare cases", disable=not progress, leave=False):

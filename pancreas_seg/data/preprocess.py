@@ -8,7 +8,10 @@ own grid.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -147,9 +150,28 @@ def prepare_volume(image: np.ndarray, spacing: tuple[float, float, float], modal
     return transform.apply_image(normalize_intensity(image, modality, config)), transform
 
 
-def slice_stack(volume: np.ndarray, index: int, context: int = 3) -> np.ndarray:
+def slice_stack(volume: np.ndarray, index: int, context: int) -> np.ndarray:
     """``context`` neighbouring slices centred on ``index`` as channels ``[S, S, context]``;
     slices past the ends are replicated edges (Sec. III-A: 3 neighbouring slices)."""
     half = context // 2
     indices = np.clip(np.arange(index - half, index - half + context), 0, volume.shape[0] - 1)
     return np.moveaxis(volume[indices], 0, -1)
+
+
+PREPROCESSING_FIELDS = ("modality", "hu_window", "mri_percentiles", "crop", "fov_mm", "input_size")
+
+
+def preprocessing_key(config: DataConfig) -> dict[str, Any]:
+    """The :class:`DataConfig` fields that define a prepared volume (:func:`prepare_volume`).
+
+    Two configs with equal keys see the same ``[Z, S, S]`` volume: prepared-case caches are
+    keyed by it, and only models with equal keys can be averaged at inference. The slices
+    stacked around each one (``context_slices``) are not part of it: each model stacks its own.
+    """
+    return {name: getattr(config, name) for name in PREPROCESSING_FIELDS}
+
+
+def preprocessing_hash(config: DataConfig, length: int = 12) -> str:
+    """Short stable hash of :func:`preprocessing_key`: the name of a prepared-case cache."""
+    text = json.dumps(preprocessing_key(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

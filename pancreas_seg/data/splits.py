@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pancreas_seg.config import DataConfig
+from pancreas_seg.data.store import CaseStore
 from pancreas_seg.io.atomic import atomic_write_json
 from pancreas_seg.errors import InputError
 
@@ -61,6 +63,26 @@ def make_folds(case_patients: dict[str, str], folds: int = 4, validation_fractio
 def case_patients_from_manifest(manifest: dict[str, dict]) -> dict[str, str]:
     """``{case_id: patient_id}`` from a store manifest (PatientID when known, else the case id)."""
     return {cid: entry.get("source", {}).get("PatientID") or cid for cid, entry in manifest.items()}
+
+
+def store_folds(store: CaseStore, config: DataConfig) -> list[Fold]:
+    """The patient-level folds of a store's cases for ``config`` (Sec. IV-A: 4-fold CV).
+
+    Raises:
+        InputError: the store has fewer patients than folds (e.g. anonymised with one PatientID).
+    """
+    try:
+        return make_folds(case_patients_from_manifest(store.manifest), config.folds, config.validation_fraction,
+                          config.seed)
+    except ValueError as err:
+        raise InputError(store.root, f"{err} (patients are told apart by PatientID)") from None
+
+
+def select_fold(folds: list[Fold], index: int) -> Fold:
+    """``folds[index]``; an index outside the folds raises ``ValueError`` naming the valid range."""
+    if not 0 <= index < len(folds):
+        raise ValueError(f"fold {index} does not exist; folds are 0..{len(folds) - 1}")
+    return folds[index]
 
 
 def save_folds(folds: list[Fold], path: str | os.PathLike) -> Path:

@@ -22,9 +22,9 @@ def test_mri_percentiles_map_to_unit_range():
 
 def test_slice_stack_replicates_edges():
     volume = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 2, 2), np.float32)
-    np.testing.assert_array_equal(slice_stack(volume, 0)[0, 0], [0, 0, 1])
-    np.testing.assert_array_equal(slice_stack(volume, 2)[0, 0], [1, 2, 3])
-    np.testing.assert_array_equal(slice_stack(volume, 3)[0, 0], [2, 3, 3])
+    np.testing.assert_array_equal(slice_stack(volume, 0, 3)[0, 0], [0, 0, 1])
+    np.testing.assert_array_equal(slice_stack(volume, 2, 3)[0, 0], [1, 2, 3])
+    np.testing.assert_array_equal(slice_stack(volume, 3, 3)[0, 0], [2, 3, 3])
 
 
 def test_body_box_finds_the_body():
