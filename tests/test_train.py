@@ -13,6 +13,8 @@ from pancreas_seg.config import apply_overrides, preset
 from pancreas_seg.data.splits import Fold
 from pancreas_seg.train import train
 
+pytestmark = pytest.mark.slow  # every test here trains real models
+
 FOLD = Fold(0, train=("CASE_00", "CASE_01"), validation=("CASE_02",), test=("CASE_03",))
 
 
@@ -23,7 +25,6 @@ def tiny_config(model: str, *overrides: str):
 
 
 @pytest.mark.parametrize("model", ["pnet_msa", "pnet64", "hnn", "unet", "cnn_rnn"])
-@pytest.mark.slow
 def test_every_model_trains_and_writes_a_loadable_run(model, tiny_store, tmp_path):
     config = tiny_config(model, "train.stagewise=false", "train.epochs_finetune=0")
     result = train(config, tmp_path / "run", tiny_store, FOLD, progress=False)

@@ -1,3 +1,5 @@
+import multiprocessing
+
 import numpy as np
 
 from pancreas_seg.config import DataConfig
@@ -72,12 +74,12 @@ def test_batched_generator_yields_batches(tiny_store, tmp_path):
 
 def test_prefetch_workers_deliver_batches(tiny_store, tmp_path):
     cases = prepare_cases(tiny_store, tiny_store.case_ids, CONFIG, cache_dir=tmp_path, progress=False)
+    before = set(multiprocessing.active_children())
     flow = batched(SliceStackFlow(cases, CONFIG), batch_size=4, workers=2, repeat=True)
     generator = as_generator(flow)
     batches = [next(generator) for _ in range(6)]
     assert all(b[0].shape == (4, 32, 32, 3) for b in batches)
-    runner = flow.ds
-    workers = list(runner._procs)
-    assert all(p.is_alive() for p in workers)
+    workers = [p for p in multiprocessing.active_children() if p not in before]
+    assert len(workers) == 2 and all(p.is_alive() for p in workers)
     close_flow(flow)
     assert not any(p.is_alive() for p in workers), "prefetch workers must stop when the flow is closed"

@@ -77,6 +77,7 @@ def test_needs_fixed_size():
         build_birnn(ModelConfig(), None)
 
 
+@pytest.mark.slow
 def test_cnn_rnn_wraps_freezes_and_saves(tmp_path):
     cnn = build_model(ModelConfig(units=2, channels=4, convs_per_unit=1), SIZE)
     model = build_cnn_rnn(TINY_CNN, cnn=cnn, input_size=SIZE)

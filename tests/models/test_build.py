@@ -44,6 +44,7 @@ def _run(model, x):
     return {name: keras.ops.convert_to_numpy(value) for name, value in out.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, loss", [("pnet_msa", "jac"), ("pnet64", "cbce"), ("hnn", "ce"), ("unet", "jac"),
                                         ("cnn_rnn", "jac"), ("birnn", "cbce")])
 def test_build_train_save_load(tmp_path, name, loss):
