@@ -14,6 +14,7 @@ from pancreas_seg.cli import run_guarded, setup_logging
 from pancreas_seg.data import builtin
 from pancreas_seg.data.convert import convert_cases, detect_set_modality, find_nih_cases
 from pancreas_seg.data.store import CaseStore
+from pancreas_seg.vocabulary import MODALITIES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, help="download root holding PANCREAS_NNNN folders and labelNNNN.nii.gz "
                         "files (default: the built-in phantom set)")
     parser.add_argument("-o", "--out", type=Path, help="case store folder (default: the built-in store)")
-    parser.add_argument("--modality", choices=["auto", "CT", "MRI"], default="auto",
+    parser.add_argument("--modality", choices=["auto", *MODALITIES], default="auto",
                         help="modality of the store (auto: the DICOM Modality tag of the first scan)")
     parser.add_argument("--jobs", type=int, default=1, help="conversion processes")
     parser.add_argument("--overwrite", action="store_true", help="convert cases already in the store again")

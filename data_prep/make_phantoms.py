@@ -14,12 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from pancreas_seg.cli import UsageError
 from pancreas_seg.cli import run_guarded, setup_logging
 from pancreas_seg.data import builtin
 from pancreas_seg.data.phantom import PhantomConfig, write_phantom_set
-
-MODALITY_FLAGS = {"ct": "CT", "mri": "MRI"}
+from pancreas_seg.errors import UsageError
+from pancreas_seg.vocabulary import MODALITY_BY_FLAG as MODALITY_FLAGS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

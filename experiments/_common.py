@@ -14,16 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pancreas_seg.cli import UsageError, run_guarded, setup_logging
-from pancreas_seg.config import ExperimentConfig
+from pancreas_seg.cli import run_guarded, setup_logging
+from pancreas_seg.config import PRESETS, ExperimentConfig
 from pancreas_seg.data.store import CaseStore
+from pancreas_seg.errors import UsageError
 from pancreas_seg.experiment import (BASE_CNN, Column, CrossValResult, Row, data_label, experiment_config,
                                      modality_name, run_cross_validation, write_table)
+from pancreas_seg.vocabulary import MODALITY_BY_FLAG
 
 log = logging.getLogger("experiments")
 
-PUBLIC_PRESETS = ("quick", "paper")
-PRESETS = (*PUBLIC_PRESETS, "testing")  # "testing" (seconds, tiny data) is for the test suite; not in --help
+PUBLIC_PRESETS = ("quick", "paper")  # shown in --help; "testing" (seconds, tiny data) is for the test suite
 DEFAULT_OUT = Path("runs/experiments")
 DEFAULT_FIGURES = Path("figures")
 
@@ -53,13 +54,14 @@ def build_parser(description: str, quick_time: str, default_modalities: Sequence
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path,
                         help="converted case store (data_prep/convert_*.py); default: the built-in phantom set")
-    parser.add_argument("--modality", choices=["ct", "mri", "both"],
+    parser.add_argument("--modality", choices=[*MODALITY_BY_FLAG, "both"],
                         help=f"rows to run: ct, mri, or both (this script's: {', '.join(default_modalities)}); "
                              "default ct, which keeps the quick preset within minutes on a CPU; "
                              "with --data: the store's modality")
     parser.add_argument("--folds", type=_fold_list, nargs="+", metavar="K",
                         help="cross-validation folds to run, e.g. 0 1 or 0,1 (default: all)")
-    parser.add_argument("--preset", choices=PRESETS, default="quick", metavar="{quick,paper}",
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                        metavar="{" + ",".join(PUBLIC_PRESETS) + "}",
                         help="training protocol (default: quick)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for every model, e.g. train.epochs_full=10")

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pancreas_seg.errors import PancreasSegError
+from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, PRESETS
+from pancreas_seg.errors import PancreasSegError, UsageError
+from pancreas_seg.vocabulary import LOSS_NAMES, MODALITIES, SCAN_MODELS
 
 EXIT_USER_ERROR = 2
 EXIT_SOME_FAILED = 1  # batch prediction: some scans failed, the others were written
-
-
-class UsageError(PancreasSegError):
-    """A command-line argument that cannot be used."""
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130, the shell's code for Ctrl-C
 QUIET_LIBRARIES = ("highdicom",)  # libraries whose INFO logs are noise to our users
 Command = Callable[[argparse.Namespace], int]
 
@@ -33,7 +33,7 @@ def run_guarded(main: Callable[[], int]) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -59,7 +59,7 @@ def _add_convert_dicom(sub: argparse._SubParsersAction) -> Command:
     parser.add_argument("folder", type=Path, help="folder holding the series (searched recursively)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output .nii or .nii.gz")
     parser.add_argument("--series", help="SeriesInstanceUID (or unique prefix) when the folder holds several")
-    parser.add_argument("--modality", choices=["CT", "MRI"], help="override the DICOM Modality tag")
+    parser.add_argument("--modality", choices=MODALITIES, help="override the DICOM Modality tag")
     return _convert_dicom
 
 
@@ -104,9 +104,9 @@ def _train(args: argparse.Namespace) -> int:
 def _add_train(sub: argparse._SubParsersAction) -> Command:
     parser = sub.add_parser("train", help="train a model on one cross-validation fold")
     parser.add_argument("--data", type=Path, help="case store (default: the built-in phantom set)")
-    parser.add_argument("--preset", default="paper", help="paper | quick | testing")
-    parser.add_argument("--model", help="pnet_msa | pnet64 | hnn | unet | cnn_rnn (overrides the preset)")
-    parser.add_argument("--loss", help="jac | ce | cbce (overrides the preset)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="named config (default paper)")
+    parser.add_argument("--model", choices=SCAN_MODELS, help="network (overrides the preset)")
+    parser.add_argument("--loss", choices=LOSS_NAMES, help="training loss (overrides the preset)")
     parser.add_argument("--fold", type=int, default=0, help="cross-validation fold to train (0-based)")
     parser.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs_full=10")
     parser.add_argument("-o", "--out", type=Path, default=Path("runs/train"), help="run folder (resumes if present)")
@@ -167,14 +167,15 @@ def _add_predict(sub: argparse._SubParsersAction) -> Command:
                         help="mask .nii.gz for one scan (other outputs beside it); output folder for a batch")
     parser.add_argument("--model", type=Path, action="append", required=True,
                         help="run folder or .keras file (config.json beside it); repeat to average models")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="3-slice stacks per CNN call")
+    parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_PREDICT_BATCH_SIZE,
+                        help=f"3-slice stacks per CNN call (default {DEFAULT_PREDICT_BATCH_SIZE})")
     parser.add_argument("--threshold", type=_probability, help="mask threshold (default: the run's train.threshold)")
     parser.add_argument("--tta", action="store_true", help="average with the left-right flipped prediction")
     parser.add_argument("--largest-component", action="store_true", help="keep the largest connected component")
     parser.add_argument("--save-probability", action="store_true", help="also write the probability map (_prob)")
     parser.add_argument("--qc", action="store_true", help="also write a QC picture (_qc.png)")
     parser.add_argument("--dicom-seg", action="store_true", help="also write a DICOM SEG (_seg.dcm; DICOM input)")
-    parser.add_argument("--modality", choices=["CT", "MRI"],
+    parser.add_argument("--modality", choices=MODALITIES,
                         help="scan modality (NIfTI has none: default the model's; overrides the DICOM tag)")
     parser.add_argument("--series", help="SeriesInstanceUID when a single DICOM folder holds several series")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

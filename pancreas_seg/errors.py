@@ -22,3 +22,7 @@ class InputError(PancreasSegError, ValueError):
         self.path = None if path is None else os.fspath(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{self.path}: {problem}")
+
+
+class UsageError(PancreasSegError):
+    """A command-line argument that cannot be used (raised by the CLI and the scripts, not the library)."""

@@ -129,7 +129,7 @@ def _optimizer(config: ExperimentConfig, learning_rate: float) -> keras.optimize
     if config.train.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate)
     if config.train.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+        return keras.optimizers.SGD(learning_rate, momentum=config.train.momentum)
     raise ValueError(f"unknown optimizer {config.train.optimizer!r}; choose adam or sgd")
 
 

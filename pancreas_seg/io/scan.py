@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-MODALITIES = ("CT", "MRI")
+from pancreas_seg.vocabulary import MODALITIES
 
 
 @dataclass

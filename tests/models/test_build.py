@@ -1,15 +1,33 @@
-"""Registry (build.py): every model builds, trains one step with Eq. 4 losses and round-trips a .keras file."""
+"""Registry (build.py): every model builds, trains one step with Eq. 4 losses and round-trips a .keras file;
+golden parameter counts of the presets' models."""
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 
-from pancreas_seg.config import ModelConfig
+from pancreas_seg.config import ModelConfig, preset
 from pancreas_seg.losses import deep_supervision_losses, deep_supervision_targets
 from pancreas_seg.models.build import MODELS, build_model, output_names
 
 SIZE = 16  # divisible by 16 (HNN, UNet) and by 2**(units-1)
 T = 3
 TINY = dict(units=3, channels=4, convs_per_unit=2, base_filters=2)
+PAPER_PARAMETER_LIMIT = 3_000_000  # Sec. III-A: PNet-MSA has fewer than 3 M parameters
+# model.count_params() (trainable + BatchNorm moving statistics) of each preset's model at its
+# data.input_size, as measured; a change means the architecture or a preset changed.
+PARAMETER_COUNTS = {
+    ("paper", "pnet_msa"): 2_103_434,
+    ("paper", "pnet64"): 707_594,
+    ("quick", "pnet_msa"): 133_418,
+    ("quick", "cnn_rnn"): 133_565,
+    ("testing", "pnet_msa"): 13_614,
+    ("testing", "pnet64"): 6_966,
+    ("testing", "hnn"): 57_931,
+    ("testing", "unet"): 121_725,
+    ("testing", "cnn_rnn"): 13_761,
+    ("testing", "birnn"): 147,
+}
 EXPECTED_OUTPUTS = {
     "pnet_msa": ["fused", "side_1", "side_2", "side_3"],
     "pnet64": ["fused", "side_1", "side_2", "side_3"],
@@ -72,3 +90,15 @@ def test_fully_convolutional_2d():
     model = build_model(ModelConfig(**TINY))
     for size in (8, 16):
         assert _run(model, np.zeros((1, size, size, 3), "float32"))["fused"].shape == (1, size, size, 1)
+
+
+@pytest.mark.parametrize("preset_name, name", sorted(PARAMETER_COUNTS))
+def test_parameter_count_of_presets(preset_name, name):
+    config = preset(preset_name)
+    model = build_model(dataclasses.replace(config.model, name=name), config.data.input_size)
+    assert model.count_params() == PARAMETER_COUNTS[preset_name, name]
+
+
+def test_paper_pnet_msa_under_three_million_parameters():
+    assert preset("paper").model.name == "pnet_msa"
+    assert PARAMETER_COUNTS["paper", "pnet_msa"] < PAPER_PARAMETER_LIMIT

@@ -1,0 +1,37 @@
+"""The names shared by the config, the command line and the registries: one home for each vocabulary.
+
+Each vocabulary is a ``typing.Literal`` (the type of a config field) and a tuple of its values derived
+from it. Config files and command lines hold the plain strings. Keras-free, so the CLI can import it
+before it parses its arguments. The registries keyed by these names (``models.build.MODELS``,
+``losses.LOSSES``, ``data.builtin.PHANTOM_SETS``) are tested to hold exactly these keys.
+"""
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Modality = Literal["CT", "MRI"]  # CT: NIH Pancreas-CT (Sec. IV-A); MRI: the authors' T1 set
+MODALITIES: tuple[Modality, ...] = get_args(Modality)
+MODALITY_BY_FLAG: dict[str, Modality] = {name.lower(): name for name in MODALITIES}  # "ct" -> "CT" for scripts
+
+ModelName = Literal["pnet_msa", "pnet64", "hnn", "unet", "cnn_rnn", "birnn"]  # Table II, Sec. III-B, IV-D
+MODEL_NAMES: tuple[ModelName, ...] = get_args(ModelName)
+BASE_CNN: ModelName = "pnet_msa"  # the CNN under the BiRNN (Sec. IV-D)
+RNN_MODEL: ModelName = "cnn_rnn"  # PNet-MSA + BiRNN run over the slice sequence (Fig. 1)
+NOT_A_SCAN_MODEL: ModelName = "birnn"  # the BiRNN alone takes CNN probabilities, not images
+SCAN_MODELS: tuple[ModelName, ...] = tuple(name for name in MODEL_NAMES if name != NOT_A_SCAN_MODEL)
+PNET_MODELS: tuple[ModelName, ...] = ("pnet_msa", "pnet64", RNN_MODEL)  # built from PNet units (Sec. III-A)
+
+LossName = Literal["jac", "jac_slice", "ce", "cbce"]  # Table I: Eq. 14 over the batch, per slice, CE, HED's CBCE
+LOSS_NAMES: tuple[LossName, ...] = get_args(LossName)
+
+CropMode = Literal["none", "body", "fov"]  # in-plane crop before resizing (data.preprocess)
+CROP_MODES: tuple[CropMode, ...] = get_args(CropMode)
+
+OptimizerName = Literal["adam", "sgd"]
+OPTIMIZER_NAMES: tuple[OptimizerName, ...] = get_args(OptimizerName)
+
+DistributeMode = Literal["none", "data_parallel"]  # data_parallel: all local accelerators
+DISTRIBUTE_MODES: tuple[DistributeMode, ...] = get_args(DistributeMode)
+
+BuiltinSet = Literal["standard", "tiny"]  # built-in phantom sets (data.builtin)
+BUILTIN_SETS: tuple[BuiltinSet, ...] = get_args(BuiltinSet)
