@@ -23,11 +23,12 @@ import keras
 import numpy as np
 
 from pancreas_seg import inference
-from pancreas_seg.config import ExperimentConfig
+from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, ExperimentConfig
 from pancreas_seg.io.nifti import write_nifti
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.models.build import build_model
 from pancreas_seg.train import export_run
+from pancreas_seg.vocabulary import BASE_CNN, SCAN_MODELS
 
 REFERENCE_CHANNELS = 64  # width of the plain 3x3 convolution used as the machine's reference
 REFERENCE_KERNEL = 3
@@ -101,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="in-plane pixels of the synthetic CT")
     parser.add_argument("--slices", type=int, default=240, help="slices of the synthetic CT")
     parser.add_argument("--model", type=Path, help="run folder (default: a fresh untrained paper model)")
-    parser.add_argument("--model-name", default="pnet_msa", help="fresh model: pnet_msa | cnn_rnn | hnn | unet")
-    parser.add_argument("--batch-size", type=int, default=inference.DEFAULT_BATCH_SIZE)
+    parser.add_argument("--model-name", default=BASE_CNN, choices=SCAN_MODELS, help="the fresh model's name")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_PREDICT_BATCH_SIZE)
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="predict_speed-") as tmp:

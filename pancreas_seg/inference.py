@@ -37,7 +37,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from pancreas_seg import __version__
-from pancreas_seg.config import ExperimentConfig
+from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, ExperimentConfig
 from pancreas_seg.data.preprocess import InplaneTransform, prepare_volume, preprocessing_key, slice_stack
 from pancreas_seg.errors import InputError, PancreasSegError
 from pancreas_seg.evaluate import case_id as nifti_case_id
@@ -48,13 +48,11 @@ from pancreas_seg.metrics import MM3_PER_ML
 from pancreas_seg.models.birnn import build_birnn, cnn_of
 from pancreas_seg.models.build import default_jit_compile, transfer_weights
 from pancreas_seg.run_folder import locate_model
+from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, RNN_MODEL
 
 logger = logging.getLogger(__name__)
 
 FUSED = "fused"  # output of the 2D CNNs used as their prediction (Eq. 3)
-RNN_MODEL = "cnn_rnn"  # model name whose BiRNN runs over the slice sequence
-NOT_A_SCAN_MODEL = "birnn"  # takes CNN probabilities, not images
-DEFAULT_BATCH_SIZE = 8  # 3-slice stacks per CNN call
 COMPONENT_CONNECTIVITY = 3  # scipy rank-3 structure: 26-connected components in 3D
 STAGES = ("read", "preprocess", "cnn", "birnn", "postprocess", "write")
 MAX_LOAD_ERROR_CHARS = 200  # the loader's message is cut to this length in the one-line error
@@ -263,7 +261,7 @@ class PredictOptions:
         series: SeriesInstanceUID of the series to read from a single DICOM folder holding several.
     """
 
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int = DEFAULT_PREDICT_BATCH_SIZE
     threshold: float | None = None
     tta: bool = False
     largest_component: bool = False
@@ -295,7 +293,7 @@ def _fused(output) -> np.ndarray:
     return np.asarray(output[FUSED] if isinstance(output, dict) else output)
 
 
-def cnn_probabilities(cnn: keras.Model, volume: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE, *,
+def cnn_probabilities(cnn: keras.Model, volume: np.ndarray, batch_size: int = DEFAULT_PREDICT_BATCH_SIZE, *,
                       context: int) -> np.ndarray:
     """The 2D CNN over every slice: ``[Z, S, S]`` float32 in [0, 1] -> ``[Z, S, S]`` float32 probabilities.
 
@@ -320,7 +318,7 @@ def birnn_probabilities(birnn: keras.Model, probability: np.ndarray) -> np.ndarr
     return _fused(birnn.predict_on_batch(sequence))[0, ..., 0].astype(np.float32)
 
 
-def model_probabilities(model: LoadedModel, volume: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE,
+def model_probabilities(model: LoadedModel, volume: np.ndarray, batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
                         tta: bool = False, timings: dict[str, float] | None = None) -> np.ndarray:
     """One model (CNN, then its BiRNN if any) on a prepared ``[Z, S, S]`` volume -> ``[Z, S, S]`` float32.
 

@@ -43,6 +43,7 @@ from pancreas_seg.models.birnn import build_cnn_rnn, set_cnn_trainable
 from pancreas_seg.models.build import build_model, default_jit_compile, transfer_weights
 from pancreas_seg.run_folder import (BACKUP_DIR, BEST_NAME, HISTORY_NAME, LAST_NAME, TENSORBOARD_DIR, RunFolder,
                                      RunIdentity)
+from pancreas_seg.vocabulary import BASE_CNN, DISTRIBUTE_MODES, OPTIMIZER_NAMES, RNN_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def distribution_scope(mode: str) -> Iterator[None]:
         yield
         return
     if mode != "data_parallel":
-        raise ValueError(f"unknown distribute mode {mode!r}; choose none or data_parallel")
+        raise ValueError(f"unknown distribute mode {mode!r}; choose one of {DISTRIBUTE_MODES}")
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -130,7 +131,7 @@ def _optimizer(config: ExperimentConfig, learning_rate: float) -> keras.optimize
         return keras.optimizers.Adam(learning_rate)
     if config.train.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=config.train.momentum)
-    raise ValueError(f"unknown optimizer {config.train.optimizer!r}; choose adam or sgd")
+    raise ValueError(f"unknown optimizer {config.train.optimizer!r}; choose one of {OPTIMIZER_NAMES}")
 
 
 def compile_model(model: keras.Model, config: ExperimentConfig, learning_rate: float) -> keras.Model:
@@ -229,10 +230,10 @@ class Trainer:
     def train_cnn(self) -> keras.Model:
         """Stages 1–3 for a 2D CNN; returns the fine-tuned CNN."""
         model_cfg = self.config.model
-        cnn_cfg = replace(model_cfg, name="pnet_msa") if model_cfg.name == "cnn_rnn" else model_cfg
+        cnn_cfg = replace(model_cfg, name=BASE_CNN) if model_cfg.name == RNN_MODEL else model_cfg
         train_cfg = self.config.train
         model = None
-        if cnn_cfg.name == "pnet_msa" and train_cfg.stagewise:
+        if cnn_cfg.name == BASE_CNN and train_cfg.stagewise:
             for k in range(1, cnn_cfg.units):
                 stage = f"unit_{k}"
                 if self.state.done(stage):
@@ -343,7 +344,7 @@ def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore
     with distribution_scope(config.train.distribute), precision_policy(config.train.mixed_precision):
         trainer = Trainer(config, run, data, progress)
         model = trainer.train_cnn()
-        if config.model.name == "cnn_rnn":
+        if config.model.name == RNN_MODEL:
             model = trainer.train_rnn(model)
     return _finish(config, run, trainer, model)
 
@@ -352,7 +353,7 @@ def _finish(config: ExperimentConfig, run: RunFolder, trainer: Trainer, model: k
     atomic_save(model, run.model_path)
     last = run.stage_dir(trainer.state.last_stage) / LAST_NAME
     atomic_write(run.last_path, lambda tmp: shutil.copyfile(last, tmp))
-    flow_cls = SequenceFlow if config.model.name == "cnn_rnn" else SliceStackFlow
+    flow_cls = SequenceFlow if config.model.name == RNN_MODEL else SliceStackFlow
     batch = config.train.sequence_batch_size if flow_cls is SequenceFlow else config.train.batch_size
     val_flow = flow_cls(trainer.data.validation, config.data, shuffle=False, augment=False)
     compile_model(model, config, config.train.learning_rate)
