@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pancreas_seg import inference
+from pancreas_seg import inference, predict
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, ExperimentConfig
 from pancreas_seg.io.nifti import write_nifti
 from pancreas_seg.io.scan import Scan
@@ -112,13 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         models = inference.load_models([run])
         network_size = models[0].config.data.input_size
         image = write_nifti(synthetic_ct(args.size, args.slices), tmp / "ct.nii.gz")
-        item = inference.ScanInput("ct", image, "nifti")
+        item = predict.ScanInput("ct", image, "nifti")
         options = inference.PredictOptions(batch_size=args.batch_size)
         # warm-up on 2 * batch slices so that tracing is not timed
         write_nifti(synthetic_ct(args.size, 2 * args.batch_size), tmp / "warm.nii.gz")
-        inference.predict_case(inference.ScanInput("warm", tmp / "warm.nii.gz", "nifti"),
-                               inference.OutputPaths.beside(tmp / "warm_mask.nii.gz"), models, options)
-        report = inference.predict_case(item, inference.OutputPaths.beside(tmp / "mask.nii.gz"), models, options)
+        predict.predict_case(predict.ScanInput("warm", tmp / "warm.nii.gz", "nifti"),
+                               predict.OutputPaths.beside(tmp / "warm_mask.nii.gz"), models, options)
+        report = predict.predict_case(item, predict.OutputPaths.beside(tmp / "mask.nii.gz"), models, options)
         peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_GIB
 
     timings = report["timings_s"]
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {keras.backend.backend()} {', '.join(d for d in _devices())}")
     print(f"volume {args.size}x{args.size}x{args.slices}, network {network_size}px, model {models[0].config.model.name} "
           f"({run}), batch {args.batch_size}")
-    for stage in inference.STAGES:
+    for stage in predict.STAGES:
         per_slice = 1000 * timings[stage] / args.slices
         print(f"  {stage:<12} {timings[stage]:9.2f} s  {per_slice:8.2f} ms/slice")
     print(f"  {'total':<12} {timings['total']:9.2f} s")

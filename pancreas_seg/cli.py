@@ -129,10 +129,10 @@ def _probability(text: str) -> float:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pancreas_seg import inference
+    from pancreas_seg import inference, predict
 
-    items, batch = inference.find_inputs(args.input, exclude=args.output)
-    outputs = inference.OutputOptions(save_probability=args.save_probability, qc=args.qc, dicom_seg=args.dicom_seg)
+    items, batch = predict.find_inputs(args.input, exclude=args.output)
+    outputs = predict.OutputOptions(save_probability=args.save_probability, qc=args.qc, dicom_seg=args.dicom_seg)
     options = inference.PredictOptions(batch_size=args.batch_size, threshold=args.threshold, tta=args.tta,
                                        largest_component=args.largest_component, modality=args.modality,
                                        series=args.series)
@@ -142,16 +142,16 @@ def _predict(args: argparse.Namespace) -> int:
         if args.series:
             raise UsageError("--series selects a series in a single DICOM folder, not in a batch")
     else:
-        paths = inference.OutputPaths.beside(args.output)
+        paths = predict.OutputPaths.beside(args.output)
         if args.dicom_seg and items[0].kind != "dicom":
             raise UsageError(f"--dicom-seg needs a DICOM input series; {args.input} is NIfTI")
     models = inference.load_models(args.model)
     if not batch:
-        report = inference.predict_case(items[0], paths, models, options, outputs)
+        report = predict.predict_case(items[0], paths, models, options, outputs)
         print(f"{paths.mask}: pancreas {report['pancreas_volume_ml']:.1f} mL, slices {report['slice_range']}, "
               f"{report['timings_s']['total']:.1f} s")
         return 0
-    outcomes = inference.predict_batch(items, args.output, models, options, outputs, progress=not args.quiet)
+    outcomes = predict.predict_batch(items, args.output, models, options, outputs, progress=not args.quiet)
     failed = [outcome for outcome in outcomes if outcome.error is not None]
     for outcome in failed:
         print(f"error: {outcome.item.case_id}: {outcome.error}", file=sys.stderr)

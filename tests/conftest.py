@@ -8,6 +8,14 @@ import pytest
 
 from pancreas_seg.data.store import Case, CaseStore
 
+# Anisotropic, oblique grid: voxel (x, y, z) = (0.9, 0.7, 2.5) mm, rotated, off-origin.
+ANGLE = np.radians(20.0)
+OBLIQUE_AFFINE = np.array([
+    [-0.9 * np.cos(ANGLE), 0.7 * np.sin(ANGLE), 0.0, 12.0],
+    [-0.9 * np.sin(ANGLE), -0.7 * np.cos(ANGLE), 0.0, -7.0],
+    [0.0, 0.0, 2.5, 30.0],
+    [0.0, 0.0, 0.0, 1.0],
+])
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"  # ../shared/data/real, not in the repo
 
 

@@ -12,19 +12,10 @@ from pancreas_seg import inference
 from pancreas_seg.config import DataConfig, ExperimentConfig, ModelConfig, preset, to_dict
 from pancreas_seg.data.preprocess import InplaneTransform, plan_inplane
 from pancreas_seg.errors import InputError
-from pancreas_seg.io.dicom import write_dicom_series
-from pancreas_seg.io.nifti import write_nifti
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.train import export_run
+from tests.conftest import OBLIQUE_AFFINE
 
-# Anisotropic, oblique grid: voxel (x, y, z) = (0.9, 0.7, 2.5) mm, rotated, off-origin.
-ANGLE = np.radians(20.0)
-OBLIQUE_AFFINE = np.array([
-    [-0.9 * np.cos(ANGLE), 0.7 * np.sin(ANGLE), 0.0, 12.0],
-    [-0.9 * np.sin(ANGLE), -0.7 * np.cos(ANGLE), 0.0, -7.0],
-    [0.0, 0.0, 2.5, 30.0],
-    [0.0, 0.0, 0.0, 1.0],
-])
 BLOCK = (slice(2, 4), slice(10, 20), slice(5, 15))  # expected mask voxels [Z, Y, X], asymmetric in X
 SHAPE = (6, 32, 48)  # [Z, Y, X]: not square, so the in-plane box is padded
 AIR_HU, BRIGHT_HU = -1000, 400
@@ -150,58 +141,6 @@ def test_birnn_stage_of_cnn_rnn_runs_over_the_whole_sequence(tmp_path):
     reference = np.asarray(full.predict_on_batch(stacks[None]))[0, ..., 0]
     np.testing.assert_allclose(both, whole, atol=1e-5)
     np.testing.assert_allclose(both, reference, atol=1e-4)
-
-
-# --- inputs ----------------------------------------------------------------------
-
-def _ct(shape=(4, 16, 16)) -> Scan:
-    return Scan(np.full(shape, 40, np.int16), OBLIQUE_AFFINE, "CT")
-
-
-def test_find_inputs_single_and_batch(tmp_path):
-    nested = tmp_path / "patient" / "study" / "series"
-    write_dicom_series(_ct(), nested, patient_id="P1")
-    items, batch = inference.find_inputs(tmp_path / "patient")
-    assert not batch and items[0].kind == "dicom" and items[0].case_id == "patient"
-
-    root = tmp_path / "batch"
-    write_dicom_series(_ct(), root / "case_b", patient_id="B")
-    write_dicom_series(_ct(), root / "case_c", patient_id="C")
-    write_nifti(_ct(), root / "case_a.nii.gz")
-    (root / ".hidden").mkdir()
-    items, batch = inference.find_inputs(root, exclude=root / "out")
-    assert batch and [(i.case_id, i.kind) for i in items] == [("case_a", "nifti"), ("case_b", "dicom"),
-                                                               ("case_c", "dicom")]
-    items, batch = inference.find_inputs(root / "case_a.nii.gz")
-    assert not batch and items[0].kind == "nifti"
-
-
-@pytest.mark.parametrize("make, problem", [
-    (lambda p: p / "missing", "does not exist"),
-    (lambda p: (p / "empty").mkdir() or p / "empty", "no DICOM image series"),
-    (lambda p: (p / "notes.txt").write_text("x") and p / "notes.txt", "not a NIfTI file"),
-])
-def test_find_inputs_bad_paths(tmp_path, make, problem):
-    with pytest.raises(InputError, match=problem):
-        inference.find_inputs(make(tmp_path))
-
-
-def test_output_paths():
-    paths = inference.OutputPaths.beside("/o/case.nii.gz")
-    assert (paths.probability.name, paths.report.name, paths.qc.name, paths.dicom_seg.name) == (
-        "case_prob.nii.gz", "case.json", "case_qc.png", "case_seg.dcm")
-    assert inference.OutputPaths.in_folder("/o", "c1").mask == Path("/o/c1.nii.gz")
-    with pytest.raises(InputError, match="must end with"):
-        inference.OutputPaths.beside("/o/case.png")
-
-
-def test_write_outputs_leaves_nothing_when_one_writer_fails(tmp_path):
-    def broken(_tmp):
-        raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        inference.write_outputs({tmp_path / "a.json": lambda t: t.write_text("{}"), tmp_path / "b.png": broken})
-    assert list(tmp_path.iterdir()) == []
 
 
 # --- models ----------------------------------------------------------------------

@@ -1,0 +1,298 @@
+"""Prediction from files to files: the work of ``pancreas-seg predict``.
+
+Inputs (:func:`find_inputs`): a NIfTI file, a DICOM series folder, or a batch folder holding
+several NIfTI files and/or subfolders of one series each. Each scan is read, predicted in memory
+(:func:`pancreas_seg.inference.predict_scan`) and its outputs written beside the mask.
+
+Outputs of one case (:class:`OutputPaths`) are written together (:func:`write_outputs`): every file
+goes to a hidden temporary name first and all are renamed into place only when all were written,
+so a failure leaves no partial output.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from pancreas_seg import __version__
+from pancreas_seg.errors import InputError, PancreasSegError
+from pancreas_seg.evaluate import case_id as nifti_case_id
+from pancreas_seg.inference import LoadedModel, Prediction, PredictOptions, predict_scan, timed
+from pancreas_seg.io.dicom import list_series, read_dicom_series
+from pancreas_seg.io.nifti import NIFTI_SUFFIXES, read_nifti, write_nifti
+from pancreas_seg.io.scan import Scan
+from pancreas_seg.metrics import MM3_PER_ML
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("read", "preprocess", "cnn", "birnn", "postprocess", "write")  # timed stages in the report
+INPUT_KINDS = ("dicom", "nifti")
+
+# output naming: "<stem><suffix>" beside the mask
+PROBABILITY_SUFFIX = "_prob"
+REPORT_SUFFIX = ".json"
+QC_SUFFIX = "_qc.png"
+DICOM_SEG_SUFFIX = "_seg.dcm"
+BATCH_MASK_SUFFIX = ".nii.gz"
+
+# ---------------------------------------------------------------------------
+# inputs
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScanInput:
+    """One scan to predict: ``kind`` ``"dicom"`` (a series folder) or ``"nifti"`` (a file)."""
+
+    case_id: str
+    path: Path
+    kind: str
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def _visible(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def find_inputs(path: str | os.PathLike, exclude: str | os.PathLike | None = None) -> tuple[list[ScanInput], bool]:
+    """The scans under ``path`` and whether it is a batch.
+
+    A NIfTI file is one scan; a folder whose files (recursively) form one DICOM image series is
+    one scan; a folder holding NIfTI files and/or several subfolders is a batch: each NIfTI file
+    directly inside and each subfolder (one series each) is a case. Hidden entries and
+    ``exclude`` (the output folder, when inside) are skipped.
+
+    Returns:
+        ``(inputs, is_batch)``; inputs sorted by case id.
+
+    Raises:
+        InputError: missing path, a file that is not NIfTI, a folder with neither DICOM images
+            nor NIfTI files, two cases with the same id.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "does not exist")
+    if path.is_file():
+        if not _is_nifti(path):
+            raise InputError(path, f"not a NIfTI file ({' or '.join(NIFTI_SUFFIXES)}); for DICOM give the "
+                                   "folder holding the series")
+        return [ScanInput(nifti_case_id(path), path, "nifti")], False
+    skip = Path(exclude).resolve() if exclude is not None else None
+    entries = [p for p in _visible(path) if p.resolve() != skip]
+    niftis = [p for p in entries if _is_nifti(p)]
+    folders = [p for p in entries if p.is_dir()]
+    if not niftis:
+        try:
+            series = list_series(path)
+        except InputError:
+            if len(folders) < 2:
+                raise
+            series = None  # a broken file in one case: reported when that case is read
+        if series is not None and len(series) == 1:
+            return [ScanInput(path.name, path, "dicom")], False
+        if series is not None and not series:
+            raise InputError(path, "no DICOM image series and no NIfTI files found")
+        if len(folders) < 2:
+            return [ScanInput(path.name, path, "dicom")], False  # several series: the reader lists them
+    inputs = [ScanInput(nifti_case_id(p), p, "nifti") for p in niftis]
+    inputs += [ScanInput(p.name, p, "dicom") for p in folders]
+    seen: dict[str, Path] = {}
+    for item in inputs:
+        if item.case_id in seen:
+            raise InputError(path, f"two inputs for case {item.case_id!r}: {seen[item.case_id].name} and {item.path.name}")
+        seen[item.case_id] = item.path
+    return sorted(inputs, key=lambda item: item.case_id), True
+
+
+def read_input(item: ScanInput, modality: str | None, series: str | None = None) -> Scan:
+    """Read a :class:`ScanInput`; ``modality`` overrides the DICOM tag and is required for NIfTI."""
+    if item.kind == "dicom":
+        return read_dicom_series(item.path, series=series, modality=modality)
+    if modality is None:
+        raise ValueError("the modality of a NIfTI scan must be given")
+    return read_nifti(item.path, modality=modality, kind="image")
+
+
+# ---------------------------------------------------------------------------
+# outputs
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where one case's outputs go."""
+
+    mask: Path
+    probability: Path
+    report: Path
+    qc: Path
+    dicom_seg: Path
+
+    @classmethod
+    def beside(cls, mask: str | os.PathLike) -> "OutputPaths":
+        """Single-scan naming: ``mask`` (``.nii.gz`` / ``.nii``), the rest beside it with suffixes."""
+        mask = Path(mask)
+        suffix = next((s for s in sorted(NIFTI_SUFFIXES, key=len, reverse=True)
+                       if mask.name.lower().endswith(s)), None)
+        if suffix is None:
+            raise InputError(mask, f"output mask must end with {' or '.join(NIFTI_SUFFIXES)}")
+        stem = mask.name[: -len(suffix)]
+        return cls(mask, mask.with_name(stem + PROBABILITY_SUFFIX + suffix), mask.with_name(stem + REPORT_SUFFIX),
+                   mask.with_name(stem + QC_SUFFIX), mask.with_name(stem + DICOM_SEG_SUFFIX))
+
+    @classmethod
+    def in_folder(cls, folder: str | os.PathLike, case_id: str) -> "OutputPaths":
+        """Batch naming: ``<folder>/<case_id>.nii.gz`` and the rest beside it."""
+        return cls.beside(Path(folder) / f"{case_id}{BATCH_MASK_SUFFIX}")
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Which optional outputs to write besides the mask and the JSON report."""
+
+    save_probability: bool = False
+    qc: bool = False
+    dicom_seg: bool = False
+
+
+def _temporary(path: Path) -> Path:
+    """A hidden unused name in ``path``'s folder that keeps its suffix (writers check suffixes)."""
+    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".nii.gz") else path.suffix
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.part-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def write_outputs(writers: dict[Path, Callable[[Path], object]]) -> list[Path]:
+    """Run each ``writer(temporary_path)``, then rename all into place; on any failure none appears."""
+    staged: dict[Path, Path] = {}
+    try:
+        for final, writer in writers.items():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            staged[final] = _temporary(final)
+            writer(staged[final])
+        for final, tmp in staged.items():
+            os.replace(tmp, final)
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    return list(staged)
+
+
+def _slice_range(mask: np.ndarray) -> list[int] | None:
+    slices = np.flatnonzero(mask.any(axis=(1, 2)))
+    return None if slices.size == 0 else [int(slices[0]), int(slices[-1])]
+
+
+def build_report(item: ScanInput, scan: Scan, prediction: Prediction, models: Sequence[LoadedModel],
+                 options: PredictOptions, outputs: OutputOptions, paths: OutputPaths) -> dict:
+    """The JSON report of one case (input, volume, slice range, timings, models, threshold, flags)."""
+    voxel_mm3 = float(np.prod(scan.spacing))
+    written = {"mask": str(paths.mask), "report": str(paths.report)}
+    for name, wanted in (("probability", outputs.save_probability), ("qc", outputs.qc),
+                         ("dicom_seg", outputs.dicom_seg)):
+        if wanted:
+            written[name] = str(getattr(paths, name))
+    timings = {stage: round(prediction.timings.get(stage, 0.0), 4) for stage in STAGES}
+    return {
+        "case_id": item.case_id,
+        "input": str(item.path),
+        "input_kind": item.kind,
+        "modality": scan.modality,
+        "shape_zyx": list(scan.shape),
+        "spacing_zyx_mm": [round(s, 6) for s in scan.spacing],
+        "pancreas_voxels": int(prediction.mask.sum()),
+        "pancreas_volume_ml": float(prediction.mask.sum()) * voxel_mm3 / MM3_PER_ML,
+        "slice_range": _slice_range(prediction.mask),
+        "threshold": prediction.threshold,
+        "timings_s": {**timings, "total": round(sum(timings.values()), 4)},
+        "models": [model.describe() for model in models],
+        "flags": {**{f.name: getattr(options, f.name) for f in fields(options)},
+                  **{f.name: getattr(outputs, f.name) for f in fields(outputs)}},
+        "outputs": written,
+        "pancreas_seg_version": __version__,
+    }
+
+
+def _scan_modality(item: ScanInput, models: Sequence[LoadedModel], options: PredictOptions) -> str | None:
+    if options.modality is not None or item.kind == "dicom":
+        return options.modality
+    modality = models[0].config.data.modality
+    logger.info("%s: NIfTI has no modality; taking the model's (%s)", item.path, modality)
+    return modality
+
+
+def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedModel],
+                 options: PredictOptions = PredictOptions(), outputs: OutputOptions = OutputOptions()) -> dict:
+    """Read, predict and write one scan; returns its report (also written to ``paths.report``).
+
+    Raises:
+        InputError: unreadable scan, modality mismatch, DICOM SEG asked for a NIfTI input. Nothing
+            is written then.
+    """
+    if outputs.dicom_seg and item.kind != "dicom":
+        raise InputError(item.path, "a DICOM SEG needs a DICOM input series (this input is NIfTI)")
+    timings: dict[str, float] = {}
+    with timed(timings, "read"):
+        scan = read_input(item, _scan_modality(item, models, options), options.series)
+    prediction = predict_scan(scan, models, options, timings)
+    writers: dict[Path, Callable[[Path], object]] = {
+        paths.mask: lambda tmp: write_nifti(Scan(prediction.mask, scan.affine, scan.modality), tmp, dtype=np.uint8)}
+    if outputs.save_probability:
+        writers[paths.probability] = lambda tmp: write_nifti(
+            Scan(prediction.probability, scan.affine, scan.modality), tmp, dtype=np.float32)
+    if outputs.qc:
+        from pancreas_seg.plots import qc_figure
+        writers[paths.qc] = lambda tmp: qc_figure(scan.array, prediction.mask, scan.spacing, tmp, title=item.case_id)
+    if outputs.dicom_seg:
+        from pancreas_seg.io.dicom_seg import write_dicom_seg
+        writers[paths.dicom_seg] = lambda tmp: write_dicom_seg(prediction.mask, item.path, tmp, series=options.series,
+                                                               affine=scan.affine)
+    report: dict = {}
+    write_start = time.perf_counter()
+
+    def write_report(tmp: Path) -> None:  # last writer: the timings of the others are known
+        timings["write"] = time.perf_counter() - write_start
+        report.update(build_report(item, scan, prediction, models, options, outputs, paths))
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+
+    writers[paths.report] = write_report
+    write_outputs(writers)
+    return report
+
+
+@dataclass
+class CaseOutcome:
+    """One case of a batch: its report, or the one-line error that stopped it."""
+
+    item: ScanInput
+    report: dict | None = None
+    error: str | None = None
+
+
+def predict_batch(items: Sequence[ScanInput], out_dir: str | os.PathLike, models: Sequence[LoadedModel],
+                  options: PredictOptions = PredictOptions(), outputs: OutputOptions = OutputOptions(),
+                  progress: bool = True) -> list[CaseOutcome]:
+    """:func:`predict_case` for every input into ``out_dir/<case_id>.*``; a failed case is logged and
+    recorded in its :class:`CaseOutcome`, and the others go on."""
+    out_dir = Path(out_dir)
+    results = []
+    for item in tqdm(items, desc="predict", unit="scan", disable=not progress):
+        try:
+            report = predict_case(item, OutputPaths.in_folder(out_dir, item.case_id), models, options, outputs)
+        except (PancreasSegError, ValueError, OSError) as exc:
+            logger.error("%s: failed: %s", item.case_id, exc)
+            results.append(CaseOutcome(item, error=str(exc)))
+        else:
+            results.append(CaseOutcome(item, report=report))
+    return results
