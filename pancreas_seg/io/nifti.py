@@ -29,9 +29,18 @@ INT16_MIN, INT16_MAX = -32768, 32767
 REORIENT_TOL_VOXELS = 1e-3  # grids agree when their corners are this close, in units of the smallest voxel
 
 
-def _nifti_suffix(path: Path) -> str | None:
-    name = path.name.lower()
-    return next((s for s in sorted(NIFTI_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
+def split_nifti_name(path: str | os.PathLike) -> tuple[str, str] | None:
+    """``(stem, suffix)`` of a NIfTI file name: ``"a.b.NII.GZ"`` -> ``("a.b", ".nii.gz")`` (suffix
+    matched in any letter case, returned in lower case); None when it ends in neither suffix."""
+    name = Path(path).name
+    suffix = next((s for s in sorted(NIFTI_SUFFIXES, key=len, reverse=True) if name.lower().endswith(s)), None)
+    return None if suffix is None else (name[: -len(suffix)], suffix)
+
+
+def nifti_case_id(path: str | os.PathLike) -> str:
+    """File name without ``.nii`` / ``.nii.gz`` (any letter case); other names are returned whole."""
+    parts = split_nifti_name(path)
+    return Path(path).name if parts is None else parts[0]
 
 
 def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image") -> Scan:
@@ -131,8 +140,7 @@ def write_nifti(scan: Scan, path: str | os.PathLike, dtype=None) -> Path:
         ``path`` as a Path.
     """
     path = Path(path)
-    suffix = _nifti_suffix(path)
-    if suffix is None:
+    if split_nifti_name(path) is None:
         raise ValueError(f"{path}: NIfTI file name must end with {' or '.join(NIFTI_SUFFIXES)}")
     data = _storable(np.asarray(scan.array).transpose(2, 1, 0), dtype)
     img = nib.Nifti1Image(data, scan.affine)
