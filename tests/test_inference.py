@@ -13,7 +13,7 @@ from pancreas_seg import inference
 from pancreas_seg.config import DataConfig, ExperimentConfig, ModelConfig, preset, to_dict
 from pancreas_seg.data.preprocess import InplaneTransform, plan_inplane
 from pancreas_seg.errors import InputError
-from pancreas_seg.io.dicom import write_dicom_series
+from pancreas_seg.io.dicom_write import write_dicom_series
 from pancreas_seg.io.nifti import write_nifti
 from pancreas_seg.io.scan import Scan
 

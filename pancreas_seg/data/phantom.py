@@ -921,7 +921,7 @@ def write_nih_layout(image: Scan, mask: np.ndarray, root: str | os.PathLike, cas
     Returns:
         ``(series_folder, label_path)``.
     """
-    from pancreas_seg.io.dicom import write_dicom_series
+    from pancreas_seg.io.dicom_write import write_dicom_series
     from pancreas_seg.io.nifti import write_nifti
 
     if mask.shape != image.shape:

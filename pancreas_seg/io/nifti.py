@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.affines import voxel_sizes
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
 from pancreas_seg.errors import InputError
@@ -25,7 +26,7 @@ KINDS = ("image", "label")
 XFORM_SCANNER = 1  # NIfTI qform/sform code "scanner anatomical"
 LABEL_INTEGRAL_TOL = 1e-3  # label values stored as floats may be this far from an integer
 LABEL_MAX = 255  # labels are read as uint8
-INT16_MIN, INT16_MAX = -32768, 32767
+INT16 = np.iinfo(np.int16)  # integral CT values fitting it are read as int16
 REORIENT_TOL_VOXELS = 1e-3  # grids agree when their corners are this close, in units of the smallest voxel
 
 
@@ -92,7 +93,7 @@ def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image
     if kind == "label":
         array = _to_label(path, array)
     elif modality == "CT" and array.dtype.kind in "iub" and (
-        array.size == 0 or (array.min() >= INT16_MIN and array.max() <= INT16_MAX)
+        array.size == 0 or (array.min() >= INT16.min and array.max() <= INT16.max)
     ):
         array = array.astype(np.int16, copy=False)
     elif array.dtype != np.float32:
@@ -158,7 +159,7 @@ def _corners(affine: np.ndarray, shape_xyz: tuple[int, ...]) -> np.ndarray:
 
 
 def _describe(affine: np.ndarray, shape_zyx: tuple[int, ...]) -> str:
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)[::-1]
+    spacing = voxel_sizes(affine)[::-1]
     codes = "".join(nib.aff2axcodes(affine))
     return (
         f"shape [Z,Y,X] {tuple(shape_zyx)}, spacing (z,y,x) {tuple(np.round(spacing, 4).tolist())} mm, "
@@ -201,7 +202,7 @@ def reorient_like(
     moved = apply_orientation(data_xyz, transform)
     moved_affine = scan.affine @ inv_ornt_aff(transform, data_xyz.shape)
     ref_xyz = tuple(int(n) for n in reference_shape)[::-1]
-    tol = tol_voxels * float(np.min(np.linalg.norm(reference_affine[:3, :3], axis=0)))
+    tol = tol_voxels * float(np.min(voxel_sizes(reference_affine)))
     same = (
         moved.shape == ref_xyz
         and np.max(np.linalg.norm(moved_affine[:3] - reference_affine[:3], axis=0)) <= tol
