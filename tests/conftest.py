@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pancreas_seg.data.store import Case, CaseStore
+from pancreas_seg.io.scan import Scan
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"  # ../shared/data/real, not in the repo
 
@@ -24,7 +25,7 @@ def blob_case(case_id: str, depth: int = 12, size: int = 48, seed: int = 0, moda
     affine = np.diag([-0.8, -0.8, 2.0, 1.0])
     if modality == "MRI":
         image = (image.astype(np.float32) + 1000) * 0.5
-    return Case(case_id, image, inside.astype(np.uint8), affine, modality, {"PatientID": case_id})
+    return Case(case_id, Scan(image, affine, modality, {"PatientID": case_id}), inside.astype(np.uint8))
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ NIH_CASE_PATTERN = re.compile(r"^PANCREAS_(\d{4})$")
 NIH_LABEL_PATTERN = re.compile(r"^label(\d{4})\.nii(\.gz)?$")
 MSD_CASE_PATTERN = re.compile(r"^(pancreas_\d+)\.nii(\.gz)?$")
 THICKNESS_TOLERANCE = 0.1  # relative disagreement of SliceThickness and position spacing worth recording
+INT16 = np.iinfo(np.int16)  # CT cases are stored as int16 HU, clipped to its range
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,11 @@ def load_source_case(source: SourceCase, modality: str | None = None) -> Case:
         ids["spacing_note"] = f"SliceThickness {thickness} mm disagrees with position spacing {image.spacing[0]:.3f} mm"
     array = image.array
     if image.modality == "CT":
-        array = np.clip(np.round(array), np.iinfo(np.int16).min, np.iinfo(np.int16).max).astype(np.int16)
+        array = np.clip(np.round(array), INT16.min, INT16.max).astype(np.int16)
     else:
         array = array.astype(np.float32)
-    return Case(source.case_id, array, mask, image.affine, image.modality, {k: str(v) for k, v in ids.items()})
+    scan = Scan(array, image.affine, image.modality, {k: str(v) for k, v in ids.items()})
+    return Case(source.case_id, scan, mask)
 
 
 def _convert_one(args: tuple[SourceCase, Path, str | None]) -> tuple[str, dict | None, str | None]:

@@ -957,8 +957,8 @@ def write_case_to_store(image: Scan, mask: np.ndarray, store, case_id: str) -> d
     """
     from pancreas_seg.data.store import Case
 
-    case = Case(case_id=case_id, image=image.array, mask=np.asarray(mask, np.uint8), affine=image.affine,
-                modality=image.modality, source={**image.source, "PatientID": case_id})
+    scan = Scan(image.array, image.affine, image.modality, {**image.source, "PatientID": case_id})
+    case = Case(case_id, scan, np.asarray(mask, np.uint8))
     return store.write_case(case)
 
 
@@ -993,8 +993,8 @@ def _make_store_case(job: tuple[Path, int, PhantomConfig, int]) -> tuple[int, di
 
     root, case_number, config, seed = job
     image, mask = generate_case(case_number, config.modality, seed, config)
-    case = Case(case_id=case_id_of(case_number), image=image.array, mask=mask, affine=image.affine,
-                modality=image.modality, source={**image.source, "PatientID": case_id_of(case_number)})
+    case_id = case_id_of(case_number)
+    case = Case(case_id, Scan(image.array, image.affine, image.modality, {**image.source, "PatientID": case_id}), mask)
     return case_number, CaseStore(root).write_case_file(case)
 
 
