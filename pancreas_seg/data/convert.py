@@ -17,14 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
+from pancreas_seg.data.parallel import pending, run_cases
 from pancreas_seg.data.store import Case, CaseStore
 from pancreas_seg.errors import InputError, PancreasSegError
 from pancreas_seg.io.dicom import DICOM_MODALITY_TO_SCAN, list_series, read_dicom_series
@@ -156,23 +155,10 @@ def convert_cases(sources: Sequence[SourceCase], store_root: str | os.PathLike, 
     """
     store = CaseStore.create(store_root, modality)
     report = ConversionReport()
-    todo = []
-    for source in sources:
-        (todo.append(source) if overwrite or not store.has_case(source.case_id) else report.skipped.append(source.case_id))
+    todo, skipped = pending(sources, lambda source: store.has_case(source.case_id), overwrite)
+    report.skipped = [source.case_id for source in skipped]
     work = [(source, store.root, modality) for source in todo]
-    with tqdm(total=len(work), desc="convert", unit="case", disable=not progress) as bar:
-        if jobs > 1 and len(work) > 1:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                results = pool.map(_convert_one, work)
-                _collect(results, store, report, bar, on_result)
-        else:
-            _collect(map(_convert_one, work), store, report, bar, on_result)
-    return report
-
-
-def _collect(results, store: CaseStore, report: ConversionReport, bar: tqdm,
-             on_result: Callable[[str, str | None], None] | None) -> None:
-    for case_id, entry, error in results:
+    for case_id, entry, error in run_cases(_convert_one, work, jobs=jobs, desc="convert", progress=progress):
         if entry is not None:
             store.add_entries({case_id: entry})
             report.converted.append(case_id)
@@ -181,7 +167,7 @@ def _collect(results, store: CaseStore, report: ConversionReport, bar: tqdm,
             log.debug("%s failed: %s", case_id, error)  # reported to the caller in report.failed
         if on_result:
             on_result(case_id, error)
-        bar.update()
+    return report
 
 
 def detect_modality(source: SourceCase) -> str:
