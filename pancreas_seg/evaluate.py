@@ -38,7 +38,7 @@ from tqdm import tqdm
 from pancreas_seg import metrics
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.atomic import atomic_write_text
-from pancreas_seg.io.nifti import NIFTI_SUFFIXES, read_nifti
+from pancreas_seg.io.nifti import NIFTI_SUFFIXES, nifti_case_id, read_nifti
 
 logger = logging.getLogger(__name__)
 
@@ -95,13 +95,7 @@ class EvaluationResult:
 # finding and pairing cases
 # ---------------------------------------------------------------------------
 
-def case_id(path: str | os.PathLike) -> str:
-    """File name without ``.nii`` / ``.nii.gz`` (any letter case)."""
-    name = Path(path).name
-    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+case_id = nifti_case_id  # file name without .nii / .nii.gz
 
 
 def list_cases(folder: str | os.PathLike) -> dict[str, Path]:

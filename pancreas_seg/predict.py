@@ -4,16 +4,15 @@ Inputs (:func:`find_inputs`): a NIfTI file, a DICOM series folder, or a batch fo
 several NIfTI files and/or subfolders of one series each. Each scan is read, predicted in memory
 (:func:`pancreas_seg.inference.predict_scan`) and its outputs written beside the mask.
 
-Outputs of one case (:class:`OutputPaths`) are written together (:func:`write_outputs`): every file
-goes to a hidden temporary name first and all are renamed into place only when all were written,
-so a failure leaves no partial output.
+Outputs of one case (:class:`OutputPaths`) are written together
+(:func:`~pancreas_seg.io.atomic.atomic_write_many`): every file goes to a hidden temporary name
+first and all are renamed into place only when all were written, so a failure leaves no partial output.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -24,10 +23,10 @@ from tqdm import tqdm
 
 from pancreas_seg import __version__
 from pancreas_seg.errors import InputError, PancreasSegError
-from pancreas_seg.evaluate import case_id as nifti_case_id
 from pancreas_seg.inference import LoadedModel, Prediction, PredictOptions, predict_scan, timed
+from pancreas_seg.io.atomic import atomic_write_many
 from pancreas_seg.io.dicom import list_series, read_dicom_series
-from pancreas_seg.io.nifti import NIFTI_SUFFIXES, read_nifti, write_nifti
+from pancreas_seg.io.nifti import NIFTI_SUFFIXES, nifti_case_id, read_nifti, split_nifti_name, write_nifti
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.metrics import MM3_PER_ML
 
@@ -141,11 +140,10 @@ class OutputPaths:
     def beside(cls, mask: str | os.PathLike) -> "OutputPaths":
         """Single-scan naming: ``mask`` (``.nii.gz`` / ``.nii``), the rest beside it with suffixes."""
         mask = Path(mask)
-        suffix = next((s for s in sorted(NIFTI_SUFFIXES, key=len, reverse=True)
-                       if mask.name.lower().endswith(s)), None)
-        if suffix is None:
+        parts = split_nifti_name(mask)
+        if parts is None:
             raise InputError(mask, f"output mask must end with {' or '.join(NIFTI_SUFFIXES)}")
-        stem = mask.name[: -len(suffix)]
+        stem, suffix = parts
         return cls(mask, mask.with_name(stem + PROBABILITY_SUFFIX + suffix), mask.with_name(stem + REPORT_SUFFIX),
                    mask.with_name(stem + QC_SUFFIX), mask.with_name(stem + DICOM_SEG_SUFFIX))
 
@@ -162,31 +160,6 @@ class OutputOptions:
     save_probability: bool = False
     qc: bool = False
     dicom_seg: bool = False
-
-
-def _temporary(path: Path) -> Path:
-    """A hidden unused name in ``path``'s folder that keeps its suffix (writers check suffixes)."""
-    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".nii.gz") else path.suffix
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.part-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return Path(name)
-
-
-def write_outputs(writers: dict[Path, Callable[[Path], object]]) -> list[Path]:
-    """Run each ``writer(temporary_path)``, then rename all into place; on any failure none appears."""
-    staged: dict[Path, Path] = {}
-    try:
-        for final, writer in writers.items():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            staged[final] = _temporary(final)
-            writer(staged[final])
-        for final, tmp in staged.items():
-            os.replace(tmp, final)
-    except BaseException:
-        for tmp in staged.values():
-            tmp.unlink(missing_ok=True)
-        raise
-    return list(staged)
 
 
 def _slice_range(mask: np.ndarray) -> list[int] | None:
@@ -267,7 +240,7 @@ def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedMod
         tmp.write_text(json.dumps(report, indent=2) + "\n")
 
     writers[paths.report] = write_report
-    write_outputs(writers)
+    atomic_write_many(writers)
     return report
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pancreas_seg.data.store import Case, CaseStore
+from pancreas_seg.io.scan import Scan
 
 # Anisotropic, oblique grid: voxel (x, y, z) = (0.9, 0.7, 2.5) mm, rotated, off-origin.
 ANGLE = np.radians(20.0)
@@ -32,7 +33,7 @@ def blob_case(case_id: str, depth: int = 12, size: int = 48, seed: int = 0, moda
     affine = np.diag([-0.8, -0.8, 2.0, 1.0])
     if modality == "MRI":
         image = (image.astype(np.float32) + 1000) * 0.5
-    return Case(case_id, image, inside.astype(np.uint8), affine, modality, {"PatientID": case_id})
+    return Case(case_id, Scan(image, affine, modality, {"PatientID": case_id}), inside.astype(np.uint8))
 
 
 @pytest.fixture

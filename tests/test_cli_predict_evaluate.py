@@ -12,8 +12,9 @@ import pytest
 
 from pancreas_seg.cli import main
 from pancreas_seg.config import DataConfig, ExperimentConfig, config_hash, preset
-from pancreas_seg.io.dicom import read_dicom_series, write_dicom_series
+from pancreas_seg.io.dicom import read_dicom_series
 from pancreas_seg.io.dicom_seg import read_dicom_seg
+from pancreas_seg.io.dicom_write import write_dicom_series
 from pancreas_seg.io.nifti import read_nifti, write_nifti
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.models.build import build_model

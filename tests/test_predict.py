@@ -8,7 +8,7 @@ import pytest
 
 from pancreas_seg import predict
 from pancreas_seg.errors import InputError
-from pancreas_seg.io.dicom import write_dicom_series
+from pancreas_seg.io.dicom_write import write_dicom_series
 from pancreas_seg.io.nifti import write_nifti
 from pancreas_seg.io.scan import Scan
 from tests.conftest import OBLIQUE_AFFINE
@@ -52,12 +52,3 @@ def test_output_paths():
     assert predict.OutputPaths.in_folder("/o", "c1").mask == Path("/o/c1.nii.gz")
     with pytest.raises(InputError, match="must end with"):
         predict.OutputPaths.beside("/o/case.png")
-
-
-def test_write_outputs_leaves_nothing_when_one_writer_fails(tmp_path):
-    def broken(_tmp):
-        raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        predict.write_outputs({tmp_path / "a.json": lambda t: t.write_text("{}"), tmp_path / "b.png": broken})
-    assert list(tmp_path.iterdir()) == []

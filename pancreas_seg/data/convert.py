@@ -17,14 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
+from pancreas_seg.data.parallel import pending, run_cases
 from pancreas_seg.data.store import Case, CaseStore
 from pancreas_seg.errors import InputError, PancreasSegError
 from pancreas_seg.io.dicom import DICOM_MODALITY_TO_SCAN, list_series, read_dicom_series
@@ -37,6 +36,7 @@ NIH_CASE_PATTERN = re.compile(r"^PANCREAS_(\d{4})$")
 NIH_LABEL_PATTERN = re.compile(r"^label(\d{4})\.nii(\.gz)?$")
 MSD_CASE_PATTERN = re.compile(r"^(pancreas_\d+)\.nii(\.gz)?$")
 THICKNESS_TOLERANCE = 0.1  # relative disagreement of SliceThickness and position spacing worth recording
+INT16 = np.iinfo(np.int16)  # CT cases are stored as int16 HU, clipped to its range
 
 
 @dataclass(frozen=True)
@@ -128,10 +128,11 @@ def load_source_case(source: SourceCase, modality: str | None = None) -> Case:
         ids["spacing_note"] = f"SliceThickness {thickness} mm disagrees with position spacing {image.spacing[0]:.3f} mm"
     array = image.array
     if image.modality == "CT":
-        array = np.clip(np.round(array), np.iinfo(np.int16).min, np.iinfo(np.int16).max).astype(np.int16)
+        array = np.clip(np.round(array), INT16.min, INT16.max).astype(np.int16)
     else:
         array = array.astype(np.float32)
-    return Case(source.case_id, array, mask, image.affine, image.modality, {k: str(v) for k, v in ids.items()})
+    scan = Scan(array, image.affine, image.modality, {k: str(v) for k, v in ids.items()})
+    return Case(source.case_id, scan, mask)
 
 
 def _convert_one(args: tuple[SourceCase, Path, str | None]) -> tuple[str, dict | None, str | None]:
@@ -154,23 +155,10 @@ def convert_cases(sources: Sequence[SourceCase], store_root: str | os.PathLike, 
     """
     store = CaseStore.create(store_root, modality)
     report = ConversionReport()
-    todo = []
-    for source in sources:
-        (todo.append(source) if overwrite or not store.has_case(source.case_id) else report.skipped.append(source.case_id))
+    todo, skipped = pending(sources, lambda source: store.has_case(source.case_id), overwrite)
+    report.skipped = [source.case_id for source in skipped]
     work = [(source, store.root, modality) for source in todo]
-    with tqdm(total=len(work), desc="convert", unit="case", disable=not progress) as bar:
-        if jobs > 1 and len(work) > 1:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                results = pool.map(_convert_one, work)
-                _collect(results, store, report, bar, on_result)
-        else:
-            _collect(map(_convert_one, work), store, report, bar, on_result)
-    return report
-
-
-def _collect(results, store: CaseStore, report: ConversionReport, bar: tqdm,
-             on_result: Callable[[str, str | None], None] | None) -> None:
-    for case_id, entry, error in results:
+    for case_id, entry, error in run_cases(_convert_one, work, jobs=jobs, desc="convert", progress=progress):
         if entry is not None:
             store.add_entries({case_id: entry})
             report.converted.append(case_id)
@@ -179,7 +167,7 @@ def _collect(results, store: CaseStore, report: ConversionReport, bar: tqdm,
             log.debug("%s failed: %s", case_id, error)  # reported to the caller in report.failed
         if on_result:
             on_result(case_id, error)
-        bar.update()
+    return report
 
 
 def detect_modality(source: SourceCase) -> str:

@@ -38,17 +38,17 @@ import logging
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 from scipy import ndimage
+from pydicom.uid import generate_uid
 from scipy.interpolate import PchipInterpolator
+from scipy.spatial.transform import Rotation
 
-from tqdm import tqdm
-
+from pancreas_seg.data.parallel import pending, run_cases
 from pancreas_seg.io.scan import Scan
 
 logger = logging.getLogger(__name__)
@@ -382,13 +382,16 @@ def _waves(rng: np.random.Generator, n: int, wavelength: tuple[float, float]) ->
     return np.concatenate([d * k, rng.uniform(0, 2 * np.pi, size=(n, 1))], axis=1)
 
 
+# Frame axis -> (scipy axis, sign of the angle). A positive angle turns the first of the two other
+# axes towards the second (about w: u -> v, about v: u -> w, about u: v -> w); about v that is
+# scipy's negative angle.
+ROTATION_AXES = {"u": ("x", 1.0), "v": ("y", -1.0), "w": ("z", 1.0)}
+
+
 def _rot(axis: str, deg: float) -> np.ndarray:
-    """3x3 rotation about the frame axis ``axis`` by ``deg`` degrees."""
-    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
-    i, j = {"w": (0, 1), "v": (0, 2), "u": (1, 2)}[axis]
-    m = np.eye(3)
-    m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
-    return m
+    """3x3 rotation about the frame axis ``axis`` (u, v, w) by ``deg`` degrees (see ``ROTATION_AXES``)."""
+    name, sign = ROTATION_AXES[axis]
+    return Rotation.from_euler(name, sign * deg, degrees=True).as_matrix()
 
 
 # --- anatomy ----------------------------------------------------------------------
@@ -868,13 +871,8 @@ def _bias_field(coef: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndarray, f
 
 # --- writing ------------------------------------------------------------------------
 def _digits(text: str, n: int) -> int:
-    """Deterministic ``n``-digit number from ``text`` (folder names, UIDs)."""
+    """Deterministic ``n``-digit number from ``text`` (folder names)."""
     return int(hashlib.sha256(text.encode()).hexdigest(), 16) % (10 ** n)
-
-
-def _uid(text: str) -> str:
-    """Deterministic DICOM UID under the UUID-derived root 2.25."""
-    return "2.25." + str(int(hashlib.sha256(text.encode()).hexdigest()[:30], 16))
 
 
 def nih_paths(root: str | os.PathLike, case_number: int) -> tuple[Path, Path]:
@@ -921,7 +919,7 @@ def write_nih_layout(image: Scan, mask: np.ndarray, root: str | os.PathLike, cas
     Returns:
         ``(series_folder, label_path)``.
     """
-    from pancreas_seg.io.dicom import write_dicom_series
+    from pancreas_seg.io.dicom_write import write_dicom_series
     from pancreas_seg.io.nifti import write_nifti
 
     if mask.shape != image.shape:
@@ -930,8 +928,8 @@ def write_nih_layout(image: Scan, mask: np.ndarray, root: str | os.PathLike, cas
     pid = NIH_PATIENT_FMT.format(case_number)
     order = "descending" if case_number % NIH_DESCENDING_EVERY == 0 else "ascending"
     files = write_dicom_series(image, series_dir, patient_id=pid,
-                               study_uid=_uid(f"study{case_number}{image.modality}"),
-                               series_uid=_uid(f"series{case_number}{image.modality}"),
+                               study_uid=generate_uid(entropy_srcs=[f"study{case_number}{image.modality}"]),
+                               series_uid=generate_uid(entropy_srcs=[f"series{case_number}{image.modality}"]),
                                series_description="Pancreas", instance_number_order=order)
     for path in files:  # TCIA names files <series number>-<instance number>.dcm
         if path.stem.isdigit():
@@ -957,8 +955,8 @@ def write_case_to_store(image: Scan, mask: np.ndarray, store, case_id: str) -> d
     """
     from pancreas_seg.data.store import Case
 
-    case = Case(case_id=case_id, image=image.array, mask=np.asarray(mask, np.uint8), affine=image.affine,
-                modality=image.modality, source={**image.source, "PatientID": case_id})
+    scan = Scan(image.array, image.affine, image.modality, {**image.source, "PatientID": case_id})
+    case = Case(case_id, scan, np.asarray(mask, np.uint8))
     return store.write_case(case)
 
 
@@ -993,8 +991,8 @@ def _make_store_case(job: tuple[Path, int, PhantomConfig, int]) -> tuple[int, di
 
     root, case_number, config, seed = job
     image, mask = generate_case(case_number, config.modality, seed, config)
-    case = Case(case_id=case_id_of(case_number), image=image.array, mask=mask, affine=image.affine,
-                modality=image.modality, source={**image.source, "PatientID": case_id_of(case_number)})
+    case_id = case_id_of(case_number)
+    case = Case(case_id, Scan(image.array, image.affine, image.modality, {**image.source, "PatientID": case_id}), mask)
     return case_number, CaseStore(root).write_case_file(case)
 
 
@@ -1035,29 +1033,16 @@ def write_phantom_set(root: str | os.PathLike, case_numbers: Iterable[int], conf
     else:
         present = lambda n: _nih_present(root, n)  # noqa: E731
         worker = _make_nih
-    todo = []
-    for n in numbers:
-        (todo if overwrite or not present(n) else report.skipped).append(n)
-    jobs_list = [(root, n, config, seed) for n in todo]
+    todo, report.skipped = pending(numbers, present, overwrite)
+    work = [(root, n, config, seed) for n in todo]
     entries = {}
-    with tqdm(total=len(todo), desc=f"phantoms {config.modality}", unit="case", disable=not progress) as bar:
-        if jobs == 1 or len(todo) <= 1:
-            results = map(worker, jobs_list)
+    for result in run_cases(worker, work, jobs=jobs, desc=f"phantoms {config.modality}", progress=progress):
+        if store:
+            n, entry = result
+            entries[case_id_of(n)] = entry
         else:
-            pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)))
-            results = pool.map(worker, jobs_list)
-        try:
-            for result in results:
-                if store:
-                    n, entry = result
-                    entries[case_id_of(n)] = entry
-                else:
-                    n = result
-                report.written.append(n)
-                bar.update(1)
-        finally:
-            if not (jobs == 1 or len(todo) <= 1):
-                pool.shutdown()
+            n = result
+        report.written.append(n)
     if store and entries:
         case_store.add_entries(entries)
     report.seconds = time.perf_counter() - start

@@ -20,6 +20,7 @@ from skimage.transform import resize
 from pancreas_seg.config import DataConfig
 
 CT_BODY_THRESHOLD_HU = -500.0  # air/body boundary used to find the body outline
+MRI_BODY_PERCENTILE = 99.0  # the "upper percentile" of MRI intensities (robust maximum)
 MRI_BODY_FRACTION = 0.1  # MRI body = voxels above this fraction of the upper percentile
 BODY_MARGIN_PX = 4  # pixels kept around the body bounding box
 
@@ -95,14 +96,14 @@ def body_box(image: np.ndarray, modality: str) -> tuple[int, int, int, int]:
     if modality == "CT":
         body = image > CT_BODY_THRESHOLD_HU
     else:
-        body = image > MRI_BODY_FRACTION * np.percentile(image, 99)
+        body = image > MRI_BODY_FRACTION * np.percentile(image, MRI_BODY_PERCENTILE)
     footprint = body.any(axis=0)
     labels, count = ndimage.label(footprint)
     if count == 0:
         return 0, image.shape[1], 0, image.shape[2]
     largest = 1 + int(np.argmax(ndimage.sum(footprint, labels, range(1, count + 1))))
-    rows, cols = np.nonzero(labels == largest)
-    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+    rows, cols = ndimage.find_objects(labels)[largest - 1]
+    return rows.start, rows.stop, cols.start, cols.stop
 
 
 def _square(y0: int, y1: int, x0: int, x1: int, margin: int) -> tuple[int, int, int, int]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,48 +23,61 @@ import numpy as np
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 from pancreas_seg.io.scan import MODALITIES, Scan
+from pancreas_seg.metrics import volume_ml
 
 STORE_FORMAT = 1
 MANIFEST_NAME = "manifest.json"
 CASES_DIR = "cases"
-ML_PER_MM3 = 1e-3
 
 
 @dataclass
 class Case:
     """One converted scan with its pancreas mask on the same grid.
 
-    ``image`` is ``[Z, Y, X]`` int16 HU (CT) or float32 (MRI), ``mask`` ``[Z, Y, X]``
-    uint8 in {0, 1}, ``affine`` maps (col, row, slice) to RAS mm.
+    ``scan.array`` (also ``image``) is ``[Z, Y, X]`` int16 HU (CT) or float32 (MRI), ``mask``
+    ``[Z, Y, X]`` uint8 in {0, 1}; ``affine``, ``modality``, ``spacing`` and ``source`` are the scan's.
     """
 
     case_id: str
-    image: np.ndarray
+    scan: Scan
     mask: np.ndarray
-    affine: np.ndarray
-    modality: str = "CT"
-    source: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.image.shape != self.mask.shape:
             raise ValueError(f"case {self.case_id}: image {self.image.shape} and mask {self.mask.shape} differ")
-        if self.modality not in MODALITIES:
-            raise ValueError(f"case {self.case_id}: modality must be one of {MODALITIES}")
+
+    @property
+    def image(self) -> np.ndarray:
+        """``[Z, Y, X]`` int16 HU (CT) or float32 (MRI)."""
+        return self.scan.array
+
+    @property
+    def affine(self) -> np.ndarray:
+        """4×4 (col, row, slice) -> RAS mm."""
+        return self.scan.affine
+
+    @property
+    def modality(self) -> str:
+        return self.scan.modality
+
+    @property
+    def source(self) -> dict[str, str]:
+        """Identifiers of where the scan came from (paths, PatientID, UIDs), all strings."""
+        return self.scan.source
 
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size ``(z, y, x)`` in mm."""
-        return Scan(self.mask, self.affine, self.modality).spacing
+        return self.scan.spacing
 
     def manifest_entry(self) -> dict[str, Any]:
         """Summary kept in the manifest: shape, spacing, pancreas slice range and volume."""
         slices = np.flatnonzero(self.mask.any(axis=(1, 2)))
-        voxel_ml = float(np.prod(self.spacing)) * ML_PER_MM3
         return {
             "shape": list(self.image.shape),
             "spacing_mm": [round(s, 4) for s in self.spacing],
             "pancreas_slices": [int(slices[0]), int(slices[-1])] if slices.size else None,
-            "pancreas_volume_ml": round(float(self.mask.astype(bool).sum()) * voxel_ml, 2),
+            "pancreas_volume_ml": round(volume_ml(self.mask, self.spacing), 2),
             "modality": self.modality,
             "source": dict(self.source),
         }
@@ -154,8 +167,8 @@ class CaseStore:
             raise InputError(self.root, f"no case {case_id!r} in the store")
         try:
             with np.load(path, allow_pickle=False) as data:
-                return Case(case_id=case_id, image=data["image"], mask=data["mask"], affine=data["affine"],
-                            modality=str(data["modality"]), source=json.loads(str(data["source"])))
+                scan = Scan(data["image"], data["affine"], str(data["modality"]), json.loads(str(data["source"])))
+                return Case(case_id, scan, data["mask"])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise InputError(path, f"damaged case file ({err}); convert it again with --overwrite") from None
 

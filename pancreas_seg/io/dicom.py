@@ -1,27 +1,18 @@
-"""DICOM series reading and writing, with the geometry checks a CT/MRI volume needs.
+"""DICOM image series: finding the series in a folder and reading one, with the geometry checks
+a CT/MRI volume needs.
 
 A series is read into a :class:`~pancreas_seg.io.scan.Scan` whose array is
 ``[Z, Y, X]`` = (slice, row, column) and whose affine maps the voxel index
 ``(column, row, slice, 1)`` to RAS+ mm, exactly like a NIfTI affine of the array
-stored ``[X, Y, Z]``.
-
-DICOM geometry (PS3.3 C.7.6.2.1.1), in the patient LPS frame::
-
-    P(c, r, k) = IPP_k + c * dc * IOP[:3] + r * dr * IOP[3:]
-
-where ``IOP[:3]`` (the "row cosine") points along increasing column index ``c``,
-``IOP[3:]`` along increasing row index ``r``, and ``PixelSpacing = [dr, dc]``
-(row spacing first). Slices are ordered by ``IPP_k`` projected on the slice
-normal ``IOP[:3] x IOP[3:]`` (never by InstanceNumber), so the slice axis of the
-affine always points along the normal. RAS = diag(-1, -1, 1) · LPS.
+stored ``[X, Y, Z]``. The geometry conventions (slice order along the normal,
+LPS -> RAS) are those of :mod:`pancreas_seg.io.dicom_geometry`; writing a series
+is :mod:`pancreas_seg.io.dicom_write`.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,21 +21,11 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import (
-    UID,
-    CTImageStorage,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEG2000Lossless,
-    MRImageStorage,
-    PYDICOM_IMPLEMENTATION_UID,
-    RLELossless,
-    generate_uid,
-)
-from pydicom.valuerep import format_number_as_ds
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from tqdm import tqdm
 
 from pancreas_seg.errors import InputError
+from pancreas_seg.io.dicom_geometry import image_positions, slice_order, swap_lps_ras
 from pancreas_seg.io.scan import Scan
 
 logger = logging.getLogger(__name__)
@@ -65,20 +46,7 @@ DICOM_MODALITY_TO_SCAN = {"CT": "CT", "MR": "MRI"}
 SCAN_MODALITY_TO_DICOM = {"CT": "CT", "MRI": "MR"}
 NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "SR", "PR", "KO", "RTPLAN", "RTDOSE", "REG"})
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
-
-# --- writing --------------------------------------------------------------------
-UINT16_MAX = 65535
-INT16_MIN, INT16_MAX = -32768, 32767
-TRANSFER_SYNTAXES = {
-    "explicit_little": ExplicitVRLittleEndian,
-    "implicit_little": ImplicitVRLittleEndian,
-    "jpeg2000_lossless": JPEG2000Lossless,
-    "rle_lossless": RLELossless,
-}
-JPEG2000_MIN_SIZE = 32  # openjpeg's encoder uses 6 resolutions: rows and columns must be >= 2**5
-INSTANCE_NUMBER_ORDERS = ("ascending", "descending", "shuffled")
-STORAGE_CLASS = {"CT": CTImageStorage, "MRI": MRImageStorage}
+INT16 = np.iinfo(np.int16)  # integral CT values fitting it are returned as int16
 
 
 @dataclass(frozen=True)
@@ -107,11 +75,6 @@ class SeriesInfo:
         """One line for error messages and listings."""
         uid = self.uid or f"(no SeriesInstanceUID; key {self.key})"
         return f"{uid}  {self.modality}  {self.n_files} files  {self.description!r}"
-
-
-# ================================================================================
-# Reading
-# ================================================================================
 
 
 def _read_header(path: Path) -> Dataset | None:
@@ -421,10 +384,8 @@ def read_dicom_series(folder: str | os.PathLike, series: str | None = None, moda
 
     row_cos, col_cos, dr, dc = _geometry(folder, slices)
     normal = np.cross(row_cos, col_cos)
-    positions = np.array([np.asarray(ds.ImagePositionPatient, dtype=float) for _, ds in slices])
-    order = np.argsort(positions @ normal, kind="stable")
-    slices = [slices[i] for i in order]
-    positions = positions[order]
+    slices = [slices[i] for i in slice_order([ds for _, ds in slices])]
+    positions = image_positions([ds for _, ds in slices])
     if len(slices) > 1:
         dz = _check_stack(folder, [p for p, _ in slices], positions, normal, min(dr, dc))
     else:
@@ -445,7 +406,7 @@ def read_dicom_series(folder: str | os.PathLike, series: str | None = None, moda
         else:
             array[k] = raw.astype(np.float64) * slopes[k] + intercepts[k]
     if integral:
-        fits = array.size == 0 or (array.min() >= INT16_MIN and array.max() <= INT16_MAX)
+        fits = array.size == 0 or (array.min() >= INT16.min and array.max() <= INT16.max)
         array = array.astype(np.int16 if fits else np.float32)
 
     affine_lps = np.eye(4)
@@ -453,8 +414,7 @@ def read_dicom_series(folder: str | os.PathLike, series: str | None = None, moda
     affine_lps[:3, 1] = col_cos * dr
     affine_lps[:3, 2] = normal * dz
     affine_lps[:3, 3] = positions[0]
-    affine = affine_lps.copy()
-    affine[:3] = LPS_TO_RAS @ affine_lps[:3]
+    affine = swap_lps_ras(affine_lps)
 
     source = {
         "path": str(folder),
@@ -465,215 +425,3 @@ def read_dicom_series(folder: str | os.PathLike, series: str | None = None, moda
         "SliceThickness": str(ds0.get("SliceThickness", "") or ""),
     }
     return Scan(array=array, affine=affine, modality=modality, source=source)
-
-
-# ================================================================================
-# Writing
-# ================================================================================
-
-
-def _ds(value: float) -> str:
-    """A float as a DICOM DS string (at most 16 characters)."""
-    return format_number_as_ds(float(value) + 0.0)
-
-
-def _stored_values(scan: Scan) -> tuple[np.ndarray, str, str]:
-    """Stored pixel values ``[Z, Y, X]`` (uint16 or int16) and the DS strings of slope and intercept.
-
-    CT: values rounded to integer HU, slope 1, intercept 0, uint16 when no value
-    is negative, else int16. MRI: uint16 as is when the values are integers in
-    [0, 65535], else scaled linearly onto [0, 65535].
-    """
-    values = np.asarray(scan.array)
-    if not np.all(np.isfinite(values)):
-        raise ValueError("scan contains NaN or inf; cannot write it as DICOM")
-    if values.size == 0:
-        raise ValueError("scan is empty")
-    lo, hi = float(values.min()), float(values.max())
-    if scan.modality == "CT":
-        rounded = np.rint(values)
-        if lo >= 0 and hi <= UINT16_MAX:
-            return rounded.astype(np.uint16), "1", "0"
-        if lo < INT16_MIN - 0.5 or hi > INT16_MAX + 0.5:
-            raise ValueError(f"CT values [{lo}, {hi}] do not fit int16 HU")
-        return rounded.astype(np.int16), "1", "0"
-    if lo >= 0 and hi <= UINT16_MAX and np.array_equal(values, np.rint(values)):
-        return values.astype(np.uint16), "1", "0"
-    intercept_str = _ds(lo)
-    intercept = float(intercept_str)
-    slope_str = _ds((hi - intercept) / UINT16_MAX if hi > intercept else 1.0)
-    slope = float(slope_str)
-    stored = np.clip(np.rint((values.astype(np.float64) - intercept) / slope), 0, UINT16_MAX)
-    return stored.astype(np.uint16), slope_str, intercept_str
-
-
-def _instance_numbers(n: int, order: str, seed: int) -> np.ndarray:
-    if order == "ascending":
-        return np.arange(1, n + 1)
-    if order == "descending":
-        return np.arange(n, 0, -1)
-    if order == "shuffled":
-        return np.random.default_rng(seed).permutation(n) + 1
-    raise ValueError(f"instance_number_order must be one of {INSTANCE_NUMBER_ORDERS}, got {order!r}")
-
-
-def _prepare_target(folder: Path) -> None:
-    """Refuse to replace an existing folder that holds anything but .dcm files."""
-    if not folder.exists():
-        return
-    if not folder.is_dir():
-        raise InputError(folder, "exists and is not a folder")
-    others = [p for p in folder.iterdir() if not (p.is_file() and p.suffix.lower() == ".dcm")]
-    if others:
-        raise InputError(folder, f"exists and holds other things than .dcm files (e.g. {others[0].name}); not replacing it")
-
-
-def write_dicom_series(
-    scan: Scan,
-    folder: str | os.PathLike,
-    *,
-    patient_id: str,
-    study_uid: str | None = None,
-    series_uid: str | None = None,
-    series_description: str = "",
-    instance_number_order: str = "ascending",
-    transfer_syntax: str = "explicit_little",
-    seed: int = 0,
-) -> list[Path]:
-    """Write a Scan as a CT or MR Image Storage series, one file per slice.
-
-    Geometry comes from the affine (RAS -> LPS): ImagePositionPatient of slice k
-    is the affine applied to (0, 0, k); ImageOrientationPatient the unit first
-    two columns; PixelSpacing [row, column] spacing; SliceThickness the slice
-    spacing along the normal. A sheared affine (slice axis not along the normal)
-    is written as is, giving a gantry-tilted series (which the reader refuses).
-    Reading back gives the same array and affine when the affine is
-    right-handed (det > 0, e.g. LPS/RAS); for a left-handed one (e.g. LAS) the
-    reader returns the slices in the opposite order, on the same physical grid.
-
-    Pixel values: CT rounded to integer HU, RescaleSlope 1, RescaleIntercept 0,
-    uint16 (PixelRepresentation 0) when no value is negative, else int16
-    (PixelRepresentation 1). MR: uint16; a volume that is not integers in
-    [0, 65535] is scaled onto [0, 65535] with RescaleSlope/Intercept so that
-    reading gives the values back within 1e-5 of their range.
-
-    UIDs not given are derived deterministically (``generate_uid(entropy_srcs=...)``)
-    from patient_id, study UID, description, modality and geometry. The series is
-    written to a temporary folder next to ``folder`` and renamed into place; an
-    existing ``folder`` holding only .dcm files is replaced.
-
-    Args:
-        scan: ``[Z, Y, X]`` volume with modality ``"CT"`` or ``"MRI"``.
-        folder: output folder.
-        patient_id: PatientID (also PatientName).
-        study_uid, series_uid: StudyInstanceUID, SeriesInstanceUID; ``""`` writes
-            an empty SeriesInstanceUID (to test readers), None derives one.
-        series_description: SeriesDescription.
-        instance_number_order: ``"ascending"`` (slice k gets k + 1), ``"descending"``
-            or ``"shuffled"`` (seeded by ``seed``); files are named after it.
-        transfer_syntax: one of ``TRANSFER_SYNTAXES``: ``"explicit_little"``,
-            ``"implicit_little"``, ``"jpeg2000_lossless"`` (rows and columns
-            >= 32), ``"rle_lossless"``.
-        seed: seed of the ``"shuffled"`` instance numbers.
-
-    Returns:
-        the written files, in slice order (k = 0, 1, ...).
-    """
-    if transfer_syntax not in TRANSFER_SYNTAXES:
-        raise ValueError(f"transfer_syntax must be one of {tuple(TRANSFER_SYNTAXES)}, got {transfer_syntax!r}")
-    ts_uid = TRANSFER_SYNTAXES[transfer_syntax]
-    folder = Path(folder)
-    _prepare_target(folder)
-    stored, slope, intercept = _stored_values(scan)
-    n_slices, rows, cols = stored.shape
-    if ts_uid == JPEG2000Lossless and min(rows, cols) < JPEG2000_MIN_SIZE:
-        raise ValueError(f"jpeg2000_lossless needs rows and columns >= {JPEG2000_MIN_SIZE}, got {rows}x{cols}")
-    numbers = _instance_numbers(n_slices, instance_number_order, seed)
-
-    affine_lps = np.asarray(scan.affine, dtype=np.float64).copy()
-    affine_lps[:3] = LPS_TO_RAS @ affine_lps[:3]
-    dc, dr = np.linalg.norm(affine_lps[:3, 0]), np.linalg.norm(affine_lps[:3, 1])
-    row_cos, col_cos = affine_lps[:3, 0] / dc, affine_lps[:3, 1] / dr
-    normal = np.cross(row_cos, col_cos)
-    slice_step = abs(float(affine_lps[:3, 2] @ normal))
-
-    geometry = np.array2string(np.round(scan.affine, 6), separator=",") + repr(scan.shape)
-    study_uid = study_uid if study_uid is not None else generate_uid(entropy_srcs=[patient_id, "study"])
-    if series_uid is None:
-        series_uid = generate_uid(entropy_srcs=[patient_id, study_uid, series_description, scan.modality, geometry])
-    frame_uid = generate_uid(entropy_srcs=[study_uid, series_uid or series_description, geometry, "frame"])
-    sop_class = STORAGE_CLASS[scan.modality]
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        written = []
-        for k in range(n_slices):
-            ipp = affine_lps[:3, 3] + k * affine_lps[:3, 2]
-            sop_uid = generate_uid(entropy_srcs=[study_uid, series_uid, series_description, geometry, str(k)])
-            ds = Dataset()
-            ds.file_meta = FileMetaDataset()
-            ds.file_meta.MediaStorageSOPClassUID = sop_class
-            ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-            ds.SpecificCharacterSet = "ISO_IR 100"
-            ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-            ds.SOPClassUID = sop_class
-            ds.SOPInstanceUID = sop_uid
-            ds.StudyDate = ds.StudyTime = ds.AccessionNumber = ds.ReferringPhysicianName = ""
-            ds.Modality = SCAN_MODALITY_TO_DICOM[scan.modality]
-            ds.Manufacturer = "pancreas_seg"
-            ds.SeriesDescription = series_description
-            ds.PatientName = f"{patient_id}^"  # one-component name, explicitly (family name)
-            ds.PatientID = patient_id
-            ds.PatientBirthDate = ds.PatientSex = ""
-            ds.StudyInstanceUID = study_uid
-            ds.SeriesInstanceUID = series_uid
-            ds.StudyID = ""
-            ds.SeriesNumber = 1
-            ds.InstanceNumber = int(numbers[k])
-            ds.FrameOfReferenceUID = frame_uid
-            ds.PositionReferenceIndicator = ""
-            ds.ImagePositionPatient = [_ds(v) for v in ipp]
-            ds.ImageOrientationPatient = [_ds(v) for v in np.concatenate([row_cos, col_cos])]
-            ds.SliceLocation = _ds(ipp @ normal)
-            ds.PixelSpacing = [_ds(dr), _ds(dc)]
-            ds.SliceThickness = _ds(slice_step)
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.Rows, ds.Columns = rows, cols
-            ds.BitsAllocated = ds.BitsStored = 16
-            ds.HighBit = 15
-            ds.PixelRepresentation = 1 if stored.dtype == np.int16 else 0
-            ds.RescaleIntercept = intercept
-            ds.RescaleSlope = slope
-            if scan.modality == "CT":
-                ds.RescaleType = "HU"
-                ds.KVP = ds.AcquisitionNumber = ""
-            else:
-                ds.ScanningSequence = "RM"  # research mode: the sequence is unknown
-                ds.SequenceVariant = "NONE"
-                ds.ScanOptions = ds.MRAcquisitionType = ""
-                ds.RepetitionTime = ds.EchoTime = ds.EchoTrainLength = ""
-            pixels = np.ascontiguousarray(stored[k])
-            if ts_uid.is_compressed:
-                ds.compress(ts_uid, pixels, generate_instance_uid=False)
-            else:
-                ds.PixelData = pixels.tobytes()
-                ds.file_meta.TransferSyntaxUID = ts_uid
-            name = f"{int(numbers[k]):05d}.dcm"
-            ds.save_as(tmp / name, enforce_file_format=True)
-            written.append(folder / name)
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-            os.replace(folder, old / folder.name)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    logger.debug("wrote %d slices to %s", n_slices, folder)
-    return written

@@ -24,11 +24,13 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.uid import SegmentationStorage
 
 from pancreas_seg import __version__
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.atomic import atomic_write
 from pancreas_seg.io.dicom import list_series
+from pancreas_seg.io.dicom_geometry import along_normal, slice_normal, slice_order, swap_lps_ras
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +44,7 @@ SERIES_NUMBER = 900  # SEG series number; any value not used by the source study
 INSTANCE_NUMBER = 1
 POSITION_TOL_MM = 0.01  # a frame lies on source slice k when its position is this close along the normal
 GRID_TOL_MM = 0.1  # source slice k must lie this close to the Scan affine's slice k
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 DEFAULT_CHARACTER_SET = "ISO_IR 100"  # given to source headers whose SpecificCharacterSet is empty
-
-
-def _slice_normal(ds: Dataset) -> np.ndarray:
-    iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
-    return np.cross(iop[:3], iop[3:])
 
 
 def source_slices(folder: str | os.PathLike, series: str | None = None) -> list[Dataset]:
@@ -73,9 +69,7 @@ def source_slices(folder: str | os.PathLike, series: str | None = None) -> list[
         found = "no DICOM image series" if not infos else f"{len(infos)} image series"
         raise InputError(folder, f"{found} found; the DICOM SEG needs exactly one source series")
     headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in infos[0].paths]
-    normal = _slice_normal(headers[0])
-    along = [float(np.asarray(ds.ImagePositionPatient, dtype=float) @ normal) for ds in headers]
-    return [headers[i] for i in np.argsort(along, kind="stable")]
+    return [headers[i] for i in slice_order(headers)]
 
 
 def _tidy(ds: Dataset) -> Dataset:
@@ -95,7 +89,7 @@ def _check_geometry(mask: np.ndarray, sources: Sequence[Dataset], affine: np.nda
         raise InputError(where, f"mask shape [Z,Y,X] {mask.shape} does not match the source series {expected}")
     if affine is None:
         return
-    lps = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(affine, dtype=float)[:3]  # RAS -> LPS
+    lps = swap_lps_ras(affine)[:3]
     for k, ds in enumerate(sources):
         expected_ipp = lps[:, 3] + k * lps[:, 2]
         if np.linalg.norm(np.asarray(ds.ImagePositionPatient, dtype=float) - expected_ipp) > GRID_TOL_MM:
@@ -129,8 +123,7 @@ def write_dicom_seg(mask: np.ndarray, source: str | os.PathLike | Sequence[Datas
         sources = source_slices(source, series)
         where = os.fspath(source)
     else:
-        normal = _slice_normal(source[0])
-        sources = sorted(source, key=lambda ds: float(np.asarray(ds.ImagePositionPatient, dtype=float) @ normal))
+        sources = [source[i] for i in slice_order(source)]
         where = str(path)
     mask = np.asarray(mask)
     _check_geometry(mask, sources, affine, where)
@@ -194,15 +187,15 @@ def read_dicom_seg(path: str | os.PathLike, source_folder: str | os.PathLike, *,
         seg = pydicom.dcmread(path)
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
         raise InputError(path, f"not a readable DICOM file ({exc})") from exc
-    if str(seg.get("SOPClassUID", "")) != SEG_SOP_CLASS:
+    if str(seg.get("SOPClassUID", "")) != SegmentationStorage:
         raise InputError(path, f"not a DICOM Segmentation object (SOP class {seg.get('SOPClassUID', 'missing')})")
     sources = source_slices(source_folder, series)
     rows, cols = int(sources[0].Rows), int(sources[0].Columns)
     if (int(seg.Rows), int(seg.Columns)) != (rows, cols):
         raise InputError(path, f"frame size {seg.Rows}x{seg.Columns} differs from the source series' {rows}x{cols}")
     by_uid = {str(ds.SOPInstanceUID): k for k, ds in enumerate(sources)}
-    normal = _slice_normal(sources[0])
-    along = np.array([np.asarray(ds.ImagePositionPatient, dtype=float) @ normal for ds in sources])
+    normal = slice_normal(sources[0].ImageOrientationPatient)
+    along = along_normal(sources)
     frames = seg.pixel_array.reshape(-1, rows, cols)
     fractional = str(seg.get("SegmentationType", "BINARY")) == "FRACTIONAL"
     cut = int(seg.get("MaximumFractionalValue", 1)) / 2 if fractional else 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.affines import voxel_sizes
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
 from pancreas_seg.errors import InputError
@@ -25,13 +26,22 @@ KINDS = ("image", "label")
 XFORM_SCANNER = 1  # NIfTI qform/sform code "scanner anatomical"
 LABEL_INTEGRAL_TOL = 1e-3  # label values stored as floats may be this far from an integer
 LABEL_MAX = 255  # labels are read as uint8
-INT16_MIN, INT16_MAX = -32768, 32767
+INT16 = np.iinfo(np.int16)  # integral CT values fitting it are read as int16
 REORIENT_TOL_VOXELS = 1e-3  # grids agree when their corners are this close, in units of the smallest voxel
 
 
-def _nifti_suffix(path: Path) -> str | None:
-    name = path.name.lower()
-    return next((s for s in sorted(NIFTI_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
+def split_nifti_name(path: str | os.PathLike) -> tuple[str, str] | None:
+    """``(stem, suffix)`` of a NIfTI file name: ``"a.b.NII.GZ"`` -> ``("a.b", ".nii.gz")`` (suffix
+    matched in any letter case, returned in lower case); None when it ends in neither suffix."""
+    name = Path(path).name
+    suffix = next((s for s in sorted(NIFTI_SUFFIXES, key=len, reverse=True) if name.lower().endswith(s)), None)
+    return None if suffix is None else (name[: -len(suffix)], suffix)
+
+
+def nifti_case_id(path: str | os.PathLike) -> str:
+    """File name without ``.nii`` / ``.nii.gz`` (any letter case); other names are returned whole."""
+    parts = split_nifti_name(path)
+    return Path(path).name if parts is None else parts[0]
 
 
 def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image") -> Scan:
@@ -83,7 +93,7 @@ def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image
     if kind == "label":
         array = _to_label(path, array)
     elif modality == "CT" and array.dtype.kind in "iub" and (
-        array.size == 0 or (array.min() >= INT16_MIN and array.max() <= INT16_MAX)
+        array.size == 0 or (array.min() >= INT16.min and array.max() <= INT16.max)
     ):
         array = array.astype(np.int16, copy=False)
     elif array.dtype != np.float32:
@@ -131,8 +141,7 @@ def write_nifti(scan: Scan, path: str | os.PathLike, dtype=None) -> Path:
         ``path`` as a Path.
     """
     path = Path(path)
-    suffix = _nifti_suffix(path)
-    if suffix is None:
+    if split_nifti_name(path) is None:
         raise ValueError(f"{path}: NIfTI file name must end with {' or '.join(NIFTI_SUFFIXES)}")
     data = _storable(np.asarray(scan.array).transpose(2, 1, 0), dtype)
     img = nib.Nifti1Image(data, scan.affine)
@@ -150,7 +159,7 @@ def _corners(affine: np.ndarray, shape_xyz: tuple[int, ...]) -> np.ndarray:
 
 
 def _describe(affine: np.ndarray, shape_zyx: tuple[int, ...]) -> str:
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)[::-1]
+    spacing = voxel_sizes(affine)[::-1]
     codes = "".join(nib.aff2axcodes(affine))
     return (
         f"shape [Z,Y,X] {tuple(shape_zyx)}, spacing (z,y,x) {tuple(np.round(spacing, 4).tolist())} mm, "
@@ -193,7 +202,7 @@ def reorient_like(
     moved = apply_orientation(data_xyz, transform)
     moved_affine = scan.affine @ inv_ornt_aff(transform, data_xyz.shape)
     ref_xyz = tuple(int(n) for n in reference_shape)[::-1]
-    tol = tol_voxels * float(np.min(np.linalg.norm(reference_affine[:3, :3], axis=0)))
+    tol = tol_voxels * float(np.min(voxel_sizes(reference_affine)))
     same = (
         moved.shape == ref_xyz
         and np.max(np.linalg.norm(moved_affine[:3] - reference_affine[:3], axis=0)) <= tol

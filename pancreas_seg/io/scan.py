@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 
 from pancreas_seg.vocabulary import MODALITIES
 
@@ -41,7 +42,7 @@ class Scan:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size ``(z, y, x)`` in mm, derived from the affine's columns."""
-        x, y, z = np.linalg.norm(self.affine[:3, :3], axis=0)
+        x, y, z = voxel_sizes(self.affine)
         return float(z), float(y), float(x)
 
     @property

@@ -17,7 +17,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
 
 from pancreas_seg.cli import run_guarded
 from pancreas_seg.data.convert import (
@@ -29,7 +29,7 @@ from pancreas_seg.data.convert import (
 from pancreas_seg.data.phantom import PhantomConfig, generate_case, nih_paths, write_nih_layout, write_phantom_set
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.errors import InputError
-from pancreas_seg.io.dicom import write_dicom_series
+from pancreas_seg.io.dicom_write import write_dicom_series
 from pancreas_seg.io.nifti import write_nifti
 from pancreas_seg.io.scan import Scan
 
@@ -39,7 +39,6 @@ SEED = 0
 CT_CASES = (1, 2, 3)  # case 2: label stored with its rows flipped; case 3: InstanceNumber descending
 MRI_CASES = (1, 2)
 ML_PER_MM3 = 1e-3
-BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"  # a DICOM object without pixels
 PROGRESS_BAR = re.compile(r"^[\w ]+: +\d+%\|[^\]]*\]")  # a tqdm bar: "convert:  50%|##   | 1/2 [00:00<...]"
 
 
@@ -318,10 +317,10 @@ def non_image_dicom(root: Path):
     series.mkdir()
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
+    ds.file_meta.MediaStorageSOPClassUID = BasicTextSRStorage
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID, ds.SOPInstanceUID = BASIC_TEXT_SR, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID, ds.SOPInstanceUID = BasicTextSRStorage, ds.file_meta.MediaStorageSOPInstanceUID
     ds.Modality, ds.SeriesInstanceUID = "SR", generate_uid()
     ds.save_as(series / "report.dcm", enforce_file_format=True)
     return series.parents[1], ["no DICOM image series"]

@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from pancreas_seg.data.store import CaseStore
+from pancreas_seg.data.store import Case, CaseStore
 from pancreas_seg.errors import InputError
+from pancreas_seg.io.scan import Scan
 from tests.conftest import blob_case
 
 
@@ -19,6 +20,16 @@ def test_round_trip_keeps_arrays_affine_and_ids(tmp_path):
     assert loaded.image.dtype == np.int16 and loaded.mask.dtype == np.uint8
     assert loaded.source == {"PatientID": "A"}
     assert entry["spacing_mm"] == [2.0, 0.8, 0.8]
+
+
+def test_case_holds_its_scan_and_delegates_to_it():
+    case = blob_case("A", modality="MRI")
+    assert isinstance(case.scan, Scan)
+    assert case.image is case.scan.array and case.affine is case.scan.affine
+    assert case.modality == "MRI" and case.source == {"PatientID": "A"}
+    assert case.spacing == pytest.approx((2.0, 0.8, 0.8))
+    with pytest.raises(ValueError, match="differ"):
+        Case("B", case.scan, case.mask[:-1])
 
 
 def test_manifest_entry_volume_and_slice_range(tmp_path):

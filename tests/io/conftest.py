@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from pancreas_seg.io.scan import Scan
 
@@ -21,13 +22,10 @@ SLICE_MARKER_STEP = 100  # slice k of a synthetic CT holds k * SLICE_MARKER_STEP
 
 
 def rotation_affine(spacing_zyx=(2.0, 0.8, 0.6), origin=(-5.0, 12.0, 40.0), angles_deg=(20.0, -10.0, 35.0)) -> np.ndarray:
-    """A right-handed oblique affine: rotation (about x, y, z) × diag(spacing x, y, z) + origin."""
-    ax, ay, az = np.radians(angles_deg)
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    """A right-handed oblique affine: rotation (about x, then y, then z) × diag(spacing x, y, z) + origin."""
+    rotation = Rotation.from_euler("xyz", angles_deg, degrees=True).as_matrix()  # extrinsic: Rz @ Ry @ Rx
     affine = np.eye(4)
-    affine[:3, :3] = rz @ ry @ rx @ np.diag(spacing_zyx[::-1])
+    affine[:3, :3] = rotation @ np.diag(spacing_zyx[::-1])
     affine[:3, 3] = origin
     return affine
 

@@ -9,17 +9,12 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
 
 from pancreas_seg.errors import InputError
-from pancreas_seg.io.dicom import (
-    TRANSFER_SYNTAXES,
-    list_series,
-    read_dicom_series,
-    write_dicom_series,
-)
+from pancreas_seg.io.dicom import list_series, read_dicom_series
+from pancreas_seg.io.dicom_write import TRANSFER_SYNTAXES, write_dicom_series
 
-BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 
 def _edit(path: Path, **tags) -> None:
@@ -33,10 +28,10 @@ def _write_non_image(path: Path) -> None:
     """A Basic Text SR object: DICOM, but no pixels."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
+    ds.file_meta.MediaStorageSOPClassUID = BasicTextSRStorage
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = BASIC_TEXT_SR
+    ds.SOPClassUID = BasicTextSRStorage
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
     ds.Modality = "SR"
     ds.SeriesInstanceUID = generate_uid()

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import SegmentationStorage
 
 from pancreas_seg.errors import InputError
-from pancreas_seg.io.dicom import read_dicom_series, write_dicom_series
-from pancreas_seg.io.dicom_seg import SEG_SOP_CLASS, read_dicom_seg, source_slices, write_dicom_seg
+from pancreas_seg.io.dicom import read_dicom_series
+from pancreas_seg.io.dicom_seg import read_dicom_seg, source_slices, write_dicom_seg
+from pancreas_seg.io.dicom_write import write_dicom_series
 
 DCMQI = "dcmqi_ct_3slice"
 
@@ -37,7 +39,7 @@ def test_round_trip_follows_slice_positions_not_file_order(tmp_path, helpers, or
     np.testing.assert_array_equal(read_dicom_seg(path, folder), mask)
 
     seg = pydicom.dcmread(path)
-    assert seg.SOPClassUID == SEG_SOP_CLASS and seg.SegmentationType == "BINARY"
+    assert seg.SOPClassUID == SegmentationStorage and seg.SegmentationType == "BINARY"
     segment = seg.SegmentSequence[0]
     assert segment.SegmentLabel == "Pancreas"
     assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == "15776009"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pancreas_seg.errors import InputError
-from pancreas_seg.io.nifti import read_nifti, reorient_like, write_nifti
+from pancreas_seg.io.nifti import nifti_case_id, read_nifti, reorient_like, split_nifti_name, write_nifti
 from pancreas_seg.io.scan import Scan
 
 SUFFIXES = [".nii", ".nii.gz"]
@@ -108,6 +108,19 @@ def test_write_rejects_other_suffix(tmp_path, helpers):
     with pytest.raises(ValueError, match="nii"):
         write_nifti(helpers.ct_scan(), tmp_path / "ct.nrrd")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("a/label0001.nii.gz", ("label0001", ".nii.gz")),
+    ("case_2.NII", ("case_2", ".nii")),
+    ("x.y.Nii.Gz", ("x.y", ".nii.gz")),
+    ("x.y.nii", ("x.y", ".nii")),
+    ("scan.nrrd", None),
+    ("nii", None),
+])
+def test_split_nifti_name(name, expected):
+    assert split_nifti_name(name) == expected
+    assert nifti_case_id(name) == (expected[0] if expected else name.split("/")[-1])
 
 
 def test_bool_written_as_uint8(tmp_path, helpers):
