@@ -26,9 +26,11 @@ from pancreas_seg.errors import InputError, PancreasSegError
 from pancreas_seg.inference import LoadedModel, Prediction, PredictOptions, predict_scan, timed
 from pancreas_seg.io.atomic import atomic_write_many
 from pancreas_seg.io.dicom import list_series, read_dicom_series
+from pancreas_seg.io.dicom_seg import write_dicom_seg
 from pancreas_seg.io.nifti import NIFTI_SUFFIXES, nifti_case_id, read_nifti, split_nifti_name, write_nifti
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.metrics import MM3_PER_ML
+from pancreas_seg.plots import qc_figure
 
 logger = logging.getLogger(__name__)
 
@@ -225,10 +227,8 @@ def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedMod
         writers[paths.probability] = lambda tmp: write_nifti(
             Scan(prediction.probability, scan.affine, scan.modality), tmp, dtype=np.float32)
     if outputs.qc:
-        from pancreas_seg.plots import qc_figure
         writers[paths.qc] = lambda tmp: qc_figure(scan.array, prediction.mask, scan.spacing, tmp, title=item.case_id)
     if outputs.dicom_seg:
-        from pancreas_seg.io.dicom_seg import write_dicom_seg
         writers[paths.dicom_seg] = lambda tmp: write_dicom_seg(prediction.mask, item.path, tmp, series=options.series,
                                                                affine=scan.affine)
     report: dict = {}

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pancreas_seg.data.convert import convert_cases, find_nih_cases
+from pancreas_seg.data.phantom import PhantomConfig, write_phantom_set
 from pancreas_seg.data.store import CaseStore
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,6 @@ def store_dir(modality: str = "CT", set_name: str = "standard") -> Path:
 def ensure_phantom_set(modality: str = "CT", set_name: str = "standard", jobs: int = 1,
                        progress: bool = True) -> Path:
     """Generate the phantom set in the NIH layout unless it is already there; return its folder."""
-    from pancreas_seg.data.phantom import PhantomConfig, write_phantom_set
-
     spec = _phantom_set(set_name)
     root = raw_dir(modality, set_name)
     write_phantom_set(root, range(1, spec.cases + 1), PhantomConfig(modality=modality, matrix=spec.matrix),
@@ -75,8 +75,6 @@ def ensure_phantom_set(modality: str = "CT", set_name: str = "standard", jobs: i
 
 def ensure_store(modality: str = "CT", set_name: str = "standard", jobs: int = 1, progress: bool = True) -> CaseStore:
     """The built-in case store, generated and converted on first use."""
-    from pancreas_seg.data.convert import convert_cases, find_nih_cases
-
     spec = _phantom_set(set_name)
     out = store_dir(modality, set_name)
     if (out / "manifest.json").is_file() and len(CaseStore(out).case_ids) >= spec.cases:

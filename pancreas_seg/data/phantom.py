@@ -49,6 +49,9 @@ from scipy.interpolate import PchipInterpolator
 from scipy.spatial.transform import Rotation
 
 from pancreas_seg.data.parallel import pending, run_cases
+from pancreas_seg.data.store import Case, CaseStore
+from pancreas_seg.io.dicom_write import write_dicom_series
+from pancreas_seg.io.nifti import write_nifti
 from pancreas_seg.io.scan import Scan
 
 logger = logging.getLogger(__name__)
@@ -919,9 +922,6 @@ def write_nih_layout(image: Scan, mask: np.ndarray, root: str | os.PathLike, cas
     Returns:
         ``(series_folder, label_path)``.
     """
-    from pancreas_seg.io.dicom_write import write_dicom_series
-    from pancreas_seg.io.nifti import write_nifti
-
     if mask.shape != image.shape:
         raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape}")
     series_dir, label_path = nih_paths(root, case_number)
@@ -948,13 +948,11 @@ def case_id_of(case_number: int) -> str:
     return NIH_PATIENT_FMT.format(case_number)
 
 
-def write_case_to_store(image: Scan, mask: np.ndarray, store, case_id: str) -> dict:
+def write_case_to_store(image: Scan, mask: np.ndarray, store: CaseStore, case_id: str) -> dict:
     """Write a phantom straight into a :class:`~pancreas_seg.data.store.CaseStore` (no files in between).
 
     Returns the manifest entry. The store's modality must match ``image.modality``.
     """
-    from pancreas_seg.data.store import Case
-
     scan = Scan(image.array, image.affine, image.modality, {**image.source, "PatientID": case_id})
     case = Case(case_id, scan, np.asarray(mask, np.uint8))
     return store.write_case(case)
@@ -987,8 +985,6 @@ def _make_nih(job: tuple[Path, int, PhantomConfig, int]) -> int:
 
 
 def _make_store_case(job: tuple[Path, int, PhantomConfig, int]) -> tuple[int, dict]:
-    from pancreas_seg.data.store import Case, CaseStore
-
     root, case_number, config, seed = job
     image, mask = generate_case(case_number, config.modality, seed, config)
     case_id = case_id_of(case_number)
@@ -1025,8 +1021,6 @@ def write_phantom_set(root: str | os.PathLike, case_numbers: Iterable[int], conf
     start = time.perf_counter()
     report = PhantomSetReport()
     if store:
-        from pancreas_seg.data.store import CaseStore
-
         case_store = CaseStore.create(root, config.modality)
         present = lambda n: case_store.has_case(case_id_of(n))  # noqa: E731
         worker = _make_store_case

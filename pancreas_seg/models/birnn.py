@@ -43,6 +43,7 @@ import numpy as np
 from keras import layers
 
 from pancreas_seg.config import ModelConfig
+from pancreas_seg.models.pnet import build_pnet_msa
 
 # Fitted near-identity initialisation, see the module docstring; gate order i, f, c, o (Keras's).
 INPUT_TAPS = (1.5, -0.2, 1.45, 1.9)  # centre tap of W_y{i,f,c,o}
@@ -170,7 +171,6 @@ def build_cnn_rnn(config: ModelConfig, cnn: keras.Model | None = None, input_siz
     if input_size is None and cnn is not None:
         input_size = cnn.input.shape[1]
     if cnn is None:
-        from pancreas_seg.models.pnet import build_pnet_msa
         cnn = build_pnet_msa(config, input_size)
     _check_rnn(config, input_size)
     cnn = keras.Model(cnn.input, cnn.output, name=CNN_LAYER)  # same layers and weights, nested as "cnn"
