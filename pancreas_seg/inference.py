@@ -3,11 +3,13 @@ testing of PNet-MSA and CNN-RNN).
 
 Pipeline of one scan (:func:`predict_scan`)::
 
-    Scan [Z, Y, X] --prepare_volume (the run's DataConfig)--> [Z, S, S] float32 in [0, 1]
+    Scan [Z, Y, X] --to_canonical (axial slices)--> --prepare_volume (the run's DataConfig)-->
+      [Z, S, S] float32 in [0, 1]
       --2D CNN over 3-slice stacks, batch by batch--> [Z, S, S] probabilities ("fused", Eq. 3)
       --BiRNN over the whole slice sequence [1, Z, S, S, 1] (cnn_rnn only, Sec. III-B)--> [Z, S, S]
       --mean over models (and over the left-right flipped input with --tta)--> [Z, S, S]
       --InplaneTransform.invert--> [Z, Y, X] --threshold (> t), optional largest component--> uint8 mask
+      --Reorientation.restore--> the scan's own grid
 
 Memory stays bounded by a few ``[Z, S, S]`` / ``[Z, Y, X]`` float32 volumes: the CNN sees
 ``batch_size`` stacks at a time and only its one-channel output is kept.
@@ -33,6 +35,7 @@ from scipy import ndimage
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, ExperimentConfig
 from pancreas_seg.data.preprocess import InplaneTransform, prepare_volume, preprocessing_key, slice_stack
 from pancreas_seg.errors import InputError
+from pancreas_seg.io.orientation import to_canonical
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.models.birnn import build_birnn, cnn_of
 from pancreas_seg.models.build import default_jit_compile, transfer_weights
@@ -291,6 +294,10 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
         options: batch size, threshold, TTA, largest component.
         timings: stage durations in seconds are added here (preprocess, cnn, birnn, postprocess).
 
+    The networks run on the axial slices of the scan brought to the canonical storage orientation
+    (:func:`~pancreas_seg.io.orientation.to_canonical`), whatever axis order the file had; the
+    result is put back on the scan's own grid.
+
     Returns:
         :class:`Prediction` on exactly the scan's grid.
 
@@ -301,7 +308,9 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
     check_modality(scan, models, scan.source.get("path", "scan"))
     data_config = models[0].config.data
     with timed(timings, "preprocess"):
-        volume, transform = prepare_volume(scan.array, scan.spacing, scan.modality, data_config)
+        canonical, reorientation = to_canonical(scan)
+        volume, transform = prepare_volume(canonical.array, canonical.spacing, canonical.modality, data_config)
+        del canonical
     total = np.zeros(volume.shape, np.float32)
     for model in models:
         total += model_probabilities(model, volume, options.batch_size, options.tta, timings)
@@ -310,6 +319,7 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
     threshold = default_threshold(models) if options.threshold is None else options.threshold
     with timed(timings, "postprocess"):
         probability, mask = postprocess(total, transform, threshold, options.largest_component)
+        probability, mask = reorientation.restore(probability), reorientation.restore(mask)
     for stage in ("cnn", "birnn"):
         timings.setdefault(stage, 0.0)
     return Prediction(probability, mask, threshold, timings)

@@ -12,9 +12,11 @@ from pancreas_seg import inference
 from pancreas_seg.config import DataConfig, ExperimentConfig, ModelConfig, preset, to_dict
 from pancreas_seg.data.preprocess import InplaneTransform, plan_inplane
 from pancreas_seg.errors import InputError
+from pancreas_seg.io.orientation import to_canonical
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.train import export_run
 from tests.conftest import OBLIQUE_AFFINE
+from tests.io.test_orientation import stored_as
 
 BLOCK = (slice(2, 4), slice(10, 20), slice(5, 15))  # expected mask voxels [Z, Y, X], asymmetric in X
 SHAPE = (6, 32, 48)  # [Z, Y, X]: not square, so the in-plane box is padded
@@ -176,3 +178,25 @@ def test_inplane_transform_roundtrip_sanity():
     transform = InplaneTransform((4, 6), (-1, 5, 0, 6), 6)
     probability = np.arange(36, dtype=np.float32).reshape(1, 6, 6)
     np.testing.assert_array_equal(transform.invert(probability)[0], probability[0, 1:5])
+
+
+def neighbourhood_model(size: int) -> keras.Model:
+    """A fixed random 3x3 convolution over the 3-slice stack: its output depends on which plane
+    the slices are and on in-plane direction, so storage order would show."""
+    inputs = keras.Input((size, size, 3))
+    conv = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid",
+                               kernel_initializer=keras.initializers.RandomNormal(seed=3))
+    return keras.Model(inputs, {"fused": conv(inputs)})
+
+
+@pytest.mark.parametrize("axcodes", [("R", "A", "S"), ("L", "A", "S"), ("S", "P", "L"), ("P", "I", "R")])
+def test_storage_orientation_does_not_change_the_prediction(axcodes):
+    rng = np.random.default_rng(0)
+    reference = Scan(rng.integers(-200, 300, (8, 32, 32)).astype(np.int16), np.diag([-0.8, -0.8, 2.0, 1.0]), "CT")
+    model = loaded(neighbourhood_model(32), identity_config(32))
+    expected = inference.predict_scan(reference, [model]).probability
+    stored = stored_as(reference, axcodes)
+    probability = inference.predict_scan(stored, [model]).probability
+    assert probability.shape == stored.shape
+    in_reference_storage, _ = to_canonical(Scan(probability, stored.affine, "CT"))
+    assert np.max(np.abs(in_reference_storage.array - expected)) <= 1e-3

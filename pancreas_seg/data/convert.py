@@ -28,6 +28,7 @@ from pancreas_seg.data.store import Case, CaseStore
 from pancreas_seg.errors import InputError, PancreasSegError
 from pancreas_seg.io.dicom import DICOM_MODALITY_TO_SCAN, list_series, read_dicom_series
 from pancreas_seg.io.nifti import read_nifti, reorient_like
+from pancreas_seg.io.orientation import to_canonical
 from pancreas_seg.io.scan import Scan
 
 log = logging.getLogger(__name__)
@@ -110,12 +111,14 @@ def _read_image(source: SourceCase, modality: str | None) -> Scan:
 
 
 def load_source_case(source: SourceCase, modality: str | None = None) -> Case:
-    """Read a scan and its label, put the label on the image grid and build a :class:`Case`.
+    """Read a scan and its label, put the label on the image grid and build a :class:`Case`
+    stored in the canonical orientation (axial slices, :mod:`pancreas_seg.io.orientation`), the
+    one prediction uses too.
 
     Raises :class:`InputError` for a label whose physical grid differs from the image's, and
     for a label without pancreas voxels.
     """
-    image = _read_image(source, modality)
+    image, _ = to_canonical(_read_image(source, modality))
     label = read_nifti(source.label_path, modality=image.modality, kind="label")
     label = reorient_like(label, image.affine, image.shape)
     mask = np.isin(label.array, source.label_values).astype(np.uint8)

@@ -31,6 +31,7 @@ from pancreas_seg.data.store import CaseStore
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.dicom_write import write_dicom_series
 from pancreas_seg.io.nifti import write_nifti
+from pancreas_seg.io.orientation import CANONICAL_AXCODES, storage_axcodes
 from pancreas_seg.io.scan import Scan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -394,3 +395,19 @@ def test_unmatched_scans_and_labels_are_listed(tmp_path):
     sources, unmatched = find_nih_cases(tmp_path / "nih")
     assert [s.case_id for s in sources] == [case_id(1)]
     assert unmatched == ["PANCREAS_0003: no label0003.nii.gz", "label0002: no PANCREAS_0002 scan (removed duplicate?)"]
+
+
+def test_store_holds_cases_in_the_canonical_orientation(tmp_path):
+    label = np.zeros((6, 16, 16), np.uint8)
+    label[2:4, 5:9, 3:6] = 1
+    image = np.arange(label.size, dtype=np.int16).reshape(label.shape) - 700
+    ras = np.diag([0.8, 0.8, 2.5, 1.0])  # stored as many NIfTI tools do: columns right, rows anterior
+    _msd_case(tmp_path / "msd", "pancreas_001", label, image)
+    for folder, array in (("imagesTr", image), ("labelsTr", label)):
+        write_nifti(Scan(array, ras, "CT"), tmp_path / "msd" / folder / "pancreas_001.nii.gz")
+    sources, _ = find_msd_cases(tmp_path / "msd")
+    convert_cases(sources, tmp_path / "store", "CT", progress=False)
+    case = CaseStore(tmp_path / "store").read_case("pancreas_001")
+    assert storage_axcodes(case.scan) == CANONICAL_AXCODES
+    np.testing.assert_array_equal(case.image, image[:, ::-1, ::-1])
+    np.testing.assert_array_equal(case.mask, label[:, ::-1, ::-1])
