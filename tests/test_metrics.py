@@ -258,7 +258,12 @@ def test_interslice_avd_shifted_square():
     flags = M.abnormal_shape_changes(mask, spacing)  # default 0.5 mm (CT)
     assert flags.dtype == bool
     assert flags.tolist() == [False, False, False, True, True]
-    assert M.abnormal_shape_changes(mask, spacing, threshold_mm=0.3).tolist()[:3] == [False, False, True]
+    # point-set AVD of pair (2,3): the 3 pixels of the shifted column are 0.8 mm from the other
+    # slice, the 6 shared ones 0 -> 2.4 / 9 = 0.267 mm both ways: under 0.3 mm, unlike the surface AVD
+    assert M.interslice_pointset_avd(mask, spacing)[2] == pytest.approx(2.4 / 9)
+    assert M.abnormal_shape_changes(mask, spacing, threshold_mm=0.3).tolist()[:3] == [False, False, False]
+    # pair (3,4): the pixel lies inside the 3x3 block (0); block to pixel as above plus (0,1) 0.8 mm
+    assert M.interslice_pointset_avd(mask, spacing)[3] == pytest.approx((8.2176 + 0.8) / 9, abs=1e-4)
 
 
 def test_interslice_avd_both_empty_and_bad_shape():
@@ -267,3 +272,26 @@ def test_interslice_avd_both_empty_and_bad_shape():
     assert not M.abnormal_shape_changes(mask, (1, 1, 1)).any()
     with pytest.raises(ValueError, match=r"\[Z, Y, X\]"):
         M.interslice_avd(np.zeros((4, 4), bool), (1, 1))
+
+
+def _brute_pointset_avd(a: np.ndarray, b: np.ndarray, spacing) -> float:
+    """All-pairs reference: max over both directions of the mean distance to the other set."""
+    pa = np.argwhere(a) * np.asarray(spacing)
+    pb = np.argwhere(b) * np.asarray(spacing)
+    d = np.linalg.norm(pa[:, None, :] - pb[None, :, :], axis=-1)
+    return max(d.min(axis=1).mean(), d.min(axis=0).mean())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pointset_avd_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.random((2, 5, 9, 7)) > 0.8
+    spacing = (2.5, 0.7, 0.9)
+    assert M.pointset_avd(a, b, spacing) == pytest.approx(_brute_pointset_avd(a, b, spacing))
+    assert M.pointset_avd(a, a, spacing) == 0.0
+
+
+def test_pointset_avd_empty_masks():
+    empty, one = np.zeros((4, 4), bool), np.eye(4, dtype=bool)
+    assert M.pointset_avd(empty, empty, (1, 1)) == 0.0
+    assert math.isnan(M.pointset_avd(empty, one, (1, 1))) and math.isnan(M.pointset_avd(one, empty, (1, 1)))
