@@ -141,23 +141,42 @@ def _predict(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.input} is a batch folder ({len(items)} scans); -o must be an output folder")
         if args.series:
             raise UsageError("--series selects a series in a single DICOM folder, not in a batch")
+        plan = [(item, predict.OutputPaths.in_folder(args.output, item.case_id)) for item in items]
     else:
-        paths = predict.OutputPaths.beside(args.output)
+        plan = [(items[0], predict.OutputPaths.beside(args.output))]
         if args.dicom_seg and items[0].kind != "dicom":
             raise UsageError(f"--dicom-seg needs a DICOM input series; {args.input} is NIfTI")
+    predict.check_outputs_spare_inputs(plan)
     models = inference.load_models(args.model)
     if not batch:
-        report = predict.predict_case(items[0], paths, models, options, outputs)
+        item, paths = plan[0]
+        report = predict.predict_case(item, paths, models, options, outputs)
         print(f"{paths.mask}: pancreas {report['pancreas_volume_ml']:.1f} mL, slices {report['slice_range']}, "
-              f"{report['timings_s']['total']:.1f} s")
-        return 0
+              f"{report['timings_s']['total']:.1f} s" + _review_note(report))
+        for name, error in report["failed_outputs"].items():
+            print(f"error: {name} output not written: {error}", file=sys.stderr)
+        return EXIT_SOME_FAILED if report["failed_outputs"] else 0
     outcomes = predict.predict_batch(items, args.output, models, options, outputs, progress=not args.quiet)
     failed = [outcome for outcome in outcomes if outcome.error is not None]
     for outcome in failed:
         print(f"error: {outcome.item.case_id}: {outcome.error}", file=sys.stderr)
+    incomplete = [outcome for outcome in outcomes if outcome.report and outcome.report["failed_outputs"]]
+    for outcome in incomplete:
+        for name, error in outcome.report["failed_outputs"].items():
+            print(f"error: {outcome.item.case_id}: {name} output not written: {error}", file=sys.stderr)
+    review = sum(1 for outcome in outcomes if outcome.report and outcome.report["quality"]["needs_review"])
     print(f"{args.output}: {len(outcomes) - len(failed)} of {len(outcomes)} scans predicted"
-          + (f", {len(failed)} failed" if failed else ""))
-    return EXIT_SOME_FAILED if failed else 0
+          + (f", {len(failed)} failed" if failed else "") + (f", {review} flagged for review" if review else ""))
+    return EXIT_SOME_FAILED if failed or incomplete else 0
+
+
+def _review_note(report: dict) -> str:
+    """`` (review: ...)`` naming the raised quality flags of a prediction report, or nothing."""
+    quality = report["quality"]
+    raised = [name for name in ("no_pancreas", "volume_implausible") if quality[name]]
+    if quality["abnormal_shape_changes"]:
+        raised.append(f"{quality['abnormal_shape_changes']} abnormal slice changes")
+    return f" (review: {', '.join(raised)})" if raised else ""
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> Command:

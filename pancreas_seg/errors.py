@@ -26,3 +26,12 @@ class InputError(PancreasSegError, ValueError):
 
 class UsageError(PancreasSegError):
     """A command-line argument that cannot be used (raised by the CLI and the scripts, not the library)."""
+
+
+MAX_MESSAGE_CHARS = 200  # an unexpected error's message is cut to this length in a one-line report
+
+
+def one_line(exc: BaseException, max_chars: int = MAX_MESSAGE_CHARS) -> str:
+    """An exception's message on one line, cut to ``max_chars`` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= max_chars else text[:max_chars] + "..."

@@ -30,13 +30,15 @@ from typing import Callable, Iterator, Sequence
 
 import keras
 import numpy as np
+from nibabel.affines import voxel_sizes
 from scipy import ndimage
 
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, ExperimentConfig
 from pancreas_seg.data.preprocess import InplaneTransform, prepare_volume, preprocessing_key, slice_stack
-from pancreas_seg.errors import InputError
+from pancreas_seg.errors import InputError, one_line
 from pancreas_seg.io.orientation import to_canonical
 from pancreas_seg.io.scan import Scan
+from pancreas_seg.metrics import abnormal_shape_changes
 from pancreas_seg.models.birnn import build_birnn, cnn_of
 from pancreas_seg.models.build import default_jit_compile, transfer_weights
 from pancreas_seg.run_folder import locate_model
@@ -46,7 +48,6 @@ logger = logging.getLogger(__name__)
 
 FUSED = "fused"  # output of the 2D CNNs used as their prediction (Eq. 3)
 COMPONENT_CONNECTIVITY = 3  # scipy rank-3 structure: 26-connected components in 3D
-MAX_LOAD_ERROR_CHARS = 200  # the loader's message is cut to this length in the one-line error
 
 # ---------------------------------------------------------------------------
 # models
@@ -87,11 +88,6 @@ def _birnn_part(model: keras.Model, config: ExperimentConfig) -> keras.Model:
     return birnn
 
 
-def _one_line(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= MAX_LOAD_ERROR_CHARS else text[:MAX_LOAD_ERROR_CHARS] + "..."
-
-
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Load a run folder (``config.json`` + ``model.keras``) or a ``.keras`` file (``config.json`` beside it).
 
@@ -108,7 +104,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
-        raise InputError(model_path, f"cannot load the model ({type(exc).__name__}: {_one_line(exc)})") from None
+        raise InputError(model_path, f"cannot load the model ({type(exc).__name__}: {one_line(exc)})") from None
     if config.model.name == RNN_MODEL:
         cnn, birnn = cnn_of(model), _birnn_part(model, config)
     else:
@@ -173,12 +169,18 @@ class PredictOptions:
 
 @dataclass
 class Prediction:
-    """Result on the scan's grid: probability ``[Z, Y, X]`` float32, mask ``[Z, Y, X]`` uint8 (0/1)."""
+    """Result on the scan's grid: probability ``[Z, Y, X]`` float32, mask ``[Z, Y, X]`` uint8 (0/1).
+
+    ``abnormal_changes_mm``: world superior-inferior positions (mm) of the axial slices whose
+    mask changes abnormally from the slice below (Sec. IV-D detector, CT only; ``None`` for MRI,
+    where the paper defines no threshold).
+    """
 
     probability: np.ndarray
     mask: np.ndarray
     threshold: float
     timings: dict[str, float] = field(default_factory=dict)
+    abnormal_changes_mm: list[float] | None = None
 
 
 @contextmanager
@@ -310,6 +312,7 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
     with timed(timings, "preprocess"):
         canonical, reorientation = to_canonical(scan)
         volume, transform = prepare_volume(canonical.array, canonical.spacing, canonical.modality, data_config)
+        canonical_affine = canonical.affine
         del canonical
     total = np.zeros(volume.shape, np.float32)
     for model in models:
@@ -319,7 +322,16 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
     threshold = default_threshold(models) if options.threshold is None else options.threshold
     with timed(timings, "postprocess"):
         probability, mask = postprocess(total, transform, threshold, options.largest_component)
+        changes = abnormal_changes_mm(mask, canonical_affine) if scan.modality == "CT" else None
         probability, mask = reorientation.restore(probability), reorientation.restore(mask)
     for stage in ("cnn", "birnn"):
         timings.setdefault(stage, 0.0)
-    return Prediction(probability, mask, threshold, timings)
+    return Prediction(probability, mask, threshold, timings, changes)
+
+
+def abnormal_changes_mm(mask: np.ndarray, affine: np.ndarray) -> list[float]:
+    """Superior-inferior world positions (mm) of the slices τ of an axial ``[Z, Y, X]`` mask with
+    an abnormal shape change from slice τ−1 (:func:`pancreas_seg.metrics.abnormal_shape_changes`)."""
+    spacing = tuple(float(v) for v in voxel_sizes(affine)[::-1])
+    flagged = np.flatnonzero(abnormal_shape_changes(mask, spacing)) + 1
+    return [round(float((affine @ [0.0, 0.0, float(t), 1.0])[2]), 3) for t in flagged]

@@ -22,14 +22,15 @@ import numpy as np
 from tqdm import tqdm
 
 from pancreas_seg import __version__
-from pancreas_seg.errors import InputError, PancreasSegError
+from pancreas_seg.errors import InputError, PancreasSegError, one_line
 from pancreas_seg.inference import LoadedModel, Prediction, PredictOptions, predict_scan, timed
-from pancreas_seg.io.atomic import atomic_write_many
+from pancreas_seg.io.atomic import atomic_write, atomic_write_many
 from pancreas_seg.io.dicom import list_series, read_dicom_series
 from pancreas_seg.io.dicom_seg import write_dicom_seg
 from pancreas_seg.io.nifti import NIFTI_SUFFIXES, nifti_case_id, read_nifti, split_nifti_name, write_nifti
 from pancreas_seg.io.scan import Scan
-from pancreas_seg.metrics import MM3_PER_ML
+from pancreas_seg.metrics import ABNORMAL_SHAPE_CHANGE_MM
+from pancreas_seg.metrics import volume_ml as volume_of
 from pancreas_seg.plots import qc_figure
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ REPORT_SUFFIX = ".json"
 QC_SUFFIX = "_qc.png"
 DICOM_SEG_SUFFIX = "_seg.dcm"
 BATCH_MASK_SUFFIX = ".nii.gz"
+
+PLAUSIBLE_VOLUME_ML = (20.0, 250.0)  # adult pancreas volumes outside this range are flagged for review
+CT_AIR_MAX_HU = -500.0  # a HU-calibrated CT has air (about -1000 HU) around the body or in the bowel
+INTENSITY_PROBE_PERCENTILE = 0.5  # %, the low end of the intensities compared with air
+INTENSITY_PROBE_STEP = 4  # every 4th voxel along each axis is enough to find the low end
 
 # ---------------------------------------------------------------------------
 # inputs
@@ -65,13 +71,27 @@ def _visible(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
+def _is_prediction_folder(path: Path) -> bool:
+    """A folder holding this tool's prediction reports (an earlier run's output): not a case."""
+    if not path.is_dir():
+        return False
+    return any(_is_report(report) for report in path.glob(f"*{REPORT_SUFFIX}"))
+
+
+def _is_report(path: Path) -> bool:
+    try:
+        return "pancreas_seg_version" in json.loads(path.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def find_inputs(path: str | os.PathLike, exclude: str | os.PathLike | None = None) -> tuple[list[ScanInput], bool]:
     """The scans under ``path`` and whether it is a batch.
 
     A NIfTI file is one scan; a folder whose files (recursively) form one DICOM image series is
     one scan; a folder holding NIfTI files and/or several subfolders is a batch: each NIfTI file
-    directly inside and each subfolder (one series each) is a case. Hidden entries and
-    ``exclude`` (the output folder, when inside) are skipped.
+    directly inside and each subfolder (one series each) is a case. Hidden entries,
+    ``exclude`` (the output folder, when inside) and folders of earlier predictions are skipped.
 
     Returns:
         ``(inputs, is_batch)``; inputs sorted by case id.
@@ -89,7 +109,7 @@ def find_inputs(path: str | os.PathLike, exclude: str | os.PathLike | None = Non
                                    "folder holding the series")
         return [ScanInput(nifti_case_id(path), path, "nifti")], False
     skip = Path(exclude).resolve() if exclude is not None else None
-    entries = [p for p in _visible(path) if p.resolve() != skip]
+    entries = [p for p in _visible(path) if p.resolve() != skip and not _is_prediction_folder(p)]
     niftis = [p for p in entries if _is_nifti(p)]
     folders = [p for p in entries if p.is_dir()]
     if not niftis:
@@ -113,6 +133,24 @@ def find_inputs(path: str | os.PathLike, exclude: str | os.PathLike | None = Non
             raise InputError(path, f"two inputs for case {item.case_id!r}: {seen[item.case_id].name} and {item.path.name}")
         seen[item.case_id] = item.path
     return sorted(inputs, key=lambda item: item.case_id), True
+
+
+def check_intensities(scan: Scan, where: str | os.PathLike) -> None:
+    """Refuse a scan whose intensities do not look like its declared modality: CT is HU-calibrated
+    with air near -1000 HU, MRI has no such values. Meant for NIfTI, which names no modality.
+
+    Raises:
+        InputError: naming the modality and the low end of the intensities seen.
+    """
+    probe = scan.array[::INTENSITY_PROBE_STEP, ::INTENSITY_PROBE_STEP, ::INTENSITY_PROBE_STEP]
+    low = float(np.percentile(probe, INTENSITY_PROBE_PERCENTILE))
+    has_air = low <= CT_AIR_MAX_HU
+    if scan.modality == "CT" and not has_air:
+        raise InputError(where, f"does not look like CT: its lowest intensities ({INTENSITY_PROBE_PERCENTILE} % "
+                                f"percentile) are {low:.0f}, CT has air near -1000 HU; give --modality if it is")
+    if scan.modality == "MRI" and has_air:
+        raise InputError(where, f"does not look like MRI: intensities go down to {low:.0f} (HU of air?); give "
+                                "--modality MRI if it is")
 
 
 def read_input(item: ScanInput, modality: str | None, series: str | None = None) -> Scan:
@@ -154,6 +192,23 @@ class OutputPaths:
         """Batch naming: ``<folder>/<case_id>.nii.gz`` and the rest beside it."""
         return cls.beside(Path(folder) / f"{case_id}{BATCH_MASK_SUFFIX}")
 
+    def files(self) -> tuple[Path, ...]:
+        return self.mask, self.probability, self.report, self.qc, self.dicom_seg
+
+
+def check_outputs_spare_inputs(plan: Sequence[tuple[ScanInput, OutputPaths]]) -> None:
+    """Refuse, before anything is written, outputs that would replace an input scan.
+
+    Raises:
+        InputError: naming the output and the input it would overwrite.
+    """
+    inputs = {item.path.resolve(): item.path for item, _ in plan}
+    for _, paths in plan:
+        for output in paths.files():
+            if output.resolve() in inputs:
+                raise InputError(output, f"would overwrite the input scan {inputs[output.resolve()]}; "
+                                         "choose another output")
+
 
 @dataclass(frozen=True)
 class OutputOptions:
@@ -169,32 +224,54 @@ def _slice_range(mask: np.ndarray) -> list[int] | None:
     return None if slices.size == 0 else [int(slices[0]), int(slices[-1])]
 
 
+def quality_flags(prediction: Prediction, volume_ml: float) -> dict:
+    """What a reviewer should look at: no pancreas, an implausible volume, abnormal shape changes
+    between neighbouring slices (Sec. IV-D, CT); ``needs_review`` when any is raised."""
+    low, high = PLAUSIBLE_VOLUME_ML
+    changes = prediction.abnormal_changes_mm
+    flags = {
+        "no_pancreas": not prediction.mask.any(),
+        "volume_implausible": bool(prediction.mask.any()) and not low <= volume_ml <= high,
+        "plausible_volume_ml": [low, high],
+        "abnormal_shape_changes": None if changes is None else len(changes),
+        "abnormal_shape_change_z_mm": changes,
+        "abnormal_shape_change_threshold_mm": ABNORMAL_SHAPE_CHANGE_MM,
+    }
+    flags["needs_review"] = bool(flags["no_pancreas"] or flags["volume_implausible"] or changes)
+    return flags
+
+
 def build_report(item: ScanInput, scan: Scan, prediction: Prediction, models: Sequence[LoadedModel],
-                 options: PredictOptions, outputs: OutputOptions, paths: OutputPaths) -> dict:
-    """The JSON report of one case (input, volume, slice range, timings, models, threshold, flags)."""
-    voxel_mm3 = float(np.prod(scan.spacing))
+                 options: PredictOptions, outputs: OutputOptions, paths: OutputPaths,
+                 failed: dict[str, str] | None = None) -> dict:
+    """The JSON report of one case (input, volume, slice range, quality flags, timings, models,
+    threshold, options, outputs written and optional outputs that failed)."""
+    failed = failed or {}
+    volume_ml = volume_of(prediction.mask, scan.spacing)
     written = {"mask": str(paths.mask), "report": str(paths.report)}
     for name, wanted in (("probability", outputs.save_probability), ("qc", outputs.qc),
                          ("dicom_seg", outputs.dicom_seg)):
-        if wanted:
+        if wanted and name not in failed:
             written[name] = str(getattr(paths, name))
     timings = {stage: round(prediction.timings.get(stage, 0.0), 4) for stage in STAGES}
     return {
         "case_id": item.case_id,
-        "input": str(item.path),
+        "input": str(item.path.resolve()),
         "input_kind": item.kind,
         "modality": scan.modality,
         "shape_zyx": list(scan.shape),
         "spacing_zyx_mm": [round(s, 6) for s in scan.spacing],
         "pancreas_voxels": int(prediction.mask.sum()),
-        "pancreas_volume_ml": float(prediction.mask.sum()) * voxel_mm3 / MM3_PER_ML,
+        "pancreas_volume_ml": volume_ml,
         "slice_range": _slice_range(prediction.mask),
+        "quality": quality_flags(prediction, volume_ml),
         "threshold": prediction.threshold,
         "timings_s": {**timings, "total": round(sum(timings.values()), 4)},
         "models": [model.describe() for model in models],
         "flags": {**{f.name: getattr(options, f.name) for f in fields(options)},
                   **{f.name: getattr(outputs, f.name) for f in fields(outputs)}},
         "outputs": written,
+        "failed_outputs": dict(failed),
         "pancreas_seg_version": __version__,
     }
 
@@ -211,37 +288,56 @@ def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedMod
                  options: PredictOptions = PredictOptions(), outputs: OutputOptions = OutputOptions()) -> dict:
     """Read, predict and write one scan; returns its report (also written to ``paths.report``).
 
+    The mask and the report are written together, all or nothing. Optional outputs (probability,
+    QC picture, DICOM SEG) are written each on its own first: one that fails is named in the
+    report's ``failed_outputs`` and never costs the mask.
+
     Raises:
-        InputError: unreadable scan, modality mismatch, DICOM SEG asked for a NIfTI input. Nothing
-            is written then.
+        InputError: unreadable scan, modality mismatch, intensities unlike the modality (NIfTI
+            without ``options.modality``), DICOM SEG asked for a NIfTI input. Nothing is written then.
     """
     if outputs.dicom_seg and item.kind != "dicom":
         raise InputError(item.path, "a DICOM SEG needs a DICOM input series (this input is NIfTI)")
     timings: dict[str, float] = {}
     with timed(timings, "read"):
         scan = read_input(item, _scan_modality(item, models, options), options.series)
+    if item.kind == "nifti" and options.modality is None:
+        check_intensities(scan, item.path)
     prediction = predict_scan(scan, models, options, timings)
-    writers: dict[Path, Callable[[Path], object]] = {
-        paths.mask: lambda tmp: write_nifti(Scan(prediction.mask, scan.affine, scan.modality), tmp, dtype=np.uint8)}
-    if outputs.save_probability:
-        writers[paths.probability] = lambda tmp: write_nifti(
-            Scan(prediction.probability, scan.affine, scan.modality), tmp, dtype=np.float32)
-    if outputs.qc:
-        writers[paths.qc] = lambda tmp: qc_figure(scan.array, prediction.mask, scan.spacing, tmp, title=item.case_id)
-    if outputs.dicom_seg:
-        writers[paths.dicom_seg] = lambda tmp: write_dicom_seg(prediction.mask, item.path, tmp, series=options.series,
-                                                               affine=scan.affine)
-    report: dict = {}
     write_start = time.perf_counter()
+    failed = _write_optional_outputs(item, scan, prediction, paths, options, outputs)
+    report: dict = {}
 
     def write_report(tmp: Path) -> None:  # last writer: the timings of the others are known
         timings["write"] = time.perf_counter() - write_start
-        report.update(build_report(item, scan, prediction, models, options, outputs, paths))
+        report.update(build_report(item, scan, prediction, models, options, outputs, paths, failed))
         tmp.write_text(json.dumps(report, indent=2) + "\n")
 
-    writers[paths.report] = write_report
-    atomic_write_many(writers)
+    mask = Scan(prediction.mask, scan.affine, scan.modality)
+    atomic_write_many({paths.mask: lambda tmp: write_nifti(mask, tmp, dtype=np.uint8), paths.report: write_report})
     return report
+
+
+def _write_optional_outputs(item: ScanInput, scan: Scan, prediction: Prediction, paths: OutputPaths,
+                            options: PredictOptions, outputs: OutputOptions) -> dict[str, str]:
+    """Write the optional outputs asked for, each atomically; ``{name: one-line error}`` of those that failed."""
+    writers: dict[str, Callable[[Path], object]] = {}
+    if outputs.save_probability:
+        probability = Scan(prediction.probability, scan.affine, scan.modality)
+        writers["probability"] = lambda tmp: write_nifti(probability, tmp, dtype=np.float32)
+    if outputs.qc:
+        writers["qc"] = lambda tmp: qc_figure(scan.array, prediction.mask, scan.spacing, tmp, title=item.case_id)
+    if outputs.dicom_seg:
+        writers["dicom_seg"] = lambda tmp: write_dicom_seg(prediction.mask, item.path, tmp, series=options.series,
+                                                           affine=scan.affine)
+    failed = {}
+    for name, writer in writers.items():
+        try:
+            atomic_write(getattr(paths, name), writer)
+        except Exception as exc:  # noqa: BLE001 - an optional output must not cost the mask, whatever failed
+            logger.error("%s: %s output failed: %s", item.case_id, name, exc)
+            failed[name] = f"{type(exc).__name__}: {one_line(exc)}"
+    return failed
 
 
 @dataclass
@@ -256,16 +352,19 @@ class CaseOutcome:
 def predict_batch(items: Sequence[ScanInput], out_dir: str | os.PathLike, models: Sequence[LoadedModel],
                   options: PredictOptions = PredictOptions(), outputs: OutputOptions = OutputOptions(),
                   progress: bool = True) -> list[CaseOutcome]:
-    """:func:`predict_case` for every input into ``out_dir/<case_id>.*``; a failed case is logged and
-    recorded in its :class:`CaseOutcome`, and the others go on."""
+    """:func:`predict_case` for every input into ``out_dir/<case_id>.*``; a failed case, whatever
+    failed, is logged and recorded as one line in its :class:`CaseOutcome`, and the others go on."""
     out_dir = Path(out_dir)
     results = []
     for item in tqdm(items, desc="predict", unit="scan", disable=not progress):
         try:
             report = predict_case(item, OutputPaths.in_folder(out_dir, item.case_id), models, options, outputs)
-        except (PancreasSegError, ValueError, OSError) as exc:
+        except PancreasSegError as exc:
             logger.error("%s: failed: %s", item.case_id, exc)
             results.append(CaseOutcome(item, error=str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one case's unexpected failure must not stop the batch
+            logger.exception("%s: failed", item.case_id)
+            results.append(CaseOutcome(item, error=f"{type(exc).__name__}: {one_line(exc)}"))
         else:
             results.append(CaseOutcome(item, report=report))
     return results
