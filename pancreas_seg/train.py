@@ -198,6 +198,9 @@ class Trainer:
         monitor = monitor or dice_log_name(model)
         stage_dir = self.run.stage_dir(stage)
         stage_dir.mkdir(parents=True, exist_ok=True)
+        if (stage_dir / BACKUP_DIR).is_dir():
+            done = len(_read_history(stage_dir / HISTORY_NAME).get("epoch", []))
+            log.info("%s: resuming stage %s after epoch %d of %d", self.run.root, stage, done, epochs)
         train_cfg = self.config.train
         train_flow = batched(flow_cls(train_cases, self.config.data, shuffle=True), batch_size,
                              workers=train_cfg.workers)
@@ -337,6 +340,8 @@ def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore
     if store.modality != config.data.modality:
         raise InputError(store.root, f"store holds {store.modality} cases, the config is for {config.data.modality}")
     run.start(config, RunIdentity.of(store, fold), keras.backend.backend())
+    if run.state.stages:
+        log.info("%s: resuming; finished stages %s are kept", run.root, ", ".join(run.state.stages))
     keras.utils.set_random_seed(config.train.seed)
     cases = prepare_cases(store, sorted(set(fold.train) | set(fold.validation)), config.data, progress=progress)
     by_id = {c.case_id: c for c in cases}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 
 import keras
@@ -54,7 +55,7 @@ class _Interrupt(keras.callbacks.Callback):
         raise KeyboardInterrupt
 
 
-def test_interrupted_run_resumes_where_it_stopped(tiny_store, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_where_it_stopped(tiny_store, tmp_path, monkeypatch, caplog):
     config = tiny_config("pnet_msa", "model.units=2", "train.epochs_full=2", "train.patience=5",
                          "train.epochs_finetune=0")
     original = train_module._callbacks
@@ -69,7 +70,9 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_store, tmp_path, monkeypa
     unit_model = (tmp_path / "run" / "unit_1" / "best.keras").stat().st_mtime
     assert (tmp_path / "run" / "full" / "backup").is_dir()
     monkeypatch.setattr(train_module, "_callbacks", original)
-    train(config, tmp_path / "run", tiny_store, FOLD, progress=False)
+    with caplog.at_level(logging.INFO, logger="pancreas_seg.train"):
+        train(config, tmp_path / "run", tiny_store, FOLD, progress=False)
+    assert "finished stages unit_1 are kept" in caplog.text and "resuming stage full after epoch 1 of 2" in caplog.text
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["stages"]["full"]["epochs"] == 2, "resumed run must continue at epoch 2, not start over"
     assert (tmp_path / "run" / "unit_1" / "best.keras").stat().st_mtime == unit_model, "finished stage retrained"
