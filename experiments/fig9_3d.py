@@ -10,8 +10,10 @@ from pathlib import Path
 
 from _common import Context, main_guard, run_script
 
-from pancreas_seg.experiment import CNN_RNN, MODEL_LABELS, Column, Row, rank_cases
-from pancreas_seg.paper_figures import SurfaceCase, plot_surfaces
+from pancreas_seg.experiment.analysis import rank_cases
+from pancreas_seg.experiment.figures import SurfaceCase, plot_surfaces
+from pancreas_seg.experiment.rows import CNN_RNN, MODEL_LABELS
+from pancreas_seg.experiment.tables import Column, Row
 
 QUICK_TIME = "seconds once Table III has run"
 MODEL = CNN_RNN

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from _common import Context, main_guard, run_script
 
-from pancreas_seg.experiment import (CNN_RNN, MODEL_LABELS, Column, Row, interslice_share, paper_rows,
-                                     reported_results, summary_row)
+from pancreas_seg.experiment.analysis import interslice_share
+from pancreas_seg.experiment.crossval import summary_row
+from pancreas_seg.experiment.rows import CNN_RNN, MODEL_LABELS
+from pancreas_seg.experiment.tables import Column, Row, paper_rows, reported_results
 from pancreas_seg.metrics import ABNORMAL_SHAPE_CHANGE_MM
 
 QUICK_TIME = "CT about 4 min on a 2-core CPU once Table II's PNet-MSA is cached"

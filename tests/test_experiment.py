@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pancreas_seg import experiment
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.errors import InputError
-from pancreas_seg.experiment import (CNN_RNN, QUOTED, Column, Row, experiment_config, interslice_share, paper_rows,
-                                     run_cross_validation, threshold_curves, volume_fit, write_table)
+from pancreas_seg.experiment import crossval
+from pancreas_seg.experiment.analysis import interslice_share, threshold_curves, volume_fit
+from pancreas_seg.experiment.crossval import run_cross_validation
+from pancreas_seg.experiment.rows import CNN_RNN, data_label, experiment_config
+from pancreas_seg.experiment.tables import QUOTED, Column, Row, paper_rows, write_table
 from pancreas_seg.metrics import Summary, summarize
 from tests.conftest import blob_case
 
@@ -76,8 +78,8 @@ def _config(model="pnet_msa", loss="jac"):
 @pytest.fixture
 def stubs(monkeypatch):
     trainer, predictor = StubTrainer(), StubPredictor()
-    monkeypatch.setattr(experiment, "_default_train", trainer)
-    monkeypatch.setattr(experiment, "_default_predictor", predictor)
+    monkeypatch.setattr(crossval, "_default_train", trainer)
+    monkeypatch.setattr(crossval, "_default_predictor", predictor)
     return trainer, predictor
 
 
@@ -180,9 +182,9 @@ def test_paper_rows_come_from_the_shipped_numbers():
 
 
 def test_table_has_paper_and_labelled_ours_columns(tmp_path):
-    label = experiment.data_label("quick", ["ct"])
+    label = data_label("quick", ["ct"])
     assert label == "ours (built-in CT phantoms, quick preset)"
-    assert experiment.data_label("paper", ["mri"], "/data/store-mri") == "ours (MRI store store-mri, paper preset)"
+    assert data_label("paper", ["mri"], "/data/store-mri") == "ours (MRI store store-mri, paper preset)"
     columns = [Column("DSC", "DSC (%)"), Column("AVD_mm", "AVD (mm)", scale=1.0, digits=2)]
     rows = [Row("CT", "PNet-MSA", {"DSC": summarize([0.8, 0.9]), "AVD_mm": Summary(0.61, 0.5, 0.15, 3.48, 2, 1)},
                 {"DSC": [83.3, 5.6, 59.0, 91.0]}),

@@ -1,4 +1,4 @@
-"""Cross-validated experiments behind the paper's tables and figures (Sec. IV, Tables I–IV, Figs. 5–9).
+"""Cross-validation of one table row with a cache of models, predictions and metrics (Sec. IV-A).
 
 :func:`run_cross_validation` trains one model per fold and predicts each fold's test cases, all
 cached under ``out_root``::
@@ -20,34 +20,28 @@ Table I's JAC row, Table II's PNet-MSA row and Table III's first row are one con
 model. ``cnn_rnn`` (PNet-MSA + BiRNN) starts from the PNet-MSA fold run of the same config:
 its finished CNN stages are copied from that run, so Table III compares the BiRNN against
 exactly the CNN it refines, and the CNN is trained once.
-
-:func:`write_table` puts the paper's numbers (``pancreas_seg/resources/reported_results.json``)
-beside ours, always labelled with the data and preset they came from: results on the built-in
-phantoms are never the paper's numbers.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from pancreas_seg import metrics
-from pancreas_seg.config import ExperimentConfig, apply_overrides, config_hash, preset
+from pancreas_seg.config import ExperimentConfig, config_hash
 from pancreas_seg.data.splits import Fold, load_folds, save_folds, select_fold, store_folds
 from pancreas_seg.data.store import Case, CaseStore
-from pancreas_seg.io.atomic import atomic_write, atomic_write_json, atomic_write_text
 from pancreas_seg.errors import InputError
+from pancreas_seg.experiment.rows import BASE_CNN, CNN_RNN, MODEL_LABELS
+from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.run_folder import MODEL_NAME, RunFolder
 
@@ -61,64 +55,15 @@ METRICS_FILE = "test_metrics.json"
 DATA_FILE = "data.json"
 FOLDS_FILE = "folds.json"
 PROBABILITY_DTYPE = np.float16  # cached probability maps: ~1e-3 resolution, half the disk
-CNN_RNN = "cnn_rnn"
-BASE_CNN = "pnet_msa"  # the CNN under the BiRNN (Sec. IV-D)
 RNN_STAGES = ("rnn", "end_to_end")  # trainer stages that belong to the BiRNN, not the CNN
-FIG5_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))  # Fig. 5: output thresholds 0.05..0.95
-VOLUME_BAND = 0.15  # Fig. 6: ±15 % over-/under-segmentation band
-QUOTED = "quoted from the paper"
-MISSING = "—"
-
-MODEL_LABELS = {"hnn": "HNN", "unet": "UNet", "pnet64": "PNet-64", "pnet_msa": "PNet-MSA",
-                CNN_RNN: "PNet-MSA + BiRNN"}  # the paper's row names (Tables II–IV)
-LOSS_LABELS = {"ce": "CE", "cbce": "CBCE", "jac": "JAC"}  # Table I
-MODALITY_NAMES = {"ct": "CT", "mri": "MRI"}
 
 TrainFn = Callable[..., Any]  # train(config, workdir, store, fold, progress=...) as pancreas_seg.train.train
 PredictorFactory = Callable[[Path, ExperimentConfig], Callable[[Scan], np.ndarray]]
 
 
-# ---------------------------------------------------------------------------
-# configs of table rows
-# ---------------------------------------------------------------------------
-
-def modality_name(modality: str) -> str:
-    """``"ct"``/``"CT"`` → ``"CT"``, ``"mri"`` → ``"MRI"``; anything else raises ``ValueError``."""
-    try:
-        return MODALITY_NAMES[modality.lower()]
-    except KeyError:
-        raise ValueError(f"unknown modality {modality!r}; choose ct or mri") from None
-
-
-def experiment_config(preset_name: str, modality: str, model: str = BASE_CNN, loss: str = "jac",
-                      builtin_set: str | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """The config of one table row: a preset with the row's modality, model and loss.
-
-    ``builtin_set`` (``"standard"`` | ``"tiny"``) picks the phantom set used when no store is
-    given; ``None`` keeps the preset's. ``overrides`` are ``key=value`` strings applied last.
-    """
-    config = preset(preset_name)
-    items = [f"data.modality={modality_name(modality)}", f"model.name={model}", f"train.loss={loss}"]
-    if builtin_set is not None:
-        items.append(f"data.builtin_set={builtin_set}")
-    config = apply_overrides(config, items + list(overrides))
-    if config.model.name not in MODEL_LABELS:
-        raise ValueError(f"unknown model {config.model.name!r}; choose one of {sorted(MODEL_LABELS)}")
-    if config.train.loss not in LOSS_LABELS:
-        raise ValueError(f"unknown loss {config.train.loss!r}; choose one of {sorted(LOSS_LABELS)}")
-    return config
-
-
 def model_dir(config: ExperimentConfig, out_root: str | os.PathLike) -> Path:
     """``out_root/models/<name>-<config_hash>``: where one row's fold models live."""
     return Path(out_root) / MODELS_DIR / f"{config.model.name}-{config_hash(config)}"
-
-
-def data_label(preset_name: str, modalities: Sequence[str], data: str | os.PathLike | None = None) -> str:
-    """Header of the ``ours`` column, e.g. ``"ours (built-in CT phantoms, quick preset)"``."""
-    names = "+".join(modality_name(m) for m in modalities)
-    source = f"built-in {names} phantoms" if data is None else f"{names} store {Path(data).name}"
-    return f"ours ({source}, {preset_name} preset)"
 
 
 # ---------------------------------------------------------------------------
@@ -395,250 +340,3 @@ def clear_predictions(result: CrossValResult) -> None:
 def remove_models(config: ExperimentConfig, out_root: str | os.PathLike) -> None:
     """Delete every fold model of ``config`` under ``out_root`` (to retrain from scratch)."""
     shutil.rmtree(model_dir(config, out_root), ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------
-# analyses on cached results
-# ---------------------------------------------------------------------------
-
-def threshold_curves(result: CrossValResult, store: CaseStore,
-                     thresholds: Sequence[float] = FIG5_THRESHOLDS) -> np.ndarray:
-    """DSC of every test case at every output threshold (Fig. 5), from the cached maps.
-
-    Returns float64 ``[len(thresholds), cases]`` in [0, 1], cases in ``result.case_ids`` order.
-    """
-    thresholds = np.asarray(thresholds, dtype=np.float64)
-    if thresholds.size == 0 or thresholds.min() <= 0.0 or thresholds.max() >= 1.0:
-        raise ValueError(f"thresholds must lie in (0, 1), got {thresholds.tolist()}")
-    columns = []
-    for cid, probability in result.probabilities():
-        gt = store.read_case(cid).mask.astype(bool)
-        # voxels below every threshold and outside the organ never count: score the rest only
-        relevant = (probability > thresholds.min()) | gt
-        probability, gt = probability[relevant], gt[relevant]
-        columns.append([metrics.dice(probability > t, gt) for t in thresholds])
-    return np.array(columns, dtype=np.float64).T.reshape(len(thresholds), -1)
-
-
-@dataclass(frozen=True)
-class InterSliceShare:
-    """Neighbouring-slice shape changes (Sec. IV-D) pooled over the test cases."""
-
-    flagged: int  # pairs with AVD > threshold_mm
-    compared: int  # pairs with organ in both slices
-    avd: metrics.Summary  # pooled inter-slice AVD, mm
-
-    @property
-    def share(self) -> float:
-        return self.flagged / self.compared if self.compared else math.nan
-
-
-def interslice_share(result: CrossValResult, source: str = "pred",
-                     threshold_mm: float = metrics.ABNORMAL_SHAPE_CHANGE_MM) -> InterSliceShare:
-    """Share of neighbouring-slice pairs with an abnormal shape change, AVD > ``threshold_mm``
-    (Sec. IV-D: 0.5 mm for CT), in the predictions (``source="pred"``) or the ground truth (``"gt"``)."""
-    if source not in ("pred", "gt"):
-        raise ValueError(f"source must be 'pred' or 'gt', got {source!r}")
-    values = np.array([v for fold in result.folds for cid in fold.case_ids for v in fold.interslice[cid][source]],
-                      dtype=np.float64)
-    kept = values[~np.isnan(values)]
-    return InterSliceShare(int((kept > threshold_mm).sum()), int(kept.size), metrics.summarize(kept))
-
-
-@dataclass(frozen=True)
-class VolumeFit:
-    """Automatic vs manual volume (Fig. 6): least-squares line auto = slope·manual + intercept."""
-
-    slope: float
-    intercept: float  # mL
-    r2: float  # coefficient of determination of the fit
-    error_variance: float  # variance (ddof=1) of the relative error (auto − manual)/manual, in %²
-    within_band: float  # share of cases whose auto volume is within ±VOLUME_BAND of manual
-    n: int
-
-
-def volume_fit(manual_ml: Sequence[float], auto_ml: Sequence[float]) -> VolumeFit:
-    """Fit auto ~ manual volumes (mL, one per case); nan statistics with fewer than 2 cases."""
-    manual, auto = np.asarray(manual_ml, np.float64), np.asarray(auto_ml, np.float64)
-    if manual.shape != auto.shape:
-        raise ValueError(f"{manual.shape} manual and {auto.shape} automatic volumes")
-    keep = np.isfinite(manual) & np.isfinite(auto) & (manual > 0)
-    manual, auto = manual[keep], auto[keep]
-    n = int(manual.size)
-    if n == 0:
-        return VolumeFit(math.nan, math.nan, math.nan, math.nan, math.nan, 0)
-    error = (auto - manual) / manual * 100.0
-    within = float(np.mean(np.abs(auto - manual) <= VOLUME_BAND * manual))
-    if n < 2 or np.ptp(manual) == 0:
-        return VolumeFit(math.nan, math.nan, math.nan, math.nan, within, n)
-    slope, intercept = np.polyfit(manual, auto, 1)
-    residual = auto - (slope * manual + intercept)
-    total = np.sum((auto - auto.mean()) ** 2)
-    r2 = 1.0 - float(np.sum(residual ** 2) / total) if total > 0 else math.nan
-    return VolumeFit(float(slope), float(intercept), r2, float(error.var(ddof=1)), within, n)
-
-
-def rank_cases(result: CrossValResult, key: str = "DSC") -> list[str]:
-    """Test case ids sorted by ``key`` ascending (nan first)."""
-    values = result.values(key)
-    order = np.argsort(np.nan_to_num(values, nan=-np.inf), kind="stable")
-    return [result.case_ids[i] for i in order]
-
-
-def pancreas_slice(mask: np.ndarray) -> int:
-    """Axial slice ``[Z, Y, X]`` with the largest pancreas area (Fig. 8); the middle slice if none."""
-    area = mask.reshape(mask.shape[0], -1).astype(bool).sum(axis=1)
-    return int(np.argmax(area)) if area.any() else mask.shape[0] // 2
-
-
-# ---------------------------------------------------------------------------
-# the paper's numbers and the table writer
-# ---------------------------------------------------------------------------
-
-def reported_results() -> dict[str, Any]:
-    """The paper's numbers shipped with the package (``resources/reported_results.json``)."""
-    text = resources.files("pancreas_seg").joinpath("resources", "reported_results.json").read_text()
-    return json.loads(text)
-
-
-def paper_rows(table: str, modality: str) -> dict[str, dict[str, list[float]]]:
-    """``{method: {metric: [mean, std, min, max]}}`` of one table and modality, in the paper's
-    units (% or mm). Tables reported for CT only (``table3_birnn_ct``) give ``{}`` for MRI."""
-    reported = reported_results()
-    if table not in reported:
-        raise KeyError(f"no table {table!r} in the reported results; known: {sorted(k for k in reported if not k.startswith('_'))}")
-    entry, name = reported[table], modality_name(modality)
-    if name in entry:
-        return entry[name]
-    if set(entry) & set(MODALITY_NAMES.values()):
-        return {}
-    return entry if table.lower().endswith(f"_{name.lower()}") else {}
-
-
-@dataclass(frozen=True)
-class Column:
-    """A metric column: ``ours`` values are multiplied by ``scale`` (100: fraction → %);
-    paper values are already in display units."""
-
-    key: str
-    title: str
-    scale: float = 100.0
-    digits: int = 1
-
-
-Cell = Union[metrics.Summary, float, int, str, Sequence[float], None]
-
-
-@dataclass
-class Row:
-    """One table row: our results and the paper's, per column key."""
-
-    group: str  # "CT" / "MRI"
-    method: str
-    ours: Mapping[str, Cell] = field(default_factory=dict)  # Summary, number (ours units) or text
-    paper: Mapping[str, Cell] = field(default_factory=dict)  # [mean, std, min, max], number or text (paper units)
-    note: str = ""
-
-
-def _paper_number(value: float, digits: int) -> str:
-    """A transcribed number with at least ``digits`` decimals and all it was given with (``8.12``)."""
-    text = repr(float(value))
-    given = len(text.split(".")[1]) if "." in text and "e" not in text else 0
-    return f"{value:.{max(digits, given)}f}"
-
-
-def _format_paper(cell: Cell, digits: int) -> str:
-    """The paper's ``mean±std [min,max]`` as transcribed (values already in %, mm)."""
-    if isinstance(cell, (list, tuple)) and len(cell) == 4:
-        mean, std, low, high = (_paper_number(v, digits) for v in cell)
-        return f"{mean}±{std} [{low},{high}]"
-    if isinstance(cell, (list, tuple)) and len(cell) == 1:
-        return _paper_number(cell[0], digits)
-    return _format(cell, 1.0, digits)
-
-
-def _format(cell: Cell, scale: float, digits: int) -> str:
-    if cell is None:
-        return MISSING
-    if isinstance(cell, str):
-        return cell
-    if isinstance(cell, metrics.Summary):
-        return MISSING if cell.n == 0 else metrics.format_summary(cell, scale, digits)
-    if isinstance(cell, (int, np.integer)) and not isinstance(cell, bool):
-        return str(int(cell))
-    if isinstance(cell, (float, np.floating)):
-        return MISSING if math.isnan(cell) else f"{cell * scale:.{digits}f}"
-    values = list(cell)
-    if len(values) == 4:
-        return metrics.format_summary(metrics.Summary(*values, n=1, n_nan=0), scale, digits)
-    if len(values) == 1:
-        return f"{values[0] * scale:.{digits}f}"
-    raise ValueError(f"cannot format {cell!r}")
-
-
-def _numbers(cell: Cell, scale: float) -> list[Any]:
-    """``[mean, std, min, max, n]`` of an ``ours`` cell in display units, blanks where unknown."""
-    if isinstance(cell, metrics.Summary):
-        return [*(None if math.isnan(v) else v * scale for v in cell[:4]), cell.n]
-    if isinstance(cell, (int, float, np.integer, np.floating)) and not isinstance(cell, bool):
-        value = float(cell)
-        return [None if math.isnan(value) else value * scale, None, None, None, None]
-    return [None] * 5
-
-
-def render_markdown(rows: Sequence[Row], columns: Sequence[Column], data_label: str, title: str = "",
-                    notes: Sequence[str] = ()) -> str:
-    """Markdown table with a ``paper`` and an ``ours (<data, preset>)`` column per metric."""
-    header = ["", "method"]
-    for column in columns:
-        header += [f"{column.title} paper", f"{column.title} {data_label}"]
-    header.append("note")
-    lines = [f"# {title}", ""] if title else []
-    lines += [f"`paper`: Cai et al. 2018, as printed. `{data_label}`: this reproduction; "
-              "results on phantoms are not the paper's numbers.", ""]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] * len(header)) + "|")
-    for row in rows:
-        cells = [row.group, row.method]
-        for column in columns:
-            cells.append(_format_paper(row.paper.get(column.key), column.digits))
-            cells.append(_format(row.ours.get(column.key), column.scale, column.digits))
-        cells.append(row.note)
-        lines.append("| " + " | ".join(cells) + " |")
-    if notes:
-        lines += [""] + [f"- {note}" for note in notes]
-    return "\n".join(lines) + "\n"
-
-
-def render_csv(rows: Sequence[Row], columns: Sequence[Column], data_label: str) -> str:
-    """Long CSV, one line per row and metric: the paper's and our formatted cells side by side,
-    then our mean/std/min/max in display units and the case count."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["group", "method", "metric", "paper", data_label,
-                     "ours_mean", "ours_std", "ours_min", "ours_max", "ours_n", "note"])
-    for row in rows:
-        for column in columns:
-            numbers = _numbers(row.ours.get(column.key), column.scale)
-            writer.writerow([row.group, row.method, column.title,
-                             _format_paper(row.paper.get(column.key), column.digits),
-                             _format(row.ours.get(column.key), column.scale, column.digits),
-                             *("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in numbers),
-                             row.note])
-    return buffer.getvalue()
-
-
-def write_table(rows: Sequence[Row], path_stem: str | os.PathLike, columns: Sequence[Column], data_label: str,
-                title: str = "", notes: Sequence[str] = ()) -> tuple[Path, Path]:
-    """Write ``<path_stem>.md`` and ``<path_stem>.csv`` atomically; returns both paths."""
-    stem = Path(path_stem)
-    md = atomic_write_text(stem.with_name(stem.name + ".md"), render_markdown(rows, columns, data_label, title, notes))
-    table = atomic_write_text(stem.with_name(stem.name + ".csv"), render_csv(rows, columns, data_label))
-    return md, table
-
-
-def quoted_rows(table: str, modality: str, methods: Sequence[str] | None = None) -> list[Row]:
-    """Rows of other methods quoted from the paper (Table IV), marked :data:`QUOTED`."""
-    reported = paper_rows(table, modality)
-    return [Row(modality_name(modality), method, {}, reported[method], QUOTED)
-            for method in (methods if methods is not None else reported)]
