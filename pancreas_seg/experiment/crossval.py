@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -94,10 +93,6 @@ class CrossValResult:
     folds: list[FoldResult]
     trained: list[int] = field(default_factory=list)  # folds trained (or resumed) by this call
     predicted: list[int] = field(default_factory=list)  # folds whose test cases were predicted by this call
-
-    @property
-    def label(self) -> str:
-        return MODEL_LABELS[self.config.model.name]
 
     @property
     def case_ids(self) -> list[str]:
@@ -329,14 +324,3 @@ def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: s
             result.predicted.append(fold.index)
     return result
 
-
-def clear_predictions(result: CrossValResult) -> None:
-    """Delete the cached test predictions and metrics (the models stay)."""
-    for fold in result.folds:
-        for name in (PREDICTIONS_FILE, METRICS_FILE):
-            (fold.run_dir / name).unlink(missing_ok=True)
-
-
-def remove_models(config: ExperimentConfig, out_root: str | os.PathLike) -> None:
-    """Delete every fold model of ``config`` under ``out_root`` (to retrain from scratch)."""
-    shutil.rmtree(model_dir(config, out_root), ignore_errors=True)

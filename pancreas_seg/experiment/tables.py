@@ -168,9 +168,3 @@ def write_table(rows: Sequence[Row], path_stem: str | os.PathLike, columns: Sequ
     table = atomic_write_text(stem.with_name(stem.name + ".csv"), render_csv(rows, columns, data_label))
     return md, table
 
-
-def quoted_rows(table: str, modality: str, methods: Sequence[str] | None = None) -> list[Row]:
-    """Rows of other methods quoted from the paper (Table IV), marked :data:`QUOTED`."""
-    reported = paper_rows(table, modality)
-    return [Row(modality_name(modality), method, {}, reported[method], QUOTED)
-            for method in (methods if methods is not None else reported)]
