@@ -172,6 +172,19 @@ def test_volume_fit_golden():
     assert math.isnan(single.r2) and single.within_band == 1.0
 
 
+def test_volume_fit_hand_worked_imperfect_line():
+    manual, auto = [10.0, 20.0, 30.0], [10.0, 30.0, 20.0]
+    fit = volume_fit(manual, auto)
+    # means 20, 20; Sxy = (-10)(-10) + 0 + 10·0 = 100, Sxx = Syy = 200: slope 0.5, intercept 20 - 0.5·20 = 10,
+    # r = 100 / 200 = 0.5 -> R² 0.25 (residuals -5, 10, -5: 1 - 150/200)
+    assert (fit.slope, fit.intercept, fit.r2) == pytest.approx((0.5, 10.0, 0.25))
+    # relative errors 0, 50, -33.33 %: mean 5.556, squared deviations 30.86 + 1975.31 + 1512.35 = 3518.52, / 2
+    assert fit.error_variance == pytest.approx(1759.259, abs=1e-3)
+    assert fit.within_band == pytest.approx(1 / 3) and fit.n == 3
+    flat = volume_fit(manual, [15.0, 15.0, 15.0])  # no variance in the automatic volumes: R² undefined
+    assert (flat.slope, flat.intercept) == pytest.approx((0.0, 15.0)) and math.isnan(flat.r2)
+
+
 def test_paper_rows_come_from_the_shipped_numbers():
     assert paper_rows("table1_losses", "ct")["JAC"]["DSC"] == [83.7, 5.4, 58.4, 90.4]
     assert paper_rows("table2_architectures", "MRI")["PNet-MSA"]["JI"] == [68.2, 9.64, 32.3, 82.7]

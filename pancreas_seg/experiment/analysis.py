@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from pancreas_seg import metrics
 from pancreas_seg.data.store import CaseStore
@@ -69,7 +70,7 @@ class VolumeFit:
 
     slope: float
     intercept: float  # mL
-    r2: float  # coefficient of determination of the fit
+    r2: float  # coefficient of determination of the fit, Pearson r²
     error_variance: float  # variance (ddof=1) of the relative error (auto − manual)/manual, in %²
     within_band: float  # share of cases whose auto volume is within ±VOLUME_BAND of manual
     n: int
@@ -89,11 +90,9 @@ def volume_fit(manual_ml: Sequence[float], auto_ml: Sequence[float]) -> VolumeFi
     within = float(np.mean(np.abs(auto - manual) <= VOLUME_BAND * manual))
     if n < 2 or np.ptp(manual) == 0:
         return VolumeFit(math.nan, math.nan, math.nan, math.nan, within, n)
-    slope, intercept = np.polyfit(manual, auto, 1)
-    residual = auto - (slope * manual + intercept)
-    total = np.sum((auto - auto.mean()) ** 2)
-    r2 = 1.0 - float(np.sum(residual ** 2) / total) if total > 0 else math.nan
-    return VolumeFit(float(slope), float(intercept), r2, float(error.var(ddof=1)), within, n)
+    fit = stats.linregress(manual, auto)
+    r2 = float(fit.rvalue) ** 2 if np.ptp(auto) > 0 else math.nan  # constant auto volumes: nothing to explain
+    return VolumeFit(float(fit.slope), float(fit.intercept), r2, float(error.var(ddof=1)), within, n)
 
 
 def rank_cases(result: CrossValResult, key: str = "DSC") -> list[str]:
