@@ -20,8 +20,8 @@ from pancreas_seg.experiment import crossval
 from pancreas_seg.experiment.analysis import interslice_share, threshold_curves, volume_fit
 from pancreas_seg.experiment.crossval import run_cross_validation
 from pancreas_seg.experiment.rows import CNN_RNN, data_label, experiment_config
-from pancreas_seg.experiment.tables import QUOTED, Column, Row, paper_rows, write_table
-from pancreas_seg.metrics import Summary, summarize
+from pancreas_seg.experiment.tables import QUOTED, Column, Row, metric_column, paper_rows, write_table
+from pancreas_seg.metrics import METRIC_KEYS, Summary, summarize
 from tests.conftest import blob_case
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -98,6 +98,26 @@ def test_second_run_trains_and_predicts_nothing(tiny_store, tmp_path, stubs):
     assert second.case_metrics() == first.case_metrics()
     assert first.summary("DSC").mean == pytest.approx(1.0)
     assert first.root.name.startswith("pnet_msa-") and (first.root / "fold_0" / "test_predictions.npz").is_file()
+
+
+def test_fold_metrics_are_cached_in_evaluate_format(tiny_store, tmp_path, stubs):
+    _, predictor = stubs
+    result = run_cross_validation(_config(), tiny_store, tmp_path, folds=[0], progress=False)
+    fold = result.folds[0]
+    path = fold.run_dir / crossval.METRICS_FILE
+    cached = json.loads(path.read_text())
+    assert cached["format"] == crossval.CACHE_FORMAT and cached["threshold"] == 0.5
+    assert [row["case_id"] for row in cached["rows"]] == list(fold.case_ids) == cached["cases"]
+    # summary.json's fields, as pancreas_seg.evaluate writes them
+    assert cached["n_cases"] == len(fold.case_ids) and cached["std"] == "sample (ddof=1)"
+    assert sorted(cached["metrics"]) == sorted(METRIC_KEYS)
+    assert cached["metrics"]["DSC"]["paper"] == "100.0±0.0 [100.0,100.0]"
+    # a cache of another format is scored again from the cached maps, not predicted again
+    path.write_text(json.dumps({**cached, "format": crossval.CACHE_FORMAT - 1, "rows": []}))
+    again = run_cross_validation(_config(), tiny_store, tmp_path, folds=[0], progress=False)
+    assert again.predicted == [] and predictor.scans == len(fold.case_ids)
+    assert again.case_metrics() == result.case_metrics()
+    assert json.loads(path.read_text()) == cached
 
 
 def test_selected_folds_and_retrained_model_repredicts(tiny_store, tmp_path, stubs):
@@ -198,7 +218,9 @@ def test_table_has_paper_and_labelled_ours_columns(tmp_path):
     label = data_label("quick", ["ct"])
     assert label == "ours (built-in CT phantoms, quick preset)"
     assert data_label("paper", ["mri"], "/data/store-mri") == "ours (MRI store store-mri, paper preset)"
-    columns = [Column("DSC", "DSC (%)"), Column("AVD_mm", "AVD (mm)", scale=1.0, digits=2)]
+    columns = [metric_column("DSC"), metric_column("AVD_mm", "AVD (mm)")]
+    # metric columns take their units from evaluate.DISPLAY
+    assert columns == [Column("DSC", "DSC (%)"), Column("AVD_mm", "AVD (mm)", scale=1.0, digits=2)]
     rows = [Row("CT", "PNet-MSA", {"DSC": summarize([0.8, 0.9]), "AVD_mm": Summary(0.61, 0.5, 0.15, 3.48, 2, 1)},
                 {"DSC": [83.3, 5.6, 59.0, 91.0]}),
             Row("CT", "3D FCN", {}, {"DSC": [76.8, 9.4, 43.7, 89.4]}, QUOTED),

@@ -8,8 +8,12 @@ cached under ``out_root``::
         folds.json                      the patient-level folds (Sec. IV-A)
         fold_<k>/                       the trainer's run folder (model.keras, config.json, stages)
             test_predictions.npz        probability map per test case, ``[Z, Y, X]`` float16
-            test_metrics.json           :func:`~pancreas_seg.metrics.case_metrics` at the config's
-                                        threshold, plus inter-slice AVDs (Sec. IV-D)
+            test_metrics.json           the fold's evaluation at the config's threshold in the form of
+                                        :mod:`pancreas_seg.evaluate`: ``rows`` (``case_id`` and
+                                        :func:`~pancreas_seg.metrics.case_metrics` per test case) and
+                                        ``n_cases``, ``std``, ``metrics`` as in ``summary.json``; plus
+                                        ``interslice`` AVDs per case (Sec. IV-D) and the cache keys
+                                        (``format``, ``config_hash``, ``model``, ``cases``, ``threshold``)
 
 A fold whose ``model.keras`` exists is not trained again; an interrupted one resumes (the
 trainer resumes its run folder); cached predictions are reused while the model file is
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from pancreas_seg import metrics
+from pancreas_seg import evaluate, metrics
 from pancreas_seg.config import ExperimentConfig, config_hash
 from pancreas_seg.data.splits import Fold, load_folds, save_folds, select_fold, store_folds
 from pancreas_seg.data.store import Case, CaseStore
@@ -46,7 +49,7 @@ from pancreas_seg.run_folder import MODEL_NAME, RunFolder
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the content of test_metrics.json changes
+CACHE_FORMAT = 2  # bump when the content of test_metrics.json changes (2: evaluate.py's rows and summary)
 MODELS_DIR = "models"
 FOLD_DIR = "fold_{index}"
 PREDICTIONS_FILE = "test_predictions.npz"
@@ -194,28 +197,10 @@ def _model_stamp(run_dir: Path) -> dict[str, int]:
     return {"mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _from_json(value: Any) -> Any:
-    if value is None:
-        return math.nan
-    if isinstance(value, dict):
-        return {k: _from_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    return value
-
-
-def evaluate_case(probability: np.ndarray, case: Case, threshold: float) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Metrics of ``probability > threshold`` against the case's mask (Sec. IV-A, IV-D).
+def _score_case(probability: np.ndarray, case: Case, threshold: float) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Metrics of ``probability > threshold`` against the case's mask (Sec. IV-A, IV-D):
+    :func:`~pancreas_seg.metrics.case_metrics`, as :func:`pancreas_seg.evaluate.evaluate_case`
+    computes them for files, plus the inter-slice AVDs.
 
     Args:
         probability: ``[Z, Y, X]`` float in [0, 1] on the case's grid.
@@ -272,17 +257,28 @@ def _fold_results(run_dir: Path, config: ExperimentConfig, store: CaseStore, fol
         predicted = True
     if (fresh_predictions and cached.get("format") == CACHE_FORMAT
             and cached.get("threshold") == config.train.threshold):
-        values, interslice = _from_json(cached["metrics"]), _from_json(cached["interslice"])
+        rows = evaluate.none_to_nan(cached["rows"])
+        values = {row["case_id"]: {key: row[key] for key in metrics.METRIC_KEYS} for row in rows}
+        interslice = evaluate.none_to_nan(cached["interslice"])
     else:
         values, interslice = {}, {}
         with np.load(run_dir / PREDICTIONS_FILE) as data:
             for cid in fold.test:
-                values[cid], interslice[cid] = evaluate_case(data[cid].astype(np.float32), store.read_case(cid),
-                                                             config.train.threshold)
-        atomic_write_json(path, _json_safe({
-            "format": CACHE_FORMAT, "config_hash": config_hash(config), "model": stamp, "cases": list(fold.test),
-            "threshold": config.train.threshold, "metrics": values, "interslice": interslice}))
+                values[cid], interslice[cid] = _score_case(data[cid].astype(np.float32), store.read_case(cid),
+                                                           config.train.threshold)
+        _write_fold_metrics(path, config, stamp, fold, values, interslice)
     return FoldResult(fold.index, run_dir, tuple(fold.test), values, interslice), predicted
+
+
+def _write_fold_metrics(path: Path, config: ExperimentConfig, stamp: dict[str, int], fold: Fold,
+                        values: dict[str, dict[str, float]], interslice: dict[str, dict[str, list[float]]]) -> None:
+    """``test_metrics.json``: evaluate.py's per-case rows and summary, inter-slice AVDs, cache keys."""
+    rows = [{"case_id": cid, **values[cid]} for cid in fold.test]
+    atomic_write_json(path, evaluate.nan_to_none({
+        "format": CACHE_FORMAT, "config_hash": config_hash(config), "model": stamp, "cases": list(fold.test),
+        "threshold": config.train.threshold, "n_cases": len(rows), "std": evaluate.STD_CONVENTION,
+        "metrics": evaluate.metric_summaries(evaluate.summarize_rows(rows)), "rows": rows,
+        "interslice": interslice}))
 
 
 def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: str | os.PathLike,

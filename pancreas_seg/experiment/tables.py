@@ -20,6 +20,7 @@ from typing import Any, Union
 import numpy as np
 
 from pancreas_seg import metrics
+from pancreas_seg.evaluate import DISPLAY
 from pancreas_seg.experiment.rows import MODALITY_NAMES, modality_name
 from pancreas_seg.io.atomic import atomic_write_text
 
@@ -49,13 +50,20 @@ def paper_rows(table: str, modality: str) -> dict[str, dict[str, list[float]]]:
 
 @dataclass(frozen=True)
 class Column:
-    """A metric column: ``ours`` values are multiplied by ``scale`` (100: fraction → %);
-    paper values are already in display units."""
+    """A table column: ``ours`` values are multiplied by ``scale`` (100: fraction → %);
+    paper values are already in display units. Columns of a metric come from :func:`metric_column`."""
 
     key: str
     title: str
     scale: float = 100.0
     digits: int = 1
+
+
+def metric_column(key: str, title: str | None = None) -> Column:
+    """The column of a :data:`~pancreas_seg.metrics.METRIC_KEYS` metric in its display units
+    (:data:`pancreas_seg.evaluate.DISPLAY`); ``title`` defaults to ``"<key> (<unit>)"``."""
+    display = DISPLAY[key]
+    return Column(key, title if title is not None else f"{key} ({display.unit})", display.scale, display.digits)
 
 
 Cell = Union[metrics.Summary, float, int, str, Sequence[float], None]
