@@ -22,6 +22,7 @@ from pancreas_seg.experiment.crossval import run_cross_validation
 from pancreas_seg.experiment.rows import CNN_RNN, data_label, experiment_config
 from pancreas_seg.experiment.tables import QUOTED, Column, Row, metric_column, paper_rows, write_table
 from pancreas_seg.metrics import METRIC_KEYS, Summary, summarize
+from pancreas_seg.run_folder import RunFolder
 from tests.conftest import blob_case
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -32,26 +33,23 @@ BLOB_HU = 70  # between the blob's 100 HU and the body's 40 HU (tests/conftest.p
 
 
 class StubTrainer:
-    """Writes what the real trainer leaves behind (model.keras, state.json with one CNN stage)."""
+    """Leaves what the real trainer leaves behind, through its RunFolder: the finished CNN stage
+    (and the BiRNN stage of ``cnn_rnn``) in state.json, then model.keras."""
 
     def __init__(self):
         self.calls: list[tuple[str, Path]] = []
 
     def __call__(self, config, workdir, store, fold, progress=True):
-        workdir = Path(workdir)
-        self.calls.append((config.model.name, workdir))
-        state_path = workdir / "state.json"
-        state = json.loads(state_path.read_text()) if state_path.is_file() else {"order": [], "stages": {}}
-        if "full" not in state["stages"]:
-            (workdir / "full").mkdir(parents=True, exist_ok=True)
-            (workdir / "full" / "best.keras").write_bytes(b"cnn")
-            state["stages"]["full"] = {"model": "full/best.keras", "best": 0.5, "epochs": 1}
-            state["order"].append("full")
+        run = RunFolder(workdir)
+        self.calls.append((config.model.name, run.root))
+        state = run.state
+        if not state.done("full"):
+            run.stage_dir("full").mkdir(parents=True, exist_ok=True)
+            (run.stage_dir("full") / "best.keras").write_bytes(b"cnn")
+            state.finish("full", model="full/best.keras", best=0.5, epochs=1)
         if config.model.name == CNN_RNN:
-            state["stages"]["rnn"] = {"model": "rnn/best.keras", "best": 0.6, "epochs": 1}
-            state["order"].append("rnn")
-        state_path.write_text(json.dumps(state))
-        (workdir / "model.keras").write_bytes(config.model.name.encode())
+            state.finish("rnn", model="rnn/best.keras", best=0.6, epochs=1)
+        run.model_path.write_bytes(config.model.name.encode())
 
 
 class StubPredictor:
@@ -124,7 +122,7 @@ def test_selected_folds_and_retrained_model_repredicts(tiny_store, tmp_path, stu
     trainer, predictor = stubs
     result = run_cross_validation(_config(), tiny_store, tmp_path, folds=[1], progress=False)
     assert [f.index for f in result.folds] == [1] and result.trained == [1]
-    (result.folds[0].run_dir / "model.keras").write_bytes(b"a retrained model")  # new size and mtime
+    RunFolder(result.folds[0].run_dir).model_path.write_bytes(b"a retrained model")  # new size and mtime
     again = run_cross_validation(_config(), tiny_store, tmp_path, folds=[1], progress=False)
     assert again.trained == [] and again.predicted == [1]
     with pytest.raises(ValueError, match="fold 7"):
@@ -146,8 +144,8 @@ def test_birnn_run_starts_from_the_pnet_msa_fold_model(tiny_store, tmp_path, stu
     result = run_cross_validation(_config(CNN_RNN), tiny_store, tmp_path, folds=[0], progress=False)
     assert [name for name, _ in trainer.calls] == ["pnet_msa", CNN_RNN]  # the CNN first, then the BiRNN on it
     base_dir, rnn_dir = trainer.calls[0][1], trainer.calls[1][1]
-    state = json.loads((rnn_dir / "state.json").read_text())
-    assert state["order"] == ["full", "rnn"] and state["stages"]["full"]["model"] == "full/best.keras"
+    state = RunFolder(rnn_dir).state
+    assert state.stages == ["full", "rnn"] and state.get("full")["model"] == "full/best.keras"
     assert (rnn_dir / "full" / "best.keras").read_bytes() == (base_dir / "full" / "best.keras").read_bytes()
     assert result.root.name.startswith("cnn_rnn-")
 
