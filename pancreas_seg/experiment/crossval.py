@@ -45,7 +45,7 @@ from pancreas_seg.errors import InputError
 from pancreas_seg.experiment.rows import BASE_CNN, CNN_RNN, MODEL_LABELS
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 from pancreas_seg.io.scan import Scan
-from pancreas_seg.run_folder import MODEL_NAME, RunFolder
+from pancreas_seg.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -176,24 +176,24 @@ def _ensure_model(config: ExperimentConfig, store: CaseStore, out_root: Path, fo
     root = model_dir(config, out_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     _check_data(root, store)
-    run_dir = root / FOLD_DIR.format(index=fold.index)
-    if (run_dir / MODEL_NAME).is_file():
-        return run_dir, False
+    run = RunFolder(root / FOLD_DIR.format(index=fold.index))
+    if run.finished:
+        return run.root, False
     if config.model.name == CNN_RNN:
         base = replace(config, model=replace(config.model, name=BASE_CNN))
         base_dir, _ = _ensure_model(base, store, out_root, fold, progress, train_fn)
-        adopted = RunFolder(run_dir).adopt_stages(RunFolder(base_dir), exclude=RNN_STAGES)
+        adopted = run.adopt_stages(RunFolder(base_dir), exclude=RNN_STAGES)
         if adopted:
-            log.info("%s: CNN stages %s taken from %s", run_dir, adopted, base_dir)
-    log.info("training %s fold %d in %s", MODEL_LABELS[config.model.name], fold.index, run_dir)
-    train_fn(config, run_dir, store, fold, progress=progress)
-    if not (run_dir / MODEL_NAME).is_file():
-        raise RuntimeError(f"training finished without writing {run_dir / MODEL_NAME}")
-    return run_dir, True
+            log.info("%s: CNN stages %s taken from %s", run.root, adopted, base_dir)
+    log.info("training %s fold %d in %s", MODEL_LABELS[config.model.name], fold.index, run.root)
+    train_fn(config, run.root, store, fold, progress=progress)
+    if not run.finished:
+        raise RuntimeError(f"training finished without writing {run.model_path}")
+    return run.root, True
 
 
 def _model_stamp(run_dir: Path) -> dict[str, int]:
-    stat = (run_dir / MODEL_NAME).stat()
+    stat = RunFolder(run_dir).model_path.stat()
     return {"mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
 
 
@@ -227,7 +227,7 @@ def _predict_fold(run_dir: Path, config: ExperimentConfig, store: CaseStore, cas
     """Predict every test case of a fold into ``test_predictions.npz`` (float16, compressed)."""
     from tqdm import tqdm
 
-    predict = predictor_factory(run_dir / MODEL_NAME, config)
+    predict = predictor_factory(RunFolder(run_dir).model_path, config)
     maps = {}
     for cid in tqdm(case_ids, desc=f"predict {run_dir.parent.name}/{run_dir.name}", disable=not progress):
         case = store.read_case(cid)
