@@ -296,7 +296,7 @@ def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: s
         folds: fold indices to run (default: all ``config.data.folds``).
         train_fn: the trainer (default :func:`pancreas_seg.train.train`); tests pass a stub.
         predictor_factory: ``(model_path, config) -> (Scan -> [Z, Y, X] float32)``; default loads
-            the Keras model and calls :func:`pancreas_seg.inference.predict_probability`.
+            the Keras model and calls :func:`pancreas_seg.inference.predict_scan`.
     """
     if store.modality != config.data.modality:
         raise InputError(store.root, f"store holds {store.modality} cases, the experiment is for {config.data.modality}")
