@@ -1,7 +1,7 @@
 """Command line shared by the experiment scripts (one script per table or figure of the paper).
 
 Every script takes the same flags (see :func:`build_parser`), trains and predicts through the
-cache of :func:`pancreas_seg.experiment.run_cross_validation`, and writes
+cache of :func:`pancreas_seg.experiment.crossval.run_cross_validation`, and writes
 ``<figures>/<script>.md``, ``<figures>/<script>.csv`` and its PNG figures. User errors end in
 one line on stderr and exit code 2 (:func:`pancreas_seg.cli.run_guarded`).
 """
@@ -18,8 +18,9 @@ from pancreas_seg.cli import run_guarded, setup_logging
 from pancreas_seg.config import PRESETS, ExperimentConfig
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.errors import UsageError
-from pancreas_seg.experiment import (BASE_CNN, Column, CrossValResult, Row, data_label, experiment_config,
-                                     modality_name, run_cross_validation, write_table)
+from pancreas_seg.experiment.crossval import CrossValResult, run_cross_validation
+from pancreas_seg.experiment.rows import BASE_CNN, data_label, experiment_config, modality_name
+from pancreas_seg.experiment.tables import Column, Row, write_table
 from pancreas_seg.vocabulary import MODALITY_BY_FLAG
 
 log = logging.getLogger("experiments")

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 from _common import Context, main_guard, run_script
 
-from pancreas_seg.experiment import FIG5_THRESHOLDS, LOSS_LABELS, Column, Row, threshold_curves
+from pancreas_seg.experiment.analysis import FIG5_THRESHOLDS, threshold_curves
+from pancreas_seg.experiment.figures import plot_threshold_curves
+from pancreas_seg.experiment.rows import LOSS_LABELS
+from pancreas_seg.experiment.tables import Column, Row
 from pancreas_seg.metrics import summarize
-from pancreas_seg.paper_figures import plot_threshold_curves
 
 QUICK_TIME = "seconds once Table I has run: it re-thresholds Table I's cached predictions"
 LOSSES = ("ce", "cbce", "jac")

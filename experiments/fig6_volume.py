@@ -9,8 +9,10 @@ from pathlib import Path
 
 from _common import Context, main_guard, run_script
 
-from pancreas_seg.experiment import MODEL_LABELS, VOLUME_BAND, Column, Row, volume_fit
-from pancreas_seg.paper_figures import VolumePanel, plot_volume_agreement
+from pancreas_seg.experiment.analysis import VOLUME_BAND, volume_fit
+from pancreas_seg.experiment.figures import VolumePanel, plot_volume_agreement
+from pancreas_seg.experiment.rows import MODEL_LABELS
+from pancreas_seg.experiment.tables import Column, Row
 
 QUICK_TIME = "seconds once Table II has run"
 MODELS = ("hnn", "unet", "pnet64", "pnet_msa")

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 from _common import Context, main_guard, run_script
 
-from pancreas_seg.experiment import CNN_RNN, MODEL_LABELS, Column, Row
+from pancreas_seg.experiment.figures import plot_sorted_cases
+from pancreas_seg.experiment.rows import CNN_RNN, MODEL_LABELS
+from pancreas_seg.experiment.tables import Column, Row
 from pancreas_seg.metrics import summarize
-from pancreas_seg.paper_figures import plot_sorted_cases
 
 QUICK_TIME = "seconds once Table III has run"
 WORST_FRACTION = 0.25  # the "cases with low DSC" the paper says the BiRNN helps most

@@ -11,9 +11,11 @@ from pathlib import Path
 from _common import Context, main_guard, run_script
 
 from pancreas_seg.data.preprocess import normalize_intensity
-from pancreas_seg.experiment import CNN_RNN, MODEL_LABELS, Column, Row, pancreas_slice, rank_cases
+from pancreas_seg.experiment.analysis import pancreas_slice, rank_cases
+from pancreas_seg.experiment.figures import ProbabilityRow, crop_box, plot_probability_maps
+from pancreas_seg.experiment.rows import CNN_RNN, MODEL_LABELS
+from pancreas_seg.experiment.tables import Column, Row
 from pancreas_seg.metrics import dice
-from pancreas_seg.paper_figures import ProbabilityRow, crop_box, plot_probability_maps
 
 QUICK_TIME = "seconds once Tables II and III have run; --modality both about 3 min more for the MRI BiRNN"
 MODELS = ("hnn", "unet", "pnet_msa", CNN_RNN)

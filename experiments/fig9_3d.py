@@ -10,13 +10,15 @@ from pathlib import Path
 
 from _common import Context, main_guard, run_script
 
-from pancreas_seg.experiment import CNN_RNN, MODEL_LABELS, Column, Row, rank_cases
-from pancreas_seg.paper_figures import SurfaceCase, plot_surfaces
+from pancreas_seg.experiment.analysis import rank_cases
+from pancreas_seg.experiment.figures import SurfaceCase, plot_surfaces
+from pancreas_seg.experiment.rows import CNN_RNN, MODEL_LABELS
+from pancreas_seg.experiment.tables import Row, metric_column
 
 QUICK_TIME = "seconds once Table III has run"
 MODEL = CNN_RNN
 PAPER_DSC = {"best": 90.0, "median": 75.0, "worst": 60.0}  # %, Fig. 9 caption: "The DSC are 90%, 75%, and 60%"
-COLUMNS = [Column("DSC", "DSC (%)")]
+COLUMNS = [metric_column("DSC")]
 
 
 def build(ctx: Context) -> list[Path]:

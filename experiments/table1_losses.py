@@ -9,10 +9,12 @@ from pathlib import Path
 
 from _common import Context, main_guard, run_script
 
-from pancreas_seg.experiment import LOSS_LABELS, Column, Row, paper_rows, summary_row
+from pancreas_seg.experiment.crossval import summary_row
+from pancreas_seg.experiment.rows import LOSS_LABELS
+from pancreas_seg.experiment.tables import Row, metric_column, paper_rows
 
 QUICK_TIME = "CT about 8 min on a 2-core CPU once Table II has run, about 11 min from scratch; --modality both about 10 min more"
-COLUMNS = [Column("DSC", "DSC (%)"), Column("JI", "JI (%)")]
+COLUMNS = [metric_column("DSC"), metric_column("JI")]
 LOSSES = ("ce", "cbce", "jac")
 
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from _common import Context, main_guard, run_script
 
-from pancreas_seg.experiment import MODEL_LABELS, Column, Row, paper_rows, summary_row
+from pancreas_seg.experiment.crossval import summary_row
+from pancreas_seg.experiment.rows import MODEL_LABELS
+from pancreas_seg.experiment.tables import Row, metric_column, paper_rows
 
 QUICK_TIME = "CT about 12 min on a 2-core CPU from scratch, including building the phantom set; --modality both about 5 min more once Table I's MRI rows exist"
-COLUMNS = [Column("DSC", "DSC (%)"), Column("JI", "JI (%)"), Column("precision", "precision (%)"),
-           Column("recall", "recall (%)")]
+COLUMNS = [metric_column(key) for key in ("DSC", "JI", "precision", "recall")]
 MODELS = ("hnn", "unet", "pnet64", "pnet_msa")
 
 

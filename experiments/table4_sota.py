@@ -9,10 +9,12 @@ from pathlib import Path
 
 from _common import Context, main_guard, run_script
 
-from pancreas_seg.experiment import MODEL_LABELS, QUOTED, Column, Row, paper_rows, summary_row
+from pancreas_seg.experiment.crossval import summary_row
+from pancreas_seg.experiment.rows import MODEL_LABELS
+from pancreas_seg.experiment.tables import QUOTED, Row, metric_column, paper_rows
 
 QUICK_TIME = "seconds once Tables II and III have run"
-COLUMNS = [Column("DSC", "DSC (%)"), Column("JI", "JI (%)")]
+COLUMNS = [metric_column("DSC"), metric_column("JI")]
 TABLE = "table4_state_of_the_art"
 
 

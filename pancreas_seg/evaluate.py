@@ -18,6 +18,11 @@ Ground truth voxels whose value is in ``labels`` are pancreas (MSD Task07:
 ``(1, 2)`` = pancreas + tumour; a multi-organ map such as BTCV: ``(7,)``). In
 the prediction every nonzero voxel is pancreas, unless ``pred_labels`` is given.
 Prediction and ground truth must share the grid (shape and affine).
+
+The metrics are :func:`pancreas_seg.metrics.case_metrics`. :data:`DISPLAY` holds each metric's
+display units (scale, decimals, unit) for every table, the experiments' too, and
+:func:`nan_to_none` / :func:`none_to_nan` carry undefined values through JSON (``summary.json``
+and the experiments' cached fold metrics).
 """
 from __future__ import annotations
 
@@ -28,9 +33,10 @@ import logging
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -46,25 +52,32 @@ CSV_NAME = "per_case.csv"
 JSON_NAME = "summary.json"
 CSV_DIGITS = 6  # decimals of metric values in the CSV
 AFFINE_DIGITS = 3  # decimals of affine entries in error messages
+STD_CONVENTION = "sample (ddof=1)"  # the std of every summary (metrics.summarize)
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
 
-# How each metric is shown in paper-style strings and tables: (scale, decimals, unit).
-DISPLAY: dict[str, tuple[float, int, str]] = {
-    "DSC": (100.0, 1, "%"),
-    "JI": (100.0, 1, "%"),
-    "precision": (100.0, 1, "%"),
-    "recall": (100.0, 1, "%"),
-    "AVD_mm": (1.0, 2, "mm"),
-    "HD95_mm": (1.0, 2, "mm"),
-    "ASSD_mm": (1.0, 2, "mm"),
-    "volume_pred_ml": (1.0, 1, "mL"),
-    "volume_gt_ml": (1.0, 1, "mL"),
-    "RVE": (100.0, 1, "%"),
-}
-_TABLE_HEADERS = {
-    "DSC": "DSC%", "JI": "JI%", "precision": "Prec%", "recall": "Rec%",
-    "AVD_mm": "AVD_mm", "HD95_mm": "HD95_mm", "ASSD_mm": "ASSD_mm",
-    "volume_pred_ml": "Vpred_mL", "volume_gt_ml": "Vgt_mL", "RVE": "RVE%",
+
+class MetricDisplay(NamedTuple):
+    """How a metric is shown in paper-style strings and tables: ``value * scale`` with ``digits``
+    decimals, in ``unit``; ``header`` is its short column title in :func:`format_table`."""
+
+    scale: float
+    digits: int
+    unit: str
+    header: str
+
+
+# Display units of every key of metrics.METRIC_KEYS (raw values: fractions, mm, mL).
+DISPLAY: dict[str, MetricDisplay] = {
+    "DSC": MetricDisplay(100.0, 1, "%", "DSC%"),
+    "JI": MetricDisplay(100.0, 1, "%", "JI%"),
+    "precision": MetricDisplay(100.0, 1, "%", "Prec%"),
+    "recall": MetricDisplay(100.0, 1, "%", "Rec%"),
+    "AVD_mm": MetricDisplay(1.0, 2, "mm", "AVD_mm"),
+    "HD95_mm": MetricDisplay(1.0, 2, "mm", "HD95_mm"),
+    "ASSD_mm": MetricDisplay(1.0, 2, "mm", "ASSD_mm"),
+    "volume_pred_ml": MetricDisplay(1.0, 1, "mL", "Vpred_mL"),
+    "volume_gt_ml": MetricDisplay(1.0, 1, "mL", "Vgt_mL"),
+    "RVE": MetricDisplay(100.0, 1, "%", "RVE%"),
 }
 
 
@@ -217,8 +230,13 @@ def evaluate_pairs(pred_paths: Sequence[str | os.PathLike], gt_paths: Sequence[s
     for cid, pred_path, gt_path in tqdm(triples, desc="evaluate", unit="case", disable=not progress):
         values = evaluate_case(pred_path, gt_path, labels, pred_labels)
         rows.append({"case_id": cid, **values, "pred_path": str(pred_path), "gt_path": str(gt_path)})
-    summary = {key: metrics.summarize([row[key] for row in rows]) for key in metrics.METRIC_KEYS}
-    return EvaluationResult(rows=rows, summary=summary, labels=labels, pred_labels=pred_labels)
+    return EvaluationResult(rows=rows, summary=summarize_rows(rows), labels=labels, pred_labels=pred_labels)
+
+
+def summarize_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, metrics.Summary]:
+    """Metric key -> :class:`~pancreas_seg.metrics.Summary` over per-case rows (dicts holding every
+    key of :data:`~pancreas_seg.metrics.METRIC_KEYS`)."""
+    return {key: metrics.summarize([row[key] for row in rows]) for key in metrics.METRIC_KEYS}
 
 
 def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, labels: Sequence[int] = (1,),
@@ -266,31 +284,54 @@ def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, labels: Sequence[in
 
 def format_metric(key: str, summary: metrics.Summary) -> str:
     """Paper-style ``mean±std [min,max]`` of one metric in its display unit."""
-    scale, digits, _ = DISPLAY[key]
-    return metrics.format_summary(summary, scale=scale, digits=digits)
+    display = DISPLAY[key]
+    return metrics.format_summary(summary, scale=display.scale, digits=display.digits)
 
 
-def _json_number(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def nan_to_none(value: Any) -> Any:
+    """``value`` with every non-finite float, also inside dicts, lists and tuples, replaced by
+    ``None``: JSON has no nan. :func:`none_to_nan` undoes it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [nan_to_none(v) for v in value]
+    return value
+
+
+def none_to_nan(value: Any) -> Any:
+    """``value`` read from JSON with every ``None``, also inside dicts and lists, turned into nan."""
+    if value is None:
+        return math.nan
+    if isinstance(value, dict):
+        return {k: none_to_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [none_to_nan(v) for v in value]
+    return value
+
+
+def metric_summaries(summary: Mapping[str, metrics.Summary]) -> dict[str, dict]:
+    """``summary.json``'s ``"metrics"``: per metric mean/std/min/max (raw units, ``None`` for nan),
+    n, n_nan and the paper-style string in display units."""
+    per_metric = {}
+    for key, s in summary.items():
+        display = DISPLAY[key]
+        per_metric[key] = {
+            "mean": s.mean, "std": s.std, "min": s.min, "max": s.max, "n": s.n, "n_nan": s.n_nan,
+            "paper": format_metric(key, s), "paper_unit": display.unit, "paper_scale": display.scale,
+        }
+    return nan_to_none(per_metric)
 
 
 def summary_dict(result: EvaluationResult) -> dict:
-    """JSON-ready summary: per metric mean/std/min/max (raw units, ``None`` for nan), n, n_nan, paper string."""
-    per_metric = {}
-    for key, s in result.summary.items():
-        scale, _, unit = DISPLAY[key]
-        per_metric[key] = {
-            "mean": _json_number(s.mean), "std": _json_number(s.std),
-            "min": _json_number(s.min), "max": _json_number(s.max),
-            "n": s.n, "n_nan": s.n_nan,
-            "paper": format_metric(key, s), "paper_unit": unit, "paper_scale": scale,
-        }
+    """JSON-ready summary: case count, labels, :func:`metric_summaries`, unmatched files."""
     return {
         "n_cases": len(result.rows),
         "labels": list(result.labels),
         "pred_labels": None if result.pred_labels is None else list(result.pred_labels),
-        "std": "sample (ddof=1)",
-        "metrics": per_metric,
+        "std": STD_CONVENTION,
+        "metrics": metric_summaries(result.summary),
         "unmatched_pred": [str(p) for p in result.unmatched_pred],
         "unmatched_gt": [str(p) for p in result.unmatched_gt],
     }
@@ -320,19 +361,19 @@ def format_table(result: EvaluationResult) -> str:
     """Text table: one line per case (display units), then the paper-style summary per metric."""
     keys = metrics.METRIC_KEYS
     id_width = max([len("case_id"), *(len(row["case_id"]) for row in result.rows)])
-    widths = [max(len(_TABLE_HEADERS[k]), 8) for k in keys]
-    lines = ["  ".join([f"{'case_id':<{id_width}}", *(f"{_TABLE_HEADERS[k]:>{w}}" for k, w in zip(keys, widths))])]
+    widths = [max(len(DISPLAY[k].header), 8) for k in keys]
+    lines = ["  ".join([f"{'case_id':<{id_width}}", *(f"{DISPLAY[k].header:>{w}}" for k, w in zip(keys, widths))])]
     for row in result.rows:
         cells = []
         for key, width in zip(keys, widths):
-            scale, digits, _ = DISPLAY[key]
-            cells.append(f"{row[key] * scale:>{width}.{digits}f}")
+            display = DISPLAY[key]
+            cells.append(f"{row[key] * display.scale:>{width}.{display.digits}f}")
         lines.append("  ".join([f"{row['case_id']:<{id_width}}", *cells]))
     lines.append("")
     lines.append(f"{len(result.rows)} cases, mean±std (sample) [min,max]:")
     name_width = max(len(k) for k in keys) + 5
     for key in keys:
-        unit = DISPLAY[key][2]
+        unit = DISPLAY[key].unit
         lines.append(f"  {f'{key} ({unit})':<{name_width}} {format_metric(key, result.summary[key])}")
     for label, paths in (("predictions", result.unmatched_pred), ("ground truth files", result.unmatched_gt)):
         if paths:

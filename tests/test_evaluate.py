@@ -11,8 +11,8 @@ import pytest
 
 from pancreas_seg import metrics
 from pancreas_seg.errors import InputError
-from pancreas_seg.evaluate import (case_id, evaluate, evaluate_pairs, format_table,
-                                   match_cases, write_results)
+from pancreas_seg.evaluate import (DISPLAY, case_id, evaluate, evaluate_pairs, format_table, match_cases,
+                                   nan_to_none, none_to_nan, write_results)
 
 SPACING_XYZ = (0.8, 0.7, 2.0)  # mm, NIfTI axis order
 AFFINE = np.diag([*SPACING_XYZ, 1.0])
@@ -189,3 +189,19 @@ def test_bad_labels_rejected(tmp_path):
     _save(tmp_path / "gt.nii.gz", GT_A)
     with pytest.raises(ValueError, match="labels"):
         evaluate(tmp_path / "gt.nii.gz", tmp_path / "gt.nii.gz", labels=())
+
+
+def test_nan_to_json_and_back():
+    value = {"a": math.nan, "b": [1.0, math.inf, None], "c": (2, "x"), "d": {"e": -math.inf}}
+    safe = nan_to_none(value)
+    assert safe == {"a": None, "b": [1.0, None, None], "c": [2, "x"], "d": {"e": None}}
+    assert json.loads(json.dumps(safe, allow_nan=False)) == safe
+    back = none_to_nan(safe)
+    assert math.isnan(back["a"]) and math.isnan(back["b"][1]) and math.isnan(back["d"]["e"])
+    assert back["b"][0] == 1.0 and back["c"] == [2, "x"]
+
+
+def test_every_metric_has_display_units():
+    assert list(DISPLAY) == list(metrics.METRIC_KEYS)
+    assert (DISPLAY["DSC"].scale, DISPLAY["DSC"].digits, DISPLAY["DSC"].unit) == (100.0, 1, "%")
+    assert (DISPLAY["HD95_mm"].scale, DISPLAY["HD95_mm"].digits, DISPLAY["HD95_mm"].unit) == (1.0, 2, "mm")

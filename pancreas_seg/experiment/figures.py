@@ -1,7 +1,7 @@
 """Drawing the paper's figures (Figs. 5–9): matplotlib's object API with the Agg canvas (no pyplot state).
 
 Pure functions: arrays and small records in, one PNG out (written to a temporary name and
-renamed). What to draw is computed in :mod:`pancreas_seg.experiment`.
+renamed). What to draw is computed in :mod:`pancreas_seg.experiment.analysis`.
 """
 from __future__ import annotations
 

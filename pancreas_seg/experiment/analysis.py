@@ -1,0 +1,108 @@
+"""Analyses of cross-validated results behind Figs. 5–9 and Table III's shape-change columns.
+
+Everything here reads the cache of :mod:`pancreas_seg.experiment.crossval` (probability maps,
+per-case metrics, inter-slice AVDs); nothing trains or predicts.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from pancreas_seg import metrics
+from pancreas_seg.data.store import CaseStore
+from pancreas_seg.experiment.crossval import CrossValResult
+
+FIG5_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))  # Fig. 5: output thresholds 0.05..0.95
+VOLUME_BAND = 0.15  # Fig. 6: ±15 % over-/under-segmentation band
+
+
+def threshold_curves(result: CrossValResult, store: CaseStore,
+                     thresholds: Sequence[float] = FIG5_THRESHOLDS) -> np.ndarray:
+    """DSC of every test case at every output threshold (Fig. 5), from the cached maps.
+
+    Returns float64 ``[len(thresholds), cases]`` in [0, 1], cases in ``result.case_ids`` order.
+    """
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if thresholds.size == 0 or thresholds.min() <= 0.0 or thresholds.max() >= 1.0:
+        raise ValueError(f"thresholds must lie in (0, 1), got {thresholds.tolist()}")
+    columns = []
+    for cid, probability in result.probabilities():
+        gt = store.read_case(cid).mask.astype(bool)
+        # voxels below every threshold and outside the organ never count: score the rest only
+        relevant = (probability > thresholds.min()) | gt
+        probability, gt = probability[relevant], gt[relevant]
+        columns.append([metrics.dice(probability > t, gt) for t in thresholds])
+    return np.array(columns, dtype=np.float64).T.reshape(len(thresholds), -1)
+
+
+@dataclass(frozen=True)
+class InterSliceShare:
+    """Neighbouring-slice shape changes (Sec. IV-D) pooled over the test cases."""
+
+    flagged: int  # pairs with AVD > threshold_mm
+    compared: int  # pairs with organ in both slices
+    avd: metrics.Summary  # pooled inter-slice AVD, mm
+
+    @property
+    def share(self) -> float:
+        return self.flagged / self.compared if self.compared else math.nan
+
+
+def interslice_share(result: CrossValResult, source: str = "pred",
+                     threshold_mm: float = metrics.ABNORMAL_SHAPE_CHANGE_MM) -> InterSliceShare:
+    """Share of neighbouring-slice pairs with an abnormal shape change, AVD > ``threshold_mm``
+    (Sec. IV-D: 0.5 mm for CT), in the predictions (``source="pred"``) or the ground truth (``"gt"``)."""
+    if source not in ("pred", "gt"):
+        raise ValueError(f"source must be 'pred' or 'gt', got {source!r}")
+    values = np.array([v for fold in result.folds for cid in fold.case_ids for v in fold.interslice[cid][source]],
+                      dtype=np.float64)
+    kept = values[~np.isnan(values)]
+    return InterSliceShare(int((kept > threshold_mm).sum()), int(kept.size), metrics.summarize(kept))
+
+
+@dataclass(frozen=True)
+class VolumeFit:
+    """Automatic vs manual volume (Fig. 6): least-squares line auto = slope·manual + intercept."""
+
+    slope: float
+    intercept: float  # mL
+    r2: float  # coefficient of determination of the fit, Pearson r²
+    error_variance: float  # variance (ddof=1) of the relative error (auto − manual)/manual, in %²
+    within_band: float  # share of cases whose auto volume is within ±VOLUME_BAND of manual
+    n: int
+
+
+def volume_fit(manual_ml: Sequence[float], auto_ml: Sequence[float]) -> VolumeFit:
+    """Fit auto ~ manual volumes (mL, one per case); nan statistics with fewer than 2 cases."""
+    manual, auto = np.asarray(manual_ml, np.float64), np.asarray(auto_ml, np.float64)
+    if manual.shape != auto.shape:
+        raise ValueError(f"{manual.shape} manual and {auto.shape} automatic volumes")
+    keep = np.isfinite(manual) & np.isfinite(auto) & (manual > 0)
+    manual, auto = manual[keep], auto[keep]
+    n = int(manual.size)
+    if n == 0:
+        return VolumeFit(math.nan, math.nan, math.nan, math.nan, math.nan, 0)
+    error = (auto - manual) / manual * 100.0
+    within = float(np.mean(np.abs(auto - manual) <= VOLUME_BAND * manual))
+    if n < 2 or np.ptp(manual) == 0:
+        return VolumeFit(math.nan, math.nan, math.nan, math.nan, within, n)
+    fit = stats.linregress(manual, auto)
+    r2 = float(fit.rvalue) ** 2 if np.ptp(auto) > 0 else math.nan  # constant auto volumes: nothing to explain
+    return VolumeFit(float(fit.slope), float(fit.intercept), r2, float(error.var(ddof=1)), within, n)
+
+
+def rank_cases(result: CrossValResult, key: str = "DSC") -> list[str]:
+    """Test case ids sorted by ``key`` ascending (nan first)."""
+    values = result.values(key)
+    order = np.argsort(np.nan_to_num(values, nan=-np.inf), kind="stable")
+    return [result.case_ids[i] for i in order]
+
+
+def pancreas_slice(mask: np.ndarray) -> int:
+    """Axial slice ``[Z, Y, X]`` with the largest pancreas area (Fig. 8); the middle slice if none."""
+    area = mask.reshape(mask.shape[0], -1).astype(bool).sum(axis=1)
+    return int(np.argmax(area)) if area.any() else mask.shape[0] // 2

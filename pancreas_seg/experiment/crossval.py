@@ -1,0 +1,322 @@
+"""Cross-validation of one table row with a cache of models, predictions and metrics (Sec. IV-A).
+
+:func:`run_cross_validation` trains one model per fold and predicts each fold's test cases, all
+cached under ``out_root``::
+
+    models/<name>-<config_hash>/        one experiment row, shared by every table that uses it
+        data.json                       the store the models were trained on (guards --out reuse)
+        folds.json                      the patient-level folds (Sec. IV-A)
+        fold_<k>/                       the trainer's run folder (model.keras, config.json, stages)
+            test_predictions.npz        probability map per test case, ``[Z, Y, X]`` float16
+            test_metrics.json           the fold's evaluation at the config's threshold in the form of
+                                        :mod:`pancreas_seg.evaluate`: ``rows`` (``case_id`` and
+                                        :func:`~pancreas_seg.metrics.case_metrics` per test case) and
+                                        ``n_cases``, ``std``, ``metrics`` as in ``summary.json``; plus
+                                        ``interslice`` AVDs per case (Sec. IV-D) and the cache keys
+                                        (``format``, ``config_hash``, ``model``, ``cases``, ``threshold``)
+
+A fold whose ``model.keras`` exists is not trained again; an interrupted one resumes (the
+trainer resumes its run folder); cached predictions are reused while the model file is
+unchanged, cached metrics while the threshold and cache format are unchanged. Re-running a
+table after all its models exist therefore only reads JSON.
+
+Table I's JAC row, Table II's PNet-MSA row and Table III's first row are one config, hence one
+model. ``cnn_rnn`` (PNet-MSA + BiRNN) starts from the PNet-MSA fold run of the same config:
+its finished CNN stages are copied from that run, so Table III compares the BiRNN against
+exactly the CNN it refines, and the CNN is trained once.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pancreas_seg import evaluate, metrics
+from pancreas_seg.config import ExperimentConfig, config_hash
+from pancreas_seg.data.splits import Fold, load_folds, save_folds, select_fold, store_folds
+from pancreas_seg.data.store import Case, CaseStore
+from pancreas_seg.errors import InputError
+from pancreas_seg.experiment.rows import BASE_CNN, CNN_RNN, MODEL_LABELS
+from pancreas_seg.io.atomic import atomic_write, atomic_write_json
+from pancreas_seg.io.scan import Scan
+from pancreas_seg.run_folder import RunFolder
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 2  # bump when the content of test_metrics.json changes (2: evaluate.py's rows and summary)
+MODELS_DIR = "models"
+FOLD_DIR = "fold_{index}"
+PREDICTIONS_FILE = "test_predictions.npz"
+METRICS_FILE = "test_metrics.json"
+DATA_FILE = "data.json"
+FOLDS_FILE = "folds.json"
+PROBABILITY_DTYPE = np.float16  # cached probability maps: ~1e-3 resolution, half the disk
+RNN_STAGES = ("rnn", "end_to_end")  # trainer stages that belong to the BiRNN, not the CNN
+
+TrainFn = Callable[..., Any]  # train(config, workdir, store, fold, progress=...) as pancreas_seg.train.train
+PredictorFactory = Callable[[Path, ExperimentConfig], Callable[[Scan], np.ndarray]]
+
+
+def model_dir(config: ExperimentConfig, out_root: str | os.PathLike) -> Path:
+    """``out_root/models/<name>-<config_hash>``: where one row's fold models live."""
+    return Path(out_root) / MODELS_DIR / f"{config.model.name}-{config_hash(config)}"
+
+
+# ---------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------
+
+@dataclass
+class FoldResult:
+    """Test cases of one fold with their metrics at the config's threshold."""
+
+    index: int
+    run_dir: Path  # the trainer's run folder of this fold
+    case_ids: tuple[str, ...]
+    metrics: dict[str, dict[str, float]]  # case_id -> case_metrics (fractions, mm, mL)
+    interslice: dict[str, dict[str, list[float]]]  # case_id -> {"pred": AVDs mm, "gt": AVDs mm}, nan = skipped pair
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.run_dir / PREDICTIONS_FILE
+
+
+@dataclass
+class CrossValResult:
+    """All folds of one experiment row."""
+
+    config: ExperimentConfig
+    root: Path  # out_root/models/<name>-<hash>
+    folds: list[FoldResult]
+    trained: list[int] = field(default_factory=list)  # folds trained (or resumed) by this call
+    predicted: list[int] = field(default_factory=list)  # folds whose test cases were predicted by this call
+
+    @property
+    def case_ids(self) -> list[str]:
+        """Test cases of all folds, in fold order."""
+        return [cid for fold in self.folds for cid in fold.case_ids]
+
+    def case_metrics(self) -> dict[str, dict[str, float]]:
+        return {cid: fold.metrics[cid] for fold in self.folds for cid in fold.case_ids}
+
+    def values(self, key: str) -> np.ndarray:
+        """float64 ``[cases]`` of one metric (see :data:`~pancreas_seg.metrics.METRIC_KEYS`)."""
+        return np.array([m[key] for m in self.case_metrics().values()], dtype=np.float64)
+
+    def summary(self, key: str) -> metrics.Summary:
+        return metrics.summarize(self.values(key))
+
+    def fold_of(self, case_id: str) -> FoldResult:
+        for fold in self.folds:
+            if case_id in fold.case_ids:
+                return fold
+        raise KeyError(f"{case_id} is no test case of the folds run")
+
+    def probability(self, case_id: str) -> np.ndarray:
+        """Cached probability map of a test case, ``[Z, Y, X]`` float32 on the scan's grid."""
+        with np.load(self.fold_of(case_id).predictions_path) as data:
+            return data[case_id].astype(np.float32)
+
+    def probabilities(self) -> Iterable[tuple[str, np.ndarray]]:
+        """``(case_id, [Z, Y, X] float32)`` for every test case, one fold file open at a time."""
+        for fold in self.folds:
+            with np.load(fold.predictions_path) as data:
+                for cid in fold.case_ids:
+                    yield cid, data[cid].astype(np.float32)
+
+
+def summary_row(result: CrossValResult, keys: Sequence[str]) -> dict[str, metrics.Summary]:
+    """``{metric: Summary}`` over the test cases of all folds: one table row."""
+    return {key: result.summary(key) for key in keys}
+
+
+# ---------------------------------------------------------------------------
+# cross-validation with caching
+# ---------------------------------------------------------------------------
+
+def _check_data(root: Path, store: CaseStore) -> None:
+    """Models in ``root`` must come from the same store: config hashes do not see the data path."""
+    record = {"store": str(store.root.resolve()), "modality": store.modality, "cases": store.case_ids}
+    path = root / DATA_FILE
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous.get("store") != record["store"] or previous.get("cases") != record["cases"]:
+            raise InputError(root, f"holds models trained on {previous.get('store')}, not on {store.root}; "
+                                   "pass another --out for this data")
+        return
+    atomic_write_json(path, record)
+
+
+def _default_train(config: ExperimentConfig, workdir: Path, store: CaseStore, fold: Fold, progress: bool):
+    from pancreas_seg.train import train
+
+    return train(config, workdir, store, fold, progress=progress)
+
+
+def _default_predictor(model_path: Path, config: ExperimentConfig) -> Callable[[Scan], np.ndarray]:
+    """Load a fold's run folder once; return ``scan -> [Z, Y, X] float32`` probability on the scan's
+    grid (:func:`pancreas_seg.inference.predict_scan`, no TTA, no component filtering)."""
+    from pancreas_seg import inference
+
+    loaded = inference.load_model(model_path.parent)
+    if loaded.config_hash != config_hash(config):
+        raise RuntimeError(f"{model_path.parent} holds a run of config {loaded.config_hash}, expected {config_hash(config)}")
+    return lambda scan: inference.predict_scan(scan, [loaded]).probability
+
+
+def _ensure_model(config: ExperimentConfig, store: CaseStore, out_root: Path, fold: Fold,
+                  progress: bool, train_fn: TrainFn) -> tuple[Path, bool]:
+    """Train fold ``fold`` of ``config`` unless its ``model.keras`` exists; ``(run_dir, trained)``."""
+    root = model_dir(config, out_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    _check_data(root, store)
+    run = RunFolder(root / FOLD_DIR.format(index=fold.index))
+    if run.finished:
+        return run.root, False
+    if config.model.name == CNN_RNN:
+        base = replace(config, model=replace(config.model, name=BASE_CNN))
+        base_dir, _ = _ensure_model(base, store, out_root, fold, progress, train_fn)
+        adopted = run.adopt_stages(RunFolder(base_dir), exclude=RNN_STAGES)
+        if adopted:
+            log.info("%s: CNN stages %s taken from %s", run.root, adopted, base_dir)
+    log.info("training %s fold %d in %s", MODEL_LABELS[config.model.name], fold.index, run.root)
+    train_fn(config, run.root, store, fold, progress=progress)
+    if not run.finished:
+        raise RuntimeError(f"training finished without writing {run.model_path}")
+    return run.root, True
+
+
+def _model_stamp(run_dir: Path) -> dict[str, int]:
+    stat = RunFolder(run_dir).model_path.stat()
+    return {"mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
+
+
+def _score_case(probability: np.ndarray, case: Case, threshold: float) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Metrics of ``probability > threshold`` against the case's mask (Sec. IV-A, IV-D):
+    :func:`~pancreas_seg.metrics.case_metrics`, as :func:`pancreas_seg.evaluate.evaluate_case`
+    computes them for files, plus the inter-slice AVDs.
+
+    Args:
+        probability: ``[Z, Y, X]`` float in [0, 1] on the case's grid.
+        case: the case with its ground-truth mask and spacing ``(z, y, x)`` mm.
+        threshold: probability threshold of the binary mask (Sec. IV-C).
+
+    Returns:
+        ``case_metrics`` (fractions, mm, mL) and ``{"pred": [...], "gt": [...]}``, the in-plane
+        AVD in mm between neighbouring slices of the prediction and of the ground truth
+        (:func:`~pancreas_seg.metrics.interslice_avd`; nan = pair skipped).
+    """
+    if probability.shape != case.mask.shape:
+        raise ValueError(f"case {case.case_id}: probability {probability.shape} is not on the scan grid {case.mask.shape}")
+    pred = probability > threshold
+    gt = case.mask.astype(bool)
+    values = metrics.case_metrics(pred, gt, case.spacing)
+    interslice = {"pred": metrics.interslice_avd(pred, case.spacing).tolist(),
+                  "gt": metrics.interslice_avd(gt, case.spacing).tolist()}
+    return values, interslice
+
+
+def _predict_fold(run_dir: Path, config: ExperimentConfig, store: CaseStore, case_ids: Sequence[str],
+                  progress: bool, predictor_factory: PredictorFactory) -> None:
+    """Predict every test case of a fold into ``test_predictions.npz`` (float16, compressed)."""
+    from tqdm import tqdm
+
+    predict = predictor_factory(RunFolder(run_dir).model_path, config)
+    maps = {}
+    for cid in tqdm(case_ids, desc=f"predict {run_dir.parent.name}/{run_dir.name}", disable=not progress):
+        case = store.read_case(cid)
+        probability = np.asarray(predict(Scan(case.image, case.affine, case.modality, case.source)))
+        if probability.shape != case.image.shape:
+            raise RuntimeError(f"prediction of {cid} has shape {probability.shape}, scan {case.image.shape}")
+        maps[cid] = np.clip(probability, 0.0, 1.0).astype(PROBABILITY_DTYPE)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **maps)
+
+    atomic_write(run_dir / PREDICTIONS_FILE, write)
+
+
+def _fold_results(run_dir: Path, config: ExperimentConfig, store: CaseStore, fold: Fold, progress: bool,
+                  predictor_factory: PredictorFactory) -> tuple[FoldResult, bool]:
+    """Cached or fresh test predictions and metrics of one fold; ``(result, predicted)``."""
+    path = run_dir / METRICS_FILE
+    stamp = _model_stamp(run_dir)
+    cached = json.loads(path.read_text()) if path.is_file() else {}
+    fresh_predictions = (cached.get("model") == stamp and cached.get("cases") == list(fold.test)
+                         and (run_dir / PREDICTIONS_FILE).is_file())
+    predicted = False
+    if not fresh_predictions:
+        _predict_fold(run_dir, config, store, fold.test, progress, predictor_factory)
+        predicted = True
+    if (fresh_predictions and cached.get("format") == CACHE_FORMAT
+            and cached.get("threshold") == config.train.threshold):
+        rows = evaluate.none_to_nan(cached["rows"])
+        values = {row["case_id"]: {key: row[key] for key in metrics.METRIC_KEYS} for row in rows}
+        interslice = evaluate.none_to_nan(cached["interslice"])
+    else:
+        values, interslice = {}, {}
+        with np.load(run_dir / PREDICTIONS_FILE) as data:
+            for cid in fold.test:
+                values[cid], interslice[cid] = _score_case(data[cid].astype(np.float32), store.read_case(cid),
+                                                           config.train.threshold)
+        _write_fold_metrics(path, config, stamp, fold, values, interslice)
+    return FoldResult(fold.index, run_dir, tuple(fold.test), values, interslice), predicted
+
+
+def _write_fold_metrics(path: Path, config: ExperimentConfig, stamp: dict[str, int], fold: Fold,
+                        values: dict[str, dict[str, float]], interslice: dict[str, dict[str, list[float]]]) -> None:
+    """``test_metrics.json``: evaluate.py's per-case rows and summary, inter-slice AVDs, cache keys."""
+    rows = [{"case_id": cid, **values[cid]} for cid in fold.test]
+    atomic_write_json(path, evaluate.nan_to_none({
+        "format": CACHE_FORMAT, "config_hash": config_hash(config), "model": stamp, "cases": list(fold.test),
+        "threshold": config.train.threshold, "n_cases": len(rows), "std": evaluate.STD_CONVENTION,
+        "metrics": evaluate.metric_summaries(evaluate.summarize_rows(rows)), "rows": rows,
+        "interslice": interslice}))
+
+
+def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: str | os.PathLike,
+                         folds: Sequence[int] | None = None, progress: bool = True, *,
+                         train_fn: TrainFn | None = None,
+                         predictor_factory: PredictorFactory | None = None) -> CrossValResult:
+    """Cross-validate ``config`` on ``store`` with everything cached under ``out_root``.
+
+    Per fold: train into ``out_root/models/<name>-<config_hash>/fold_<k>/`` unless its
+    ``model.keras`` exists (an interrupted run resumes), predict the fold's test cases on their
+    own grid and score them at ``config.train.threshold``. See the module docstring for the
+    cache files.
+
+    Args:
+        folds: fold indices to run (default: all ``config.data.folds``).
+        train_fn: the trainer (default :func:`pancreas_seg.train.train`); tests pass a stub.
+        predictor_factory: ``(model_path, config) -> (Scan -> [Z, Y, X] float32)``; default loads
+            the Keras model and calls :func:`pancreas_seg.inference.predict_scan`.
+    """
+    if store.modality != config.data.modality:
+        raise InputError(store.root, f"store holds {store.modality} cases, the experiment is for {config.data.modality}")
+    all_folds = store_folds(store, config.data)
+    chosen = [select_fold(all_folds, index) for index in (range(len(all_folds)) if folds is None else folds)]
+    out_root = Path(out_root)
+    root = model_dir(config, out_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    _check_data(root, store)
+    if not (root / FOLDS_FILE).is_file() or load_folds(root / FOLDS_FILE) != all_folds:
+        save_folds(all_folds, root / FOLDS_FILE)
+    result = CrossValResult(config, root, [])
+    for fold in chosen:
+        run_dir, trained = _ensure_model(config, store, out_root, fold, progress, train_fn or _default_train)
+        fold_result, predicted = _fold_results(run_dir, config, store, fold, progress,
+                                               predictor_factory or _default_predictor)
+        result.folds.append(fold_result)
+        if trained:
+            result.trained.append(fold.index)
+        if predicted:
+            result.predicted.append(fold.index)
+    return result
+

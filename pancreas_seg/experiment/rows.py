@@ -1,0 +1,54 @@
+"""The paper's table rows: one experiment config per (modality, model, loss) and the rows' names.
+
+Table I varies the loss on PNet-MSA, Table II the CNN, Table III adds the BiRNN (``cnn_rnn``);
+every other training choice comes from the preset (``quick``, ``paper``, ``testing``).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from pancreas_seg.config import ExperimentConfig, apply_overrides, preset
+
+CNN_RNN = "cnn_rnn"
+BASE_CNN = "pnet_msa"  # the CNN under the BiRNN (Sec. IV-D)
+
+MODEL_LABELS = {"hnn": "HNN", "unet": "UNet", "pnet64": "PNet-64", "pnet_msa": "PNet-MSA",
+                CNN_RNN: "PNet-MSA + BiRNN"}  # the paper's row names (Tables II–IV)
+LOSS_LABELS = {"ce": "CE", "cbce": "CBCE", "jac": "JAC"}  # Table I
+MODALITY_NAMES = {"ct": "CT", "mri": "MRI"}
+
+
+def modality_name(modality: str) -> str:
+    """``"ct"``/``"CT"`` → ``"CT"``, ``"mri"`` → ``"MRI"``; anything else raises ``ValueError``."""
+    try:
+        return MODALITY_NAMES[modality.lower()]
+    except KeyError:
+        raise ValueError(f"unknown modality {modality!r}; choose ct or mri") from None
+
+
+def experiment_config(preset_name: str, modality: str, model: str = BASE_CNN, loss: str = "jac",
+                      builtin_set: str | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """The config of one table row: a preset with the row's modality, model and loss.
+
+    ``builtin_set`` (``"standard"`` | ``"tiny"``) picks the phantom set used when no store is
+    given; ``None`` keeps the preset's. ``overrides`` are ``key=value`` strings applied last.
+    """
+    config = preset(preset_name)
+    items = [f"data.modality={modality_name(modality)}", f"model.name={model}", f"train.loss={loss}"]
+    if builtin_set is not None:
+        items.append(f"data.builtin_set={builtin_set}")
+    config = apply_overrides(config, items + list(overrides))
+    if config.model.name not in MODEL_LABELS:
+        raise ValueError(f"unknown model {config.model.name!r}; choose one of {sorted(MODEL_LABELS)}")
+    if config.train.loss not in LOSS_LABELS:
+        raise ValueError(f"unknown loss {config.train.loss!r}; choose one of {sorted(LOSS_LABELS)}")
+    return config
+
+
+def data_label(preset_name: str, modalities: Sequence[str], data: str | os.PathLike | None = None) -> str:
+    """Header of the ``ours`` column, e.g. ``"ours (built-in CT phantoms, quick preset)"``."""
+    names = "+".join(modality_name(m) for m in modalities)
+    source = f"built-in {names} phantoms" if data is None else f"{names} store {Path(data).name}"
+    return f"ours ({source}, {preset_name} preset)"

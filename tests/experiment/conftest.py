@@ -1,0 +1,65 @@
+"""Shared by the experiment tests: stubs of the trainer and the predictor (the experiments layer
+is under test, not the networks) and the testing preset's config of a table row."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pancreas_seg.experiment import crossval
+from pancreas_seg.experiment.rows import BASE_CNN, CNN_RNN, experiment_config
+from pancreas_seg.run_folder import RunFolder
+
+STUB_PROBABILITY = 0.8  # stub predictor: this probability inside the blob, 0 outside
+BLOB_HU = 70  # between the blob's 100 HU and the body's 40 HU (tests/conftest.py blob_case)
+
+
+class StubTrainer:
+    """Leaves what the real trainer leaves behind, through its RunFolder: the finished CNN stage
+    (and the BiRNN stage of ``cnn_rnn``) in state.json, then model.keras."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, Path]] = []
+
+    def __call__(self, config, workdir, store, fold, progress=True):
+        run = RunFolder(workdir)
+        self.calls.append((config.model.name, run.root))
+        state = run.state
+        if not state.done("full"):
+            run.stage_dir("full").mkdir(parents=True, exist_ok=True)
+            (run.stage_dir("full") / "best.keras").write_bytes(b"cnn")
+            state.finish("full", model="full/best.keras", best=0.5, epochs=1)
+        if config.model.name == CNN_RNN:
+            state.finish("rnn", model="rnn/best.keras", best=0.6, epochs=1)
+        run.model_path.write_bytes(config.model.name.encode())
+
+
+class StubPredictor:
+    """``STUB_PROBABILITY`` where the blob's HU is high; BiRNN models add a little in the slices' ring."""
+
+    def __init__(self):
+        self.loads = 0
+        self.scans = 0
+
+    def __call__(self, model_path, config):
+        self.loads += 1
+
+        def predict(scan):
+            self.scans += 1
+            return np.where(scan.array > BLOB_HU, STUB_PROBABILITY, 0.0).astype(np.float32)
+
+        return predict
+
+
+def testing_config(model=BASE_CNN, loss="jac"):
+    """The testing preset's CT config of one table row."""
+    return experiment_config("testing", "ct", model, loss)
+
+
+@pytest.fixture
+def stubs(monkeypatch):
+    trainer, predictor = StubTrainer(), StubPredictor()
+    monkeypatch.setattr(crossval, "_default_train", trainer)
+    monkeypatch.setattr(crossval, "_default_predictor", predictor)
+    return trainer, predictor

@@ -1,0 +1,55 @@
+"""Analyses of cached cross-validation results (Figs. 5-9, Table III's shape-change columns)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pancreas_seg.experiment.analysis import interslice_share, threshold_curves, volume_fit
+from pancreas_seg.experiment.crossval import run_cross_validation
+from tests.experiment.conftest import testing_config as _config
+
+
+def test_threshold_curves_from_cached_maps(tiny_store, tmp_path, stubs):
+    result = run_cross_validation(_config(), tiny_store, tmp_path, progress=False)
+    thresholds = [0.05, 0.5, 0.75, 0.8, 0.95]
+    dsc = threshold_curves(result, tiny_store, thresholds)
+    assert dsc.shape == (5, 4)
+    # the stub's map is 0.8 (float16: 0.7998) inside the blob: a perfect mask below 0.8, empty from 0.8 on
+    np.testing.assert_allclose(dsc, [[1] * 4, [1] * 4, [1] * 4, [0] * 4, [0] * 4])
+    with pytest.raises(ValueError):
+        threshold_curves(result, tiny_store, [0.0, 0.5])
+
+
+def test_interslice_share_matches_ground_truth_for_a_perfect_prediction(tiny_store, tmp_path, stubs):
+    result = run_cross_validation(_config(), tiny_store, tmp_path, progress=False)
+    pred, truth = interslice_share(result, "pred"), interslice_share(result, "gt")
+    assert pred == truth and pred.compared > 0
+    # blob_case: ellipsoid in 12 slices of 2 mm -> in-plane outlines change by more than 0.5 mm
+    assert 0.0 < pred.share <= 1.0 and pred.flagged <= pred.compared
+
+
+def test_volume_fit_golden():
+    manual = [10.0, 20.0, 30.0]
+    auto = [21.0, 41.0, 61.0]  # 2 * manual + 1
+    fit = volume_fit(manual, auto)
+    assert fit.slope == pytest.approx(2.0) and fit.intercept == pytest.approx(1.0) and fit.r2 == pytest.approx(1.0)
+    # relative errors 110, 105, 103.33 %: mean 106.11, squared deviations 15.12 + 1.23 + 7.72 = 24.07, / 2
+    assert fit.error_variance == pytest.approx(12.037, abs=1e-3)
+    assert fit.within_band == 0.0 and fit.n == 3
+    single = volume_fit([10.0], [10.0])
+    assert math.isnan(single.r2) and single.within_band == 1.0
+
+
+def test_volume_fit_hand_worked_imperfect_line():
+    manual, auto = [10.0, 20.0, 30.0], [10.0, 30.0, 20.0]
+    fit = volume_fit(manual, auto)
+    # means 20, 20; Sxy = (-10)(-10) + 0 + 10·0 = 100, Sxx = Syy = 200: slope 0.5, intercept 20 - 0.5·20 = 10,
+    # r = 100 / 200 = 0.5 -> R² 0.25 (residuals -5, 10, -5: 1 - 150/200)
+    assert (fit.slope, fit.intercept, fit.r2) == pytest.approx((0.5, 10.0, 0.25))
+    # relative errors 0, 50, -33.33 %: mean 5.556, squared deviations 30.86 + 1975.31 + 1512.35 = 3518.52, / 2
+    assert fit.error_variance == pytest.approx(1759.259, abs=1e-3)
+    assert fit.within_band == pytest.approx(1 / 3) and fit.n == 3
+    flat = volume_fit(manual, [15.0, 15.0, 15.0])  # no variance in the automatic volumes: R² undefined
+    assert (flat.slope, flat.intercept) == pytest.approx((0.0, 15.0)) and math.isnan(flat.r2)

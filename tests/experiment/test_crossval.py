@@ -1,0 +1,94 @@
+"""Cross-validation with its cache: what is trained, predicted and scored again, and when."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pancreas_seg.data.store import CaseStore
+from pancreas_seg.errors import InputError
+from pancreas_seg.experiment import crossval
+from pancreas_seg.experiment.crossval import run_cross_validation
+from pancreas_seg.experiment.rows import CNN_RNN, experiment_config
+from pancreas_seg.metrics import METRIC_KEYS
+from pancreas_seg.run_folder import RunFolder
+from tests.conftest import blob_case
+from tests.experiment.conftest import testing_config as _config
+
+
+def test_second_run_trains_and_predicts_nothing(tiny_store, tmp_path, stubs):
+    trainer, predictor = stubs
+    first = run_cross_validation(_config(), tiny_store, tmp_path / "out", progress=False)
+    assert first.trained == [0, 1, 2, 3] and first.predicted == [0, 1, 2, 3]
+    assert sorted(first.case_ids) == tiny_store.case_ids  # every case is tested exactly once
+    assert len(trainer.calls) == 4 and predictor.scans == 4
+    stamps = {p: p.stat().st_mtime_ns for p in first.root.rglob("*") if p.is_file()}
+
+    second = run_cross_validation(_config(), tiny_store, tmp_path / "out", progress=False)
+    assert second.trained == [] and second.predicted == []
+    assert len(trainer.calls) == 4 and predictor.loads == 4 and predictor.scans == 4
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert second.case_metrics() == first.case_metrics()
+    assert first.summary("DSC").mean == pytest.approx(1.0)
+    assert first.root.name.startswith("pnet_msa-") and (first.root / "fold_0" / "test_predictions.npz").is_file()
+
+
+def test_fold_metrics_are_cached_in_evaluate_format(tiny_store, tmp_path, stubs):
+    _, predictor = stubs
+    result = run_cross_validation(_config(), tiny_store, tmp_path, folds=[0], progress=False)
+    fold = result.folds[0]
+    path = fold.run_dir / crossval.METRICS_FILE
+    cached = json.loads(path.read_text())
+    assert cached["format"] == crossval.CACHE_FORMAT and cached["threshold"] == 0.5
+    assert [row["case_id"] for row in cached["rows"]] == list(fold.case_ids) == cached["cases"]
+    # summary.json's fields, as pancreas_seg.evaluate writes them
+    assert cached["n_cases"] == len(fold.case_ids) and cached["std"] == "sample (ddof=1)"
+    assert sorted(cached["metrics"]) == sorted(METRIC_KEYS)
+    assert cached["metrics"]["DSC"]["paper"] == "100.0±0.0 [100.0,100.0]"
+    # a cache of another format is scored again from the cached maps, not predicted again
+    path.write_text(json.dumps({**cached, "format": crossval.CACHE_FORMAT - 1, "rows": []}))
+    again = run_cross_validation(_config(), tiny_store, tmp_path, folds=[0], progress=False)
+    assert again.predicted == [] and predictor.scans == len(fold.case_ids)
+    assert again.case_metrics() == result.case_metrics()
+    assert json.loads(path.read_text()) == cached
+
+
+def test_selected_folds_and_retrained_model_repredicts(tiny_store, tmp_path, stubs):
+    trainer, predictor = stubs
+    result = run_cross_validation(_config(), tiny_store, tmp_path, folds=[1], progress=False)
+    assert [f.index for f in result.folds] == [1] and result.trained == [1]
+    RunFolder(result.folds[0].run_dir).model_path.write_bytes(b"a retrained model")  # new size and mtime
+    again = run_cross_validation(_config(), tiny_store, tmp_path, folds=[1], progress=False)
+    assert again.trained == [] and again.predicted == [1]
+    with pytest.raises(ValueError, match="fold 7"):
+        run_cross_validation(_config(), tiny_store, tmp_path, folds=[7], progress=False)
+
+
+def test_rows_of_different_tables_share_one_model(tiny_store, tmp_path, stubs):
+    trainer, _ = stubs
+    table1_jac = experiment_config("testing", "ct", "pnet_msa", "jac")
+    table2_pnet_msa = experiment_config("testing", "CT", model="pnet_msa")
+    run_cross_validation(table1_jac, tiny_store, tmp_path, folds=[0], progress=False)
+    assert run_cross_validation(table2_pnet_msa, tiny_store, tmp_path, folds=[0], progress=False).trained == []
+    assert run_cross_validation(_config(loss="ce"), tiny_store, tmp_path, folds=[0], progress=False).trained == [0]
+    assert len(trainer.calls) == 2
+
+
+def test_birnn_run_starts_from_the_pnet_msa_fold_model(tiny_store, tmp_path, stubs):
+    trainer, _ = stubs
+    result = run_cross_validation(_config(CNN_RNN), tiny_store, tmp_path, folds=[0], progress=False)
+    assert [name for name, _ in trainer.calls] == ["pnet_msa", CNN_RNN]  # the CNN first, then the BiRNN on it
+    base_dir, rnn_dir = trainer.calls[0][1], trainer.calls[1][1]
+    state = RunFolder(rnn_dir).state
+    assert state.stages == ["full", "rnn"] and state.get("full")["model"] == "full/best.keras"
+    assert (rnn_dir / "full" / "best.keras").read_bytes() == (base_dir / "full" / "best.keras").read_bytes()
+    assert result.root.name.startswith("cnn_rnn-")
+
+
+def test_models_of_another_store_are_refused(tiny_store, tmp_path, stubs):
+    run_cross_validation(_config(), tiny_store, tmp_path / "out", folds=[0], progress=False)
+    other = CaseStore.create(tmp_path / "other", "CT")
+    for index in range(4):
+        other.write_case(blob_case(f"OTHER_{index}", seed=10 + index))
+    with pytest.raises(InputError, match="another --out"):
+        run_cross_validation(_config(), other, tmp_path / "out", folds=[0], progress=False)
