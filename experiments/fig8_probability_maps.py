@@ -13,12 +13,13 @@ from _common import Context, main_guard, run_script
 from pancreas_seg.data.preprocess import normalize_intensity
 from pancreas_seg.experiment.analysis import pancreas_slice, rank_cases
 from pancreas_seg.experiment.figures import ProbabilityRow, crop_box, plot_probability_maps
-from pancreas_seg.experiment.rows import CNN_RNN, MODEL_LABELS
+from pancreas_seg.experiment.rows import MODEL_LABELS
 from pancreas_seg.experiment.tables import Column, Row
 from pancreas_seg.metrics import dice
+from pancreas_seg.vocabulary import RNN_MODEL
 
 QUICK_TIME = "seconds once Tables II and III have run; --modality both about 3 min more for the MRI BiRNN"
-MODELS = ("hnn", "unet", "pnet_msa", CNN_RNN)
+MODELS = ("hnn", "unet", "pnet_msa", RNN_MODEL)
 COLUMNS = [Column("case_dsc", "case DSC (%)"), Column("slice_dsc", "slice DSC (%)")]
 
 

@@ -12,15 +12,16 @@ from _common import Context, main_guard, run_script
 
 from pancreas_seg.experiment.analysis import interslice_share
 from pancreas_seg.experiment.crossval import summary_row
-from pancreas_seg.experiment.rows import CNN_RNN, MODEL_LABELS
+from pancreas_seg.experiment.rows import MODEL_LABELS
 from pancreas_seg.experiment.tables import Column, Row, metric_column, paper_rows, reported_results
+from pancreas_seg.vocabulary import RNN_MODEL
 from pancreas_seg.metrics import ABNORMAL_SHAPE_CHANGE_MM
 
 QUICK_TIME = "CT about 4 min on a 2-core CPU once Table II's PNet-MSA is cached"
 COLUMNS = [metric_column("AVD_mm", "AVD (mm)"), metric_column("DSC"),
            Column("interslice", "inter-slice AVD (mm)", scale=1.0, digits=2),
            Column("abnormal", f"abnormal changes (% of pairs, > {ABNORMAL_SHAPE_CHANGE_MM} mm)")]
-MODELS = ("pnet_msa", CNN_RNN)
+MODELS = ("pnet_msa", RNN_MODEL)
 GROUND_TRUTH = "ground truth (reference)"
 
 

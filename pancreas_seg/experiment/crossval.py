@@ -42,7 +42,8 @@ from pancreas_seg.config import ExperimentConfig, config_hash
 from pancreas_seg.data.splits import Fold, load_folds, save_folds, select_fold, store_folds
 from pancreas_seg.data.store import Case, CaseStore
 from pancreas_seg.errors import InputError
-from pancreas_seg.experiment.rows import BASE_CNN, CNN_RNN, MODEL_LABELS
+from pancreas_seg.experiment.rows import MODEL_LABELS
+from pancreas_seg.vocabulary import BASE_CNN, RNN_MODEL
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.run_folder import RunFolder
@@ -179,7 +180,7 @@ def _ensure_model(config: ExperimentConfig, store: CaseStore, out_root: Path, fo
     run = RunFolder(root / FOLD_DIR.format(index=fold.index))
     if run.finished:
         return run.root, False
-    if config.model.name == CNN_RNN:
+    if config.model.name == RNN_MODEL:
         base = replace(config, model=replace(config.model, name=BASE_CNN))
         base_dir, _ = _ensure_model(base, store, out_root, fold, progress, train_fn)
         adopted = run.adopt_stages(RunFolder(base_dir), exclude=RNN_STAGES)

@@ -10,22 +10,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pancreas_seg.config import ExperimentConfig, apply_overrides, preset
+from pancreas_seg.vocabulary import BASE_CNN, MODALITY_BY_FLAG, RNN_MODEL, LossName, ModelName
 
-CNN_RNN = "cnn_rnn"
-BASE_CNN = "pnet_msa"  # the CNN under the BiRNN (Sec. IV-D)
-
-MODEL_LABELS = {"hnn": "HNN", "unet": "UNet", "pnet64": "PNet-64", "pnet_msa": "PNet-MSA",
-                CNN_RNN: "PNet-MSA + BiRNN"}  # the paper's row names (Tables II–IV)
-LOSS_LABELS = {"ce": "CE", "cbce": "CBCE", "jac": "JAC"}  # Table I
-MODALITY_NAMES = {"ct": "CT", "mri": "MRI"}
+MODEL_LABELS: dict[ModelName, str] = {"hnn": "HNN", "unet": "UNet", "pnet64": "PNet-64", BASE_CNN: "PNet-MSA",
+                                      RNN_MODEL: "PNet-MSA + BiRNN"}  # the paper's row names (Tables II–IV)
+LOSS_LABELS: dict[LossName, str] = {"ce": "CE", "cbce": "CBCE", "jac": "JAC"}  # Table I
 
 
 def modality_name(modality: str) -> str:
     """``"ct"``/``"CT"`` → ``"CT"``, ``"mri"`` → ``"MRI"``; anything else raises ``ValueError``."""
     try:
-        return MODALITY_NAMES[modality.lower()]
+        return MODALITY_BY_FLAG[modality.lower()]
     except KeyError:
-        raise ValueError(f"unknown modality {modality!r}; choose ct or mri") from None
+        raise ValueError(f"unknown modality {modality!r}; choose one of {sorted(MODALITY_BY_FLAG)}") from None
 
 
 def experiment_config(preset_name: str, modality: str, model: str = BASE_CNN, loss: str = "jac",

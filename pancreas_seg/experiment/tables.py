@@ -21,7 +21,8 @@ import numpy as np
 
 from pancreas_seg import metrics
 from pancreas_seg.evaluate import DISPLAY
-from pancreas_seg.experiment.rows import MODALITY_NAMES, modality_name
+from pancreas_seg.experiment.rows import modality_name
+from pancreas_seg.vocabulary import MODALITIES
 from pancreas_seg.io.atomic import atomic_write_text
 
 QUOTED = "quoted from the paper"
@@ -43,7 +44,7 @@ def paper_rows(table: str, modality: str) -> dict[str, dict[str, list[float]]]:
     entry, name = reported[table], modality_name(modality)
     if name in entry:
         return entry[name]
-    if set(entry) & set(MODALITY_NAMES.values()):
+    if set(entry) & set(MODALITIES):
         return {}
     return entry if table.lower().endswith(f"_{name.lower()}") else {}
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from pancreas_seg.experiment import crossval
-from pancreas_seg.experiment.rows import BASE_CNN, CNN_RNN, experiment_config
+from pancreas_seg.experiment.rows import experiment_config
 from pancreas_seg.run_folder import RunFolder
+from pancreas_seg.vocabulary import BASE_CNN, RNN_MODEL
 
 STUB_PROBABILITY = 0.8  # stub predictor: this probability inside the blob, 0 outside
 BLOB_HU = 70  # between the blob's 100 HU and the body's 40 HU (tests/conftest.py blob_case)
@@ -30,7 +31,7 @@ class StubTrainer:
             run.stage_dir("full").mkdir(parents=True, exist_ok=True)
             (run.stage_dir("full") / "best.keras").write_bytes(b"cnn")
             state.finish("full", model="full/best.keras", best=0.5, epochs=1)
-        if config.model.name == CNN_RNN:
+        if config.model.name == RNN_MODEL:
             state.finish("rnn", model="rnn/best.keras", best=0.6, epochs=1)
         run.model_path.write_bytes(config.model.name.encode())
 

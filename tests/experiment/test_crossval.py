@@ -9,9 +9,10 @@ from pancreas_seg.data.store import CaseStore
 from pancreas_seg.errors import InputError
 from pancreas_seg.experiment import crossval
 from pancreas_seg.experiment.crossval import run_cross_validation
-from pancreas_seg.experiment.rows import CNN_RNN, experiment_config
+from pancreas_seg.experiment.rows import experiment_config
 from pancreas_seg.metrics import METRIC_KEYS
 from pancreas_seg.run_folder import RunFolder
+from pancreas_seg.vocabulary import RNN_MODEL
 from tests.conftest import blob_case
 from tests.experiment.conftest import testing_config as _config
 
@@ -76,8 +77,8 @@ def test_rows_of_different_tables_share_one_model(tiny_store, tmp_path, stubs):
 
 def test_birnn_run_starts_from_the_pnet_msa_fold_model(tiny_store, tmp_path, stubs):
     trainer, _ = stubs
-    result = run_cross_validation(_config(CNN_RNN), tiny_store, tmp_path, folds=[0], progress=False)
-    assert [name for name, _ in trainer.calls] == ["pnet_msa", CNN_RNN]  # the CNN first, then the BiRNN on it
+    result = run_cross_validation(_config(RNN_MODEL), tiny_store, tmp_path, folds=[0], progress=False)
+    assert [name for name, _ in trainer.calls] == ["pnet_msa", RNN_MODEL]  # the CNN first, then the BiRNN on it
     base_dir, rnn_dir = trainer.calls[0][1], trainer.calls[1][1]
     state = RunFolder(rnn_dir).state
     assert state.stages == ["full", "rnn"] and state.get("full")["model"] == "full/best.keras"
