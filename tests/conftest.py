@@ -1,12 +1,17 @@
-"""Shared fixtures: tiny synthetic stores that need no phantom generator."""
+"""Shared fixtures: tiny synthetic stores that need no phantom generator, and run folders of
+tiny models whose output is known (for predict)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
+from pancreas_seg.config import DataConfig, ExperimentConfig, preset
 from pancreas_seg.data.store import Case, CaseStore
+from pancreas_seg.models.build import build_model
+from pancreas_seg.train import export_run
 from pancreas_seg.io.scan import Scan
 
 # Anisotropic, oblique grid: voxel (x, y, z) = (0.9, 0.7, 2.5) mm, rotated, off-origin.
@@ -50,3 +55,27 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real DICOM test data folder {REAL_DATA} absent")
     return REAL_DATA
+
+
+def middle_slice_model(size: int) -> keras.Model:
+    """fused = centre slice of the stack (1x1 conv 0, 1, 0): the mask is where the windowed HU > 0.5."""
+    inputs = keras.Input((size, size, 3))
+    conv = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="zeros", name="middle")
+    outputs = {"fused": conv(inputs)}
+    conv.set_weights([np.array([0.0, 1.0, 0.0], np.float32).reshape(1, 1, 3, 1)])
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Run folders: ``tiny`` (the untrained testing preset: only shapes matter), ``identity`` and
+    ``mri`` (:func:`middle_slice_model` at 64 px, CT and MRI)."""
+    root = tmp_path_factory.mktemp("runs")
+    testing = preset("testing")
+    identity = ExperimentConfig(data=DataConfig(crop="none", input_size=64))
+    mri = ExperimentConfig(data=DataConfig(modality="MRI", crop="none", input_size=64))
+    return {
+        "tiny": export_run(build_model(testing.model, testing.data.input_size), testing, root / "tiny").root,
+        "identity": export_run(middle_slice_model(64), identity, root / "identity").root,
+        "mri": export_run(middle_slice_model(64), mri, root / "mri").root,
+    }

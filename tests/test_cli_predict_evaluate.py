@@ -6,19 +6,16 @@ import csv
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
 from pancreas_seg.cli import main
-from pancreas_seg.config import DataConfig, ExperimentConfig, config_hash, preset
+from pancreas_seg.config import config_hash, preset
 from pancreas_seg.io.dicom import read_dicom_series
 from pancreas_seg.io.dicom_seg import read_dicom_seg
 from pancreas_seg.io.dicom_write import write_dicom_series
 from pancreas_seg.io.nifti import read_nifti, write_nifti
 from pancreas_seg.io.scan import Scan
-from pancreas_seg.models.build import build_model
-from pancreas_seg.train import export_run
 
 ANGLE = np.radians(15.0)
 # anisotropic, rotated in-plane, off-origin: (x, y, z) voxel = (0.8, 0.6, 2.0) mm
@@ -29,34 +26,6 @@ AFFINE = np.array([
     [0.0, 0.0, 0.0, 1.0],
 ])
 BLOCK = (slice(3, 6), slice(20, 30), slice(8, 18))  # [Z, Y, X], bright in the scans below
-
-
-def write_run(folder: Path, config: ExperimentConfig, model: keras.Model) -> Path:
-    """A run folder as the trainer writes it: model.keras + config.json."""
-    return export_run(model, config, folder).root
-
-
-def middle_slice_model(size: int) -> keras.Model:
-    """fused = centre slice of the stack (1x1 conv 0, 1, 0): the mask is where the windowed HU > 0.5."""
-    inputs = keras.Input((size, size, 3))
-    conv = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="zeros", name="middle")
-    outputs = {"fused": conv(inputs)}
-    conv.set_weights([np.array([0.0, 1.0, 0.0], np.float32).reshape(1, 1, 3, 1)])
-    return keras.Model(inputs, outputs)
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("runs")
-    testing = preset("testing")
-    tiny = build_model(testing.model, testing.data.input_size)  # untrained: only shapes matter here
-    identity = ExperimentConfig(data=DataConfig(crop="none", input_size=64))
-    mri = ExperimentConfig(data=DataConfig(modality="MRI", crop="none", input_size=64))
-    return {
-        "tiny": write_run(root / "tiny", testing, tiny),
-        "identity": write_run(root / "identity", identity, middle_slice_model(64)),
-        "mri": write_run(root / "mri", mri, middle_slice_model(64)),
-    }
 
 
 def ct_scan(shape=(8, 32, 24), seed=0) -> Scan:

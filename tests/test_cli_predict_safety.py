@@ -11,7 +11,7 @@ from pancreas_seg import predict
 from pancreas_seg.cli import main
 from pancreas_seg.io.nifti import read_nifti, write_nifti
 from pancreas_seg.io.scan import Scan
-from tests.test_cli_predict_evaluate import AFFINE, ct_scan, one_error_line, runs  # noqa: F401 - runs is a fixture
+from tests.test_cli_predict_evaluate import AFFINE, ct_scan, one_error_line
 
 
 def test_output_equal_to_the_input_is_refused_before_anything_is_written(tmp_path, runs, capsys):

@@ -15,21 +15,12 @@ from pancreas_seg.errors import InputError
 from pancreas_seg.io.orientation import to_canonical
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.train import export_run
-from tests.conftest import OBLIQUE_AFFINE
+from tests.conftest import OBLIQUE_AFFINE, middle_slice_model
 from tests.io.test_orientation import stored_as
 
 BLOCK = (slice(2, 4), slice(10, 20), slice(5, 15))  # expected mask voxels [Z, Y, X], asymmetric in X
 SHAPE = (6, 32, 48)  # [Z, Y, X]: not square, so the in-plane box is padded
 AIR_HU, BRIGHT_HU = -1000, 400
-
-
-def middle_slice_model(size: int) -> keras.Model:
-    """A "CNN" whose fused output is the centre slice of the stack (1x1 conv with weights 0, 1, 0)."""
-    inputs = keras.Input((size, size, 3))
-    conv = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer=keras.initializers.Constant(0.0))
-    fused = conv(inputs)
-    conv.set_weights([np.array([0.0, 1.0, 0.0], np.float32).reshape(1, 1, 3, 1)])
-    return keras.Model(inputs, {"fused": fused})
 
 
 def loaded(cnn: keras.Model, config: ExperimentConfig, birnn: keras.Model | None = None, name: str = "m") -> inference.LoadedModel:
