@@ -16,6 +16,7 @@ from pancreas_seg.io.dicom_seg import read_dicom_seg
 from pancreas_seg.io.dicom_write import write_dicom_series
 from pancreas_seg.io.nifti import read_nifti, write_nifti
 from pancreas_seg.io.scan import Scan
+from pancreas_seg.run_folder import RunFolder
 
 ANGLE = np.radians(15.0)
 # anisotropic, rotated in-plane, off-origin: (x, y, z) voxel = (0.8, 0.6, 2.0) mm
@@ -119,11 +120,11 @@ def test_predict_refusals_are_one_line(tmp_path, runs, capsys, case, problem):
     if case == "modality":
         args += ["--modality", "MRI"]
     elif case == "unloadable":
-        broken = tmp_path / "broken"
-        broken.mkdir()
-        (broken / "config.json").write_text((runs["identity"] / "config.json").read_text())
-        (broken / "model.keras").write_bytes(b"PK not really a zip")
-        args[-1] = str(broken)
+        broken = RunFolder(tmp_path / "broken")
+        broken.root.mkdir()
+        broken.write_config(RunFolder(runs["identity"]).read_config()[0])
+        broken.model_path.write_bytes(b"PK not really a zip")
+        args[-1] = str(broken.root)
     elif case == "no_config":
         lonely = tmp_path / "lonely.keras"
         lonely.write_bytes((runs["identity"] / "model.keras").read_bytes())
