@@ -51,7 +51,7 @@ and counts it in ``n_nan``, so report it next to the mean.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -375,14 +375,21 @@ def interslice_avd(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
         pair is skipped, because an organ starting or ending there (or a slice
         without organ) has no shape to compare.
     """
+    return _between_neighbours(mask, spacing, avd, "interslice_avd")
+
+
+def _between_neighbours(mask: np.ndarray, spacing: Sequence[float],
+                        distance: Callable[[np.ndarray, np.ndarray, tuple[float, ...]], float], name: str) -> np.ndarray:
+    """``distance(mask[t + 1], mask[t], in-plane spacing)`` for every pair of neighbouring slices
+    that both hold organ; ``nan`` for the others. float64 ``[Z - 1]``."""
     mask = _as_mask(mask)
     if mask.ndim != 3:
-        raise ValueError(f"interslice_avd needs a [Z, Y, X] mask, got shape {mask.shape}")
+        raise ValueError(f"{name} needs a [Z, Y, X] mask, got shape {mask.shape}")
     in_plane = _check_spacing(spacing, 3)[1:]
     present = mask.any(axis=(1, 2))
     out = np.full(max(mask.shape[0] - 1, 0), np.nan)
     for t in np.flatnonzero(present[:-1] & present[1:]):
-        out[t] = _surface_metrics(*surface_distances(mask[t + 1], mask[t], in_plane)).avd
+        out[t] = distance(mask[t + 1], mask[t], in_plane)
     return out
 
 
@@ -407,15 +414,7 @@ def pointset_avd(a: np.ndarray, b: np.ndarray, spacing: Sequence[float]) -> floa
 def interslice_pointset_avd(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """:func:`pointset_avd` (mm) between the masks of neighbouring axial slices, indexed and
     skipped as :func:`interslice_avd`: float64 ``[Z - 1]``, ``nan`` where a slice is empty."""
-    mask = _as_mask(mask)
-    if mask.ndim != 3:
-        raise ValueError(f"interslice_pointset_avd needs a [Z, Y, X] mask, got shape {mask.shape}")
-    in_plane = _check_spacing(spacing, 3)[1:]
-    present = mask.any(axis=(1, 2))
-    out = np.full(max(mask.shape[0] - 1, 0), np.nan)
-    for t in np.flatnonzero(present[:-1] & present[1:]):
-        out[t] = pointset_avd(mask[t + 1], mask[t], in_plane)
-    return out
+    return _between_neighbours(mask, spacing, pointset_avd, "interslice_pointset_avd")
 
 
 def abnormal_shape_changes(mask: np.ndarray, spacing: Sequence[float],
