@@ -216,10 +216,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Command:
     parser = sub.add_parser("evaluate", help="DSC, JI, surface distances of predicted masks against ground truth")
     parser.add_argument("--pred", type=Path, required=True, help="prediction NIfTI file or folder")
     parser.add_argument("--gt", type=Path, required=True, help="ground truth NIfTI file or folder (cases matched by id)")
-    parser.add_argument("--label", type=_positive_int, nargs="+", default=[1],
-                        help="ground truth values counted as pancreas (default 1; MSD: 1 2)")
+    parser.add_argument("--label", type=_positive_int, nargs="+",
+                        help="ground truth values counted as pancreas (default: the files must hold only 1; "
+                             "MSD: 1 2; a multi-organ map: its pancreas value)")
     parser.add_argument("--pred-label", type=_positive_int, nargs="+",
-                        help="prediction values counted as pancreas (default: any nonzero)")
+                        help="prediction values counted as pancreas (default: its one nonzero value)")
     parser.add_argument("-o", "--output", type=Path, help="folder for per_case.csv and summary.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return _evaluate

@@ -5,10 +5,11 @@
 without that ending. Predictions are paired with ground truth files
 
 1. by identical case id, then
-2. among the files left, by the number their case id ends with, compared as an
+2. among the files left, by the one number in their case id, compared as an
    integer: ``label0001`` (gt) pairs with ``PANCREAS_0001`` or ``case_1``
-   (prediction). A number that ends more than one leftover id on either side
-   pairs nothing.
+   (prediction). An id with several numbers (``case1_run2``) is never paired by
+   number, and two leftover ids on one side with the number of an id on the
+   other side (``seg_3`` and ``s03`` for ``label0003``) are refused as ambiguous.
 
 Files left unpaired are listed in the result (and logged), never dropped
 silently; no pair at all is an :class:`~pancreas_seg.errors.InputError`. A row's
@@ -17,6 +18,9 @@ silently; no pair at all is an :class:`~pancreas_seg.errors.InputError`. A row's
 Ground truth voxels whose value is in ``labels`` are pancreas (MSD Task07:
 ``(1, 2)`` = pancreas + tumour; a multi-organ map such as BTCV: ``(7,)``). In
 the prediction every nonzero voxel is pancreas, unless ``pred_labels`` is given.
+When no ``labels`` are given, a ground truth may hold only the value 1 and a
+prediction only one foreground value: a multi-label file is refused, listing its
+values, instead of being scored against the wrong organ.
 Prediction and ground truth must share the grid (shape and affine).
 
 The metrics are :func:`pancreas_seg.metrics.case_metrics`. :data:`DISPLAY` holds each metric's
@@ -53,7 +57,8 @@ JSON_NAME = "summary.json"
 CSV_DIGITS = 6  # decimals of metric values in the CSV
 AFFINE_DIGITS = 3  # decimals of affine entries in error messages
 STD_CONVENTION = "sample (ddof=1)"  # the std of every summary (metrics.summarize)
-_TRAILING_NUMBER = re.compile(r"(\d+)$")
+_DIGITS = re.compile(r"\d+")
+DEFAULT_LABEL = 1  # the pancreas value of a binary mask (NIH Pancreas-CT labels)
 
 
 class MetricDisplay(NamedTuple):
@@ -126,18 +131,19 @@ def list_cases(folder: str | os.PathLike) -> dict[str, Path]:
     return cases
 
 
-def _trailing_number(cid: str) -> int | None:
-    match = _TRAILING_NUMBER.search(cid)
-    return None if match is None else int(match.group(1))
+def _case_number(cid: str) -> int | None:
+    """The number in a case id that holds exactly one run of digits, else ``None``."""
+    numbers = _DIGITS.findall(cid)
+    return int(numbers[0]) if len(numbers) == 1 else None
 
 
-def _by_unique_number(ids: Sequence[str]) -> dict[int, str]:
+def _by_number(ids: Sequence[str]) -> dict[int, list[str]]:
     groups: dict[int, list[str]] = {}
     for cid in ids:
-        number = _trailing_number(cid)
+        number = _case_number(cid)
         if number is not None:
             groups.setdefault(number, []).append(cid)
-    return {number: group[0] for number, group in groups.items() if len(group) == 1}
+    return groups
 
 
 def match_cases(pred_cases: dict[str, Path], gt_cases: dict[str, Path]
@@ -147,15 +153,22 @@ def match_cases(pred_cases: dict[str, Path], gt_cases: dict[str, Path]
     Returns:
         ``[(case_id, pred_path, gt_path), ...]`` sorted by the ground truth
         case id, then the unpaired prediction and ground truth paths.
+
+    Raises:
+        InputError: two files on one side claim the number of a file on the other side.
     """
     exact = sorted(set(pred_cases) & set(gt_cases))
     pairs = {cid: (pred_cases[cid], gt_cases[cid]) for cid in exact}
     pred_left = [cid for cid in pred_cases if cid not in pairs]
     gt_left = [cid for cid in gt_cases if cid not in pairs]
-    pred_numbers = _by_unique_number(pred_left)
-    gt_numbers = _by_unique_number(gt_left)
+    pred_numbers, gt_numbers = _by_number(pred_left), _by_number(gt_left)
     for number in sorted(set(pred_numbers) & set(gt_numbers)):
-        pred_id, gt_id = pred_numbers[number], gt_numbers[number]
+        for side, cases in ((pred_numbers, pred_cases), (gt_numbers, gt_cases)):
+            if len(side[number]) > 1:
+                names = ", ".join(cases[c].name for c in side[number])
+                raise InputError(cases[side[number][0]].parent, f"ambiguous pairing: {names} all carry case number "
+                                                                 f"{number}; rename them or give files with equal names")
+        pred_id, gt_id = pred_numbers[number][0], gt_numbers[number][0]
         pairs[gt_id] = (pred_cases[pred_id], gt_cases[gt_id])
         pred_left.remove(pred_id)
         gt_left.remove(gt_id)
@@ -178,17 +191,43 @@ def _format_affine(affine: np.ndarray) -> str:
     return np.array2string(np.round(affine[:3], AFFINE_DIGITS), separator=",").replace("\n", "")
 
 
+def _foreground_values(array: np.ndarray) -> list[int]:
+    return [int(v) for v in np.unique(array) if v != 0]
+
+
+def _gt_mask(array: np.ndarray, labels: tuple[int, ...] | None, path: str | os.PathLike) -> np.ndarray:
+    """Pancreas of a ground truth: voxels in ``labels``; without labels the file may hold only 1."""
+    if labels is None:
+        values = _foreground_values(array)
+        if set(values) - {DEFAULT_LABEL}:
+            raise InputError(path, f"ground truth holds label values {values}; say which are pancreas with --label "
+                                   "(e.g. --label 1 2 for MSD pancreas + tumour, --label 7 for a multi-organ map)")
+        labels = (DEFAULT_LABEL,)
+    return np.isin(array, labels)
+
+
+def _pred_mask(array: np.ndarray, labels: tuple[int, ...] | None, path: str | os.PathLike) -> np.ndarray:
+    """Pancreas of a prediction: voxels in ``labels``; without labels one foreground value (any)."""
+    if labels is not None:
+        return np.isin(array, labels)
+    values = _foreground_values(array)
+    if len(values) > 1:
+        raise InputError(path, f"prediction holds label values {values}; say which are pancreas with --pred-label")
+    return array != 0
+
+
 def evaluate_case(pred_path: str | os.PathLike, gt_path: str | os.PathLike,
-                  labels: Sequence[int] = (1,), pred_labels: Sequence[int] | None = None) -> dict[str, float]:
+                  labels: Sequence[int] | None = None, pred_labels: Sequence[int] | None = None) -> dict[str, float]:
     """Metrics of one prediction file against one ground truth file.
 
     Returns :func:`pancreas_seg.metrics.case_metrics` of the two masks, with the
-    spacing ``(z, y, x)`` mm of the ground truth.
+    spacing ``(z, y, x)`` mm of the ground truth. Label semantics: module docstring.
 
     Raises:
-        InputError: a file cannot be read, or the grids differ.
+        InputError: a file cannot be read, the grids differ, or a file holds several label
+            values and no labels were given for it.
     """
-    labels = _check_labels(labels, "labels")
+    labels = None if labels is None else _check_labels(labels, "labels")
     gt = read_nifti(gt_path, kind="label")
     pred = read_nifti(pred_path, kind="label")
     if not pred.same_grid(gt):
@@ -197,31 +236,29 @@ def evaluate_case(pred_path: str | os.PathLike, gt_path: str | os.PathLike,
             f"grid differs from ground truth {Path(gt_path).name}: shape [Z,Y,X] {pred.shape} vs {gt.shape}, "
             f"affine {_format_affine(pred.affine)} vs {_format_affine(gt.affine)}",
         )
-    gt_mask = np.isin(gt.array, labels)
-    if pred_labels is None:
-        pred_mask = pred.array != 0
-    else:
-        pred_mask = np.isin(pred.array, _check_labels(pred_labels, "pred_labels"))
+    gt_mask = _gt_mask(gt.array, labels, gt_path)
+    pred_mask = _pred_mask(pred.array, None if pred_labels is None else _check_labels(pred_labels, "pred_labels"),
+                           pred_path)
     if not gt_mask.any():
-        logger.warning("%s: no voxel has a label in %s; the ground truth is empty", gt_path, labels)
+        logger.warning("%s: no voxel has a label in %s; the ground truth is empty", gt_path, labels or DEFAULT_LABEL)
     return metrics.case_metrics(pred_mask, gt_mask, gt.spacing)
 
 
 def evaluate_pairs(pred_paths: Sequence[str | os.PathLike], gt_paths: Sequence[str | os.PathLike],
-                   labels: Sequence[int] = (1,), pred_labels: Sequence[int] | None = None,
+                   labels: Sequence[int] | None = None, pred_labels: Sequence[int] | None = None,
                    case_ids: Sequence[str] | None = None, progress: bool = False) -> EvaluationResult:
     """Evaluate prediction/ground truth file pairs, given in the same order.
 
     Args:
         pred_paths, gt_paths: NIfTI files, ``pred_paths[i]`` against ``gt_paths[i]``.
-        labels: ground truth values counted as pancreas.
-        pred_labels: prediction values counted as pancreas; ``None`` = nonzero.
+        labels: ground truth values counted as pancreas; ``None``: the files must hold only 1.
+        pred_labels: prediction values counted as pancreas; ``None``: the one nonzero value.
         case_ids: row names; default the ground truth case ids.
         progress: show a tqdm bar.
     """
     if len(pred_paths) != len(gt_paths):
         raise ValueError(f"{len(pred_paths)} predictions but {len(gt_paths)} ground truth files")
-    labels = _check_labels(labels, "labels")
+    labels = None if labels is None else _check_labels(labels, "labels")
     pred_labels = None if pred_labels is None else _check_labels(pred_labels, "pred_labels")
     if case_ids is None:
         case_ids = [case_id(p) for p in gt_paths]
@@ -230,7 +267,8 @@ def evaluate_pairs(pred_paths: Sequence[str | os.PathLike], gt_paths: Sequence[s
     for cid, pred_path, gt_path in tqdm(triples, desc="evaluate", unit="case", disable=not progress):
         values = evaluate_case(pred_path, gt_path, labels, pred_labels)
         rows.append({"case_id": cid, **values, "pred_path": str(pred_path), "gt_path": str(gt_path)})
-    return EvaluationResult(rows=rows, summary=summarize_rows(rows), labels=labels, pred_labels=pred_labels)
+    return EvaluationResult(rows=rows, summary=summarize_rows(rows), labels=labels or (DEFAULT_LABEL,),
+                            pred_labels=pred_labels)
 
 
 def summarize_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, metrics.Summary]:
@@ -239,7 +277,7 @@ def summarize_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, metrics.Summa
     return {key: metrics.summarize([row[key] for row in rows]) for key in metrics.METRIC_KEYS}
 
 
-def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, labels: Sequence[int] = (1,),
+def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, labels: Sequence[int] | None = None,
              pred_labels: Sequence[int] | None = None, progress: bool = False) -> EvaluationResult:
     """Evaluate a prediction file against a ground truth file, or folder against folder.
 

@@ -47,15 +47,25 @@ def test_case_id_strips_nifti_suffixes():
 
 
 def test_match_cases_rule(tmp_path):
-    # exact names first, then the trailing number; an ambiguous number pairs nothing
-    pred = {c: tmp_path / f"{c}.nii.gz" for c in ("case_a", "PANCREAS_0001", "PANCREAS_0002", "seg_3", "s03", "x9")}
+    # exact names first, then the one number of an id; ids with several numbers never pair by number
+    pred = {c: tmp_path / f"{c}.nii.gz" for c in ("case_a", "PANCREAS_0001", "PANCREAS_0002", "case1_run2", "x9")}
     gt = {c: tmp_path / f"{c}.nii.gz" for c in ("case_a", "label0001", "label0002", "label0003", "label0004")}
     pairs, unmatched_pred, unmatched_gt = match_cases(pred, gt)
     assert [(c, p.name) for c, p, _ in pairs] == [
         ("case_a", "case_a.nii.gz"), ("label0001", "PANCREAS_0001.nii.gz"),
         ("label0002", "PANCREAS_0002.nii.gz")]
-    assert sorted(p.name for p in unmatched_pred) == ["s03.nii.gz", "seg_3.nii.gz", "x9.nii.gz"]
+    assert sorted(p.name for p in unmatched_pred) == ["case1_run2.nii.gz", "x9.nii.gz"]
     assert sorted(p.name for p in unmatched_gt) == ["label0003.nii.gz", "label0004.nii.gz"]
+
+
+def test_match_cases_refuses_an_ambiguous_number(tmp_path):
+    pred = {c: tmp_path / "pred" / f"{c}.nii.gz" for c in ("seg_3", "s03")}
+    gt = {"label0003": tmp_path / "gt" / "label0003.nii.gz"}
+    with pytest.raises(InputError, match="ambiguous pairing: seg_3.nii.gz, s03.nii.gz"):
+        match_cases(pred, gt)
+    # the same number without a partner on the other side is no pairing at all: listed, not refused
+    _, unmatched_pred, _ = match_cases(pred, {"label0004": tmp_path / "gt" / "label0004.nii.gz"})
+    assert len(unmatched_pred) == 2
 
 
 def test_evaluate_folders_exact_names_and_outputs(tmp_path):
@@ -147,6 +157,29 @@ def test_multi_label_ground_truth(tmp_path):
     # pred_labels restricts the prediction too
     restricted = evaluate_pairs([tmp_path / "gt.nii.gz"], [tmp_path / "gt.nii.gz"], labels=(1,), pred_labels=(1,))
     assert restricted.rows[0]["DSC"] == 1.0
+
+
+def test_several_label_values_without_labels_are_refused(tmp_path):
+    msd = GT_A.copy()
+    msd[:, :, 6:8][msd[:, :, 6:8] > 0] = 2
+    _save(tmp_path / "msd.nii.gz", msd)
+    _save(tmp_path / "pred.nii.gz", (GT_A > 0).astype(np.uint8))
+    with pytest.raises(InputError, match=r"msd.nii.gz: ground truth holds label values \[1, 2\]; .*--label"):
+        evaluate(tmp_path / "pred.nii.gz", tmp_path / "msd.nii.gz")
+    organ7 = (GT_A > 0).astype(np.uint8) * 7  # TotalSegmentator-style: pancreas = 7, no 1 at all
+    _save(tmp_path / "ts.nii.gz", organ7)
+    with pytest.raises(InputError, match=r"label values \[7\]"):
+        evaluate(tmp_path / "pred.nii.gz", tmp_path / "ts.nii.gz")
+    assert evaluate(tmp_path / "pred.nii.gz", tmp_path / "ts.nii.gz", labels=(7,)).rows[0]["DSC"] == 1.0
+    organs = (GT_A > 0).astype(np.uint8)
+    organs[0, 0, 0] = 3  # a multi-label prediction: not every organ is pancreas
+    _save(tmp_path / "organs.nii.gz", organs)
+    with pytest.raises(InputError, match=r"prediction holds label values \[1, 3\]; .*--pred-label"):
+        evaluate(tmp_path / "organs.nii.gz", tmp_path / "pred.nii.gz")
+    assert evaluate(tmp_path / "organs.nii.gz", tmp_path / "pred.nii.gz", pred_labels=(1,)).rows[0]["DSC"] == 1.0
+    binary255 = (GT_A > 0).astype(np.uint8) * 255  # one foreground value, whatever it is, is a binary mask
+    _save(tmp_path / "p255.nii.gz", binary255)
+    assert evaluate(tmp_path / "p255.nii.gz", tmp_path / "pred.nii.gz").rows[0]["DSC"] == 1.0
 
 
 def test_multi_organ_label_7(tmp_path):
