@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.dicom_geometry import image_positions, slice_order, swap_lps_ras
+from pancreas_seg.io.dicom_pixels import decode_pixels
 from pancreas_seg.io.scan import Scan
 
 logger = logging.getLogger(__name__)
@@ -330,15 +331,6 @@ def _check_stack(folder: Path, paths: list[Path], positions: np.ndarray, normal:
     return median
 
 
-def _pixels(path: Path, ds: Dataset) -> np.ndarray:
-    if int(ds.get("SamplesPerPixel", 1)) != 1:
-        raise InputError(path, f"not a grayscale image (SamplesPerPixel {ds.SamplesPerPixel})")
-    try:
-        return ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - decoder errors have many types
-        raise InputError(path, f"cannot decode pixel data, truncated or corrupt file? ({exc})") from exc
-
-
 def _is_integral(x: float) -> bool:
     return float(x).is_integer()
 
@@ -398,7 +390,7 @@ def read_dicom_series(folder: str | os.PathLike, series: str | None = None, moda
     rows, cols = int(ds0.Rows), int(ds0.Columns)
     array = np.empty((len(slices), rows, cols), dtype=np.int32 if integral else np.float32)
     for k, (path, ds) in enumerate(tqdm(slices, desc="decoding DICOM slices", unit="slice", leave=False, disable=None)):
-        raw = _pixels(path, ds)
+        raw = decode_pixels(path, ds)
         if raw.shape != (rows, cols):
             raise InputError(path, f"pixel array of shape {raw.shape}, expected {(rows, cols)}")
         if integral:
