@@ -216,6 +216,22 @@ def _select_series(folder: Path, infos: list[SeriesInfo], series: str | None) ->
     raise InputError(folder, f"--series {series!r} {problem}; series found:\n  {listing}")
 
 
+def resolve_series(folder: str | os.PathLike, series: str | None = None) -> SeriesInfo:
+    """The image series that ``series`` selects in ``folder``, with its exact SeriesInstanceUID.
+
+    Args:
+        folder: searched recursively (see :func:`list_series`).
+        series: SeriesInstanceUID, a unique prefix of it, or the ``group-...`` key; None when the
+            folder holds a single series.
+
+    Raises:
+        InputError: no series; several and none chosen; ``series`` matching none or several
+            (the message lists the series found).
+    """
+    folder = _check_folder(folder)
+    return _select_series(folder, list_series(folder), series)
+
+
 def _set_transfer_syntax(ds: Dataset) -> None:
     """Give a dataset read without file meta the (uncompressed) transfer syntax it was parsed with."""
     if "TransferSyntaxUID" in getattr(ds, "file_meta", Dataset()):
@@ -364,7 +380,7 @@ def read_dicom_series(folder: str | os.PathLike, series: str | None = None, moda
     if modality is not None and modality not in SCAN_MODALITY_TO_DICOM:
         raise ValueError(f"modality must be one of {tuple(SCAN_MODALITY_TO_DICOM)}, got {modality!r}")
     folder = _check_folder(folder)
-    info = _select_series(folder, list_series(folder), series)
+    info = resolve_series(folder, series)
     slices = _read_slices(info.paths)
     ds0 = slices[0][1]
 
