@@ -106,9 +106,9 @@ def _read_header(path: Path) -> Dataset | None:
         raise InputError(path, f"truncated or corrupt DICOM file ({exc})") from exc
     file_meta = getattr(ds, "file_meta", None) or Dataset()
     sop_class = ds.get("SOPClassUID") or file_meta.get("MediaStorageSOPClassUID")
-    if not sop_class:
-        raise InputError(path, "truncated or corrupt DICOM file (no SOP Class UID)")
-    if "Image Storage" in UID(str(sop_class)).name and "PixelData" not in ds:
+    if not sop_class and "PixelData" not in ds:
+        return None  # a dataset that names no object and holds no image (private data, a fragment)
+    if sop_class and "Image Storage" in UID(str(sop_class)).name and "PixelData" not in ds:
         # pydicom stops quietly at the end of a cut file: an image without pixels is truncated.
         raise InputError(path, "truncated or corrupt DICOM file (image without pixel data)")
     return ds
