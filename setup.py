@@ -17,7 +17,8 @@ setup(
         "scipy>=1.10",
         "pydicom>=3.0",
         "pylibjpeg>=2.0",
-        "pylibjpeg-openjpeg>=2.0",
+        "pylibjpeg-libjpeg>=2.1",  # JPEG baseline, extended, lossless (process 14), JPEG-LS
+        "pylibjpeg-openjpeg>=2.0",  # JPEG 2000, HTJ2K
         "nibabel>=5.0",
         "scikit-image>=0.22",
         "matplotlib>=3.7",

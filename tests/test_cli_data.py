@@ -5,7 +5,9 @@ User errors give one ``error:`` line on stderr, a non-zero exit, no traceback an
 """
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +123,48 @@ def test_convert_dicom_folder_without_dicom(tmp_path, capsys):
     assert message_lines(err) == [f"error: {tmp_path / 'in'}: no DICOM image series found "
                                   "(single-frame CT/MR images with plane geometry)"]
     assert list(tmp_path.iterdir()) == [tmp_path / "in"]
+
+
+def test_convert_dicom_refuses_an_output_that_is_not_nifti(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    assert main(["convert-dicom", str(tmp_path / "in"), "-o", str(tmp_path / "x.txt")]) == EXIT_USER_ERROR
+    assert message_lines(capsys.readouterr().err) == [
+        f"error: -o {tmp_path / 'x.txt'}: the output must end in .nii or .nii.gz"]
+
+
+def test_convert_dicom_checks_the_output_location_before_reading(tmp_path, capsys):
+    """The input folder does not even exist: the unwritable output is reported first."""
+    (tmp_path / "file.txt").write_text("x")
+    out = tmp_path / "file.txt" / "out.nii.gz"
+    assert main(["convert-dicom", str(tmp_path / "missing"), "-o", str(out)]) == EXIT_USER_ERROR
+    assert message_lines(capsys.readouterr().err) == [
+        f"error: {out}: cannot write here: {tmp_path / 'file.txt'} is a file, not a folder"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_terminated_write_leaves_no_temporary(tmp_path, signum):
+    """A process killed mid-write (SIGTERM from a scheduler, Ctrl-C) removes its temporary file and
+    says so in one line, exit code 128 + signal number."""
+    script = (
+        "import sys, time\n"
+        "from pancreas_seg.cli import run_guarded\n"
+        "from pancreas_seg.io.atomic import atomic_write\n"
+        "def write(tmp):\n"
+        "    tmp.write_bytes(bytes(10_000_000))\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+        f"sys.exit(run_guarded(lambda: atomic_write({str(tmp_path / 'big.bin')!r}, write) and 0))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    assert process.stdout.readline() == "writing\n"
+    assert [p.name for p in tmp_path.iterdir()][0].startswith(".big.bin.tmp-")
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=SCRIPT_TIMEOUT_S)
+    assert process.returncode == 128 + signum
+    assert message_lines(stderr) == [f"interrupted ({signal.Signals(signum).name})"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_store_info_prints_the_case_count(tiny_store, capsys):

@@ -3,20 +3,26 @@
 Layout of a store folder::
 
     manifest.json        {"format": 1, "modality": "CT", "cases": {case_id: entry, ...}}
+    manifest.lock        empty; held (``flock``) while the manifest is created or updated
     cases/<case_id>.npz  image [Z, Y, X] (int16 HU for CT, float32 for MRI), mask [Z, Y, X] uint8,
                          affine 4x4 (col, row, slice) -> RAS mm, modality, source ids (JSON)
 
 Every file is written to a temporary name and renamed into place, so an interrupted
-conversion never leaves a half-written case or manifest behind.
+conversion never leaves a half-written case or manifest behind. The manifest is updated under
+a lock, re-read from disk and merged, so several conversions into one store (processes, even
+on other machines where the file system supports ``flock``) add up instead of overwriting
+each other's entries.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -27,6 +33,7 @@ from pancreas_seg.metrics import volume_ml
 
 STORE_FORMAT = 1
 MANIFEST_NAME = "manifest.json"
+LOCK_NAME = "manifest.lock"
 CASES_DIR = "cases"
 
 
@@ -83,20 +90,35 @@ class Case:
         }
 
 
+@contextmanager
+def _manifest_lock(root: Path) -> Iterator[None]:
+    """Hold the store's exclusive lock (blocking) while the block runs."""
+    with open(root / LOCK_NAME, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class CaseStore:
     """A folder of converted cases of one modality; see the module docstring for the layout."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        manifest_path = self.root / MANIFEST_NAME
-        if not manifest_path.is_file():
+        if not (self.root / MANIFEST_NAME).is_file():
             raise InputError(self.root, f"not a case store (no {MANIFEST_NAME}); convert data first")
+        self._manifest = self._read_manifest()
+
+    def _read_manifest(self) -> dict[str, Any]:
+        manifest_path = self.root / MANIFEST_NAME
         try:
-            self._manifest = json.loads(manifest_path.read_text())
+            manifest = json.loads(manifest_path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise InputError(manifest_path, f"unreadable manifest ({err})") from None
-        if self._manifest.get("format") != STORE_FORMAT:
-            raise InputError(manifest_path, f"store format {self._manifest.get('format')!r}, expected {STORE_FORMAT}")
+        if manifest.get("format") != STORE_FORMAT:
+            raise InputError(manifest_path, f"store format {manifest.get('format')!r}, expected {STORE_FORMAT}")
+        return manifest
 
     @classmethod
     def create(cls, root: str | os.PathLike, modality: str) -> "CaseStore":
@@ -106,7 +128,9 @@ class CaseStore:
             raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
         if not (root / MANIFEST_NAME).is_file():
             (root / CASES_DIR).mkdir(parents=True, exist_ok=True)
-            atomic_write_json(root / MANIFEST_NAME, {"format": STORE_FORMAT, "modality": modality, "cases": {}})
+            with _manifest_lock(root):
+                if not (root / MANIFEST_NAME).is_file():
+                    atomic_write_json(root / MANIFEST_NAME, {"format": STORE_FORMAT, "modality": modality, "cases": {}})
         store = cls(root)
         if store.modality != modality:
             raise InputError(root, f"store holds {store.modality} cases, cannot add {modality}")
@@ -150,9 +174,15 @@ class CaseStore:
         return case.manifest_entry()
 
     def add_entries(self, entries: dict[str, dict[str, Any]]) -> None:
-        """Merge manifest entries and rewrite the manifest atomically."""
-        self._manifest["cases"].update(entries)
-        atomic_write_json(self.root / MANIFEST_NAME, self._manifest)
+        """Merge manifest entries into the manifest on disk (under the store's lock) and rewrite it atomically.
+
+        Entries other processes added since this store was opened are kept and become visible here.
+        """
+        with _manifest_lock(self.root):
+            manifest = self._read_manifest()
+            manifest["cases"].update(entries)
+            atomic_write_json(self.root / MANIFEST_NAME, manifest)
+        self._manifest = manifest
 
     def write_case(self, case: Case) -> dict[str, Any]:
         """Write one case and record it in the manifest."""

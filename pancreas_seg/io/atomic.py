@@ -6,19 +6,136 @@ target is replaced only by a complete new one. Three shapes of the same idea:
 * :func:`atomic_write`: one file;
 * :func:`atomic_write_many`: several files, all renamed only when every one was written;
 * :func:`atomic_folder`: a whole folder (e.g. a DICOM series), swapped in when complete.
+
+Temporary names read ``.<target name>.tmp-<host>-<pid>-<random><suffixes>``: an error or a
+signal turned into an exception (the CLI does that for SIGTERM) removes them at once; what a
+``kill -9`` leaves behind is recognised by the writer's host and PID and removed by
+:func:`remove_stale_temporaries`, which every writer here runs on its target's folder first.
+Written files and folders get the modes ``open``/``mkdir`` would give them (0666 / 0777 less
+the umask), not the private 0600 / 0700 of :mod:`tempfile`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-TEMP_TAG = ".tmp-"  # hidden temporary names read ".<target name>.tmp-<random><suffixes>"
+from pancreas_seg.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+TEMP_TAG = ".tmp-"  # a file or folder being written
 OLD_TAG = ".old-"  # the folder a replaced target folder is moved to before it is deleted
+HOST_TAG_LENGTH = 8  # hex digits of the host name's hash in temporary names
+RANDOM_LENGTH = 8  # characters tempfile adds to a temporary name
+FILE_MODE = 0o666  # before the umask, as open() creates files
+FOLDER_MODE = 0o777  # before the umask, as mkdir() creates folders
+STALE_PATTERN = re.compile(
+    rf"^\..+(?:{re.escape(TEMP_TAG)}|{re.escape(OLD_TAG)})(?P<host>[0-9a-f]{{{HOST_TAG_LENGTH}}})-(?P<pid>\d+)-"
+    rf"[a-z0-9_]{{{RANDOM_LENGTH}}}(?:\..*)?$"
+)
+
+
+def _host_tag() -> str:
+    """Short hash of the host name: a PID only identifies a process on its own machine (or container)."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:HOST_TAG_LENGTH]
+
+
+def _prefix(path: Path, tag: str) -> str:
+    return f".{path.name}{tag}{_host_tag()}-{os.getpid()}-"
+
+
+def current_umask() -> int:
+    """The process umask, read from ``/proc/self/status`` where it is shown (no change, thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)  # racy with other threads creating files, but only where /proc is absent
+    os.umask(mask)
+    return mask
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries that writers killed on this host left in ``folder`` (not recursive).
+
+    Only names matching this module's temporary pattern are considered, and only those whose
+    writer process (same host, by PID) is no longer running are removed; others' and live
+    writers' temporaries are kept.
+
+    Returns:
+        the removed paths (empty when ``folder`` does not exist).
+    """
+    folder = Path(folder)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    host, removed = _host_tag(), []
+    for name in names:
+        match = STALE_PATTERN.match(name)
+        if match is None or match["host"] != host or _pid_running(int(match["pid"])):
+            continue
+        path = folder / name
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            logger.warning("cannot remove stale temporary %s: %s", path, exc)
+            continue
+        logger.info("removed %s, left by process %s that was killed while writing", path, match["pid"])
+        removed.append(path)
+    return removed
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail early when ``path`` (a file or folder to be written atomically) cannot be written.
+
+    Creates and removes a temporary file where the atomic writers will put theirs: beside
+    ``path`` or, when its parent folders do not exist yet, in the nearest existing one (which
+    must then allow creating them); also inside ``path`` when it is an existing folder. Leaves
+    nothing behind, not even the missing parent folders.
+
+    Raises:
+        InputError: ``"<path>: cannot write here: <reason>"``.
+    """
+    path = Path(path)
+    existing = next(parent for parent in path.parents if parent.exists() or parent == Path(parent.anchor))
+    if not existing.is_dir():
+        raise InputError(path, f"cannot write here: {existing} is a file, not a folder")
+    folders = [existing] + ([path] if path.is_dir() else [])
+    try:
+        for folder in folders:
+            handle, name = tempfile.mkstemp(prefix=_prefix(path, TEMP_TAG), dir=folder)
+            os.close(handle)
+            os.unlink(name)
+    except OSError as exc:
+        raise InputError(path, f"cannot write here: {exc.strerror or exc}") from None
 
 
 def _temporary_file(path: Path) -> Path:
@@ -27,9 +144,15 @@ def _temporary_file(path: Path) -> Path:
     Writers such as nibabel and Keras choose the format by the suffix, so it must survive.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}{TEMP_TAG}", suffix="".join(path.suffixes), dir=path.parent)
+    handle, name = tempfile.mkstemp(prefix=_prefix(path, TEMP_TAG), suffix="".join(path.suffixes), dir=path.parent)
     os.close(handle)
     return Path(name)
+
+
+def _publish(tmp: Path, final: Path, umask: int) -> None:
+    """Give ``tmp`` the mode a newly created file would have, then rename it to ``final``."""
+    os.chmod(tmp, FILE_MODE & ~umask)
+    os.replace(tmp, final)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
@@ -38,10 +161,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     On failure the temporary file is removed and an existing ``path`` is left untouched.
     """
     path = Path(path)
+    remove_stale_temporaries(path.parent)
     tmp = _temporary_file(path)
     try:
         write(tmp)
-        os.replace(tmp, path)
+        _publish(tmp, path, current_umask())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -58,14 +182,17 @@ def atomic_write_many(writers: Mapping[Path, Callable[[Path], Any]]) -> list[Pat
     Returns:
         the target paths, in the order of ``writers``.
     """
+    for folder in {Path(final).parent for final in writers}:
+        remove_stale_temporaries(folder)
     staged: dict[Path, Path] = {}
+    umask = current_umask()
     try:
         for final, writer in writers.items():
             final = Path(final)
             staged[final] = _temporary_file(final)
             writer(staged[final])
         for final, tmp in staged.items():
-            os.replace(tmp, final)
+            _publish(tmp, final, umask)
     except BaseException:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
@@ -78,22 +205,32 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     """Context manager yielding a hidden temporary folder that replaces ``path`` on success.
 
     An existing ``path`` is moved aside, the new folder renamed into place, and the old one
-    deleted. When the block raises, the temporary folder is deleted and ``path`` is untouched.
+    deleted. When the block (or the swap) fails, the temporary folder is deleted and ``path``
+    is as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{TEMP_TAG}", dir=path.parent))
+    remove_stale_temporaries(path.parent)
+    mode = FOLDER_MODE & ~current_umask()
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(path, TEMP_TAG), dir=path.parent))
+    aside: Path | None = None
     try:
+        os.chmod(tmp, mode)
         yield tmp
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}{OLD_TAG}", dir=path.parent))
-            os.replace(path, old / path.name)
+            old = Path(tempfile.mkdtemp(prefix=_prefix(path, OLD_TAG), dir=path.parent))
+            aside = old / path.name
+            os.replace(path, aside)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
     except BaseException:
+        if aside is not None and aside.exists() and not path.exists():
+            os.replace(aside, path)  # interrupted mid-swap: put the old folder back
         shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside.parent, ignore_errors=True)
         raise
 
 

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.dicom_geometry import image_positions, slice_order, swap_lps_ras
+from pancreas_seg.io.dicom_pixels import decode_pixels
 from pancreas_seg.io.scan import Scan
 
 logger = logging.getLogger(__name__)
@@ -105,9 +106,9 @@ def _read_header(path: Path) -> Dataset | None:
         raise InputError(path, f"truncated or corrupt DICOM file ({exc})") from exc
     file_meta = getattr(ds, "file_meta", None) or Dataset()
     sop_class = ds.get("SOPClassUID") or file_meta.get("MediaStorageSOPClassUID")
-    if not sop_class:
-        raise InputError(path, "truncated or corrupt DICOM file (no SOP Class UID)")
-    if "Image Storage" in UID(str(sop_class)).name and "PixelData" not in ds:
+    if not sop_class and "PixelData" not in ds:
+        return None  # a dataset that names no object and holds no image (private data, a fragment)
+    if sop_class and "Image Storage" in UID(str(sop_class)).name and "PixelData" not in ds:
         # pydicom stops quietly at the end of a cut file: an image without pixels is truncated.
         raise InputError(path, "truncated or corrupt DICOM file (image without pixel data)")
     return ds
@@ -213,6 +214,22 @@ def _select_series(folder: Path, infos: list[SeriesInfo], series: str | None) ->
         return matches[0]
     problem = "matches several series" if matches else "matches no series"
     raise InputError(folder, f"--series {series!r} {problem}; series found:\n  {listing}")
+
+
+def resolve_series(folder: str | os.PathLike, series: str | None = None) -> SeriesInfo:
+    """The image series that ``series`` selects in ``folder``, with its exact SeriesInstanceUID.
+
+    Args:
+        folder: searched recursively (see :func:`list_series`).
+        series: SeriesInstanceUID, a unique prefix of it, or the ``group-...`` key; None when the
+            folder holds a single series.
+
+    Raises:
+        InputError: no series; several and none chosen; ``series`` matching none or several
+            (the message lists the series found).
+    """
+    folder = _check_folder(folder)
+    return _select_series(folder, list_series(folder), series)
 
 
 def _set_transfer_syntax(ds: Dataset) -> None:
@@ -330,15 +347,6 @@ def _check_stack(folder: Path, paths: list[Path], positions: np.ndarray, normal:
     return median
 
 
-def _pixels(path: Path, ds: Dataset) -> np.ndarray:
-    if int(ds.get("SamplesPerPixel", 1)) != 1:
-        raise InputError(path, f"not a grayscale image (SamplesPerPixel {ds.SamplesPerPixel})")
-    try:
-        return ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - decoder errors have many types
-        raise InputError(path, f"cannot decode pixel data, truncated or corrupt file? ({exc})") from exc
-
-
 def _is_integral(x: float) -> bool:
     return float(x).is_integer()
 
@@ -372,7 +380,7 @@ def read_dicom_series(folder: str | os.PathLike, series: str | None = None, moda
     if modality is not None and modality not in SCAN_MODALITY_TO_DICOM:
         raise ValueError(f"modality must be one of {tuple(SCAN_MODALITY_TO_DICOM)}, got {modality!r}")
     folder = _check_folder(folder)
-    info = _select_series(folder, list_series(folder), series)
+    info = resolve_series(folder, series)
     slices = _read_slices(info.paths)
     ds0 = slices[0][1]
 
@@ -398,7 +406,7 @@ def read_dicom_series(folder: str | os.PathLike, series: str | None = None, moda
     rows, cols = int(ds0.Rows), int(ds0.Columns)
     array = np.empty((len(slices), rows, cols), dtype=np.int32 if integral else np.float32)
     for k, (path, ds) in enumerate(tqdm(slices, desc="decoding DICOM slices", unit="slice", leave=False, disable=None)):
-        raw = _pixels(path, ds)
+        raw = decode_pixels(path, ds)
         if raw.shape != (rows, cols):
             raise InputError(path, f"pixel array of shape {raw.shape}, expected {(rows, cols)}")
         if integral:

@@ -6,6 +6,12 @@ InstanceNumber), rows and columns as the DICOM pixel array. :func:`source_slices
 source series' headers in that same order, so frame ``k`` of the mask references the SOP
 instance lying at slice position ``k``.
 
+:func:`check_seg_source` reads and checks the source headers before anything expensive runs
+(prediction): the UIDs a SEG must reference are present, the patient and study attributes
+highdicom copies are valid, and the exact SeriesInstanceUID of a ``--series`` prefix is known.
+Type 2 attributes (may be empty, must be present) that a source header lacks are given empty,
+on copies.
+
 :func:`read_dicom_seg` goes the other way for any binary or fractional SEG (ours or another
 tool's, e.g. dcmqi): each frame is placed on the source grid by the SOP instance it references,
 or, when it references none, by its ImagePositionPatient.
@@ -16,6 +22,7 @@ import copy
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -25,11 +32,12 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import SegmentationStorage
+from pydicom.valuerep import DA, TM
 
 from pancreas_seg import __version__
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.atomic import atomic_write
-from pancreas_seg.io.dicom import list_series
+from pancreas_seg.io.dicom import SeriesInfo, resolve_series
 from pancreas_seg.io.dicom_geometry import along_normal, slice_normal, slice_order, swap_lps_ras
 
 logger = logging.getLogger(__name__)
@@ -45,6 +53,37 @@ INSTANCE_NUMBER = 1
 POSITION_TOL_MM = 0.01  # a frame lies on source slice k when its position is this close along the normal
 GRID_TOL_MM = 0.1  # source slice k must lie this close to the Scan affine's slice k
 DEFAULT_CHARACTER_SET = "ISO_IR 100"  # given to source headers whose SpecificCharacterSet is empty
+# Type 1 (present and not empty) in every source header: what the SEG references or copies.
+REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+SHARED_UIDS = ("StudyInstanceUID", "FrameOfReferenceUID")  # one study and one frame of reference per series
+# Type 2 patient/study attributes highdicom copies from the first source header: given empty when absent.
+COPIED_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+                "AccessionNumber", "ReferringPhysicianName")
+SINGLE_VALUED = ("PatientName", "PatientID", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+PARSED = {"StudyDate": DA, "PatientBirthDate": DA, "StudyTime": TM}  # values highdicom parses
+
+
+@dataclass(frozen=True)
+class SegSource:
+    """A source series checked for a DICOM SEG (:func:`check_seg_source`).
+
+    Attributes:
+        series: the series, with its exact SeriesInstanceUID (``series.uid``) even when it was
+            selected by a prefix.
+        headers: checked copies of its headers (no pixel data) in Scan slice order, type 2 gaps filled.
+    """
+
+    series: SeriesInfo
+    headers: tuple[Dataset, ...]
+
+
+def _sorted_headers(info: SeriesInfo) -> list[tuple[Path, Dataset]]:
+    """``(path, header)`` of a series' files in Scan slice order."""
+    try:
+        pairs = [(path, pydicom.dcmread(path, stop_before_pixels=True)) for path in info.paths]
+    except Exception as exc:  # noqa: BLE001 - list_series read them; a file changed since
+        raise InputError(info.paths[0].parent, f"cannot read the series' headers again ({exc})") from exc
+    return [pairs[i] for i in slice_order([ds for _, ds in pairs])]
 
 
 def source_slices(folder: str | os.PathLike, series: str | None = None) -> list[Dataset]:
@@ -52,7 +91,8 @@ def source_slices(folder: str | os.PathLike, series: str | None = None) -> list[
 
     Args:
         folder: folder of one DICOM image series (searched recursively, as the series reader).
-        series: SeriesInstanceUID (or the ``group-`` key) when the folder holds several.
+        series: SeriesInstanceUID, a unique prefix of it, or the ``group-`` key, when the folder
+            holds several.
 
     Returns:
         one dataset per slice, sorted by ImagePositionPatient along the slice normal (ascending),
@@ -61,23 +101,100 @@ def source_slices(folder: str | os.PathLike, series: str | None = None) -> list[
     Raises:
         InputError: no series, several series and none chosen, or unreadable files.
     """
-    folder = Path(folder)
-    infos = list_series(folder)
-    if series is not None:
-        infos = [info for info in infos if series in (info.uid, info.key)]
-    if len(infos) != 1:
-        found = "no DICOM image series" if not infos else f"{len(infos)} image series"
-        raise InputError(folder, f"{found} found; the DICOM SEG needs exactly one source series")
-    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in infos[0].paths]
-    return [headers[i] for i in slice_order(headers)]
+    return [ds for _, ds in _sorted_headers(resolve_series(folder, series))]
 
 
 def _tidy(ds: Dataset) -> Dataset:
-    """A copy of a source header that highdicom accepts (an empty SpecificCharacterSet is refused)."""
+    """A copy of a source header that highdicom accepts: an empty SpecificCharacterSet is refused,
+    and the type 2 attributes it copies must be present (empty is fine)."""
     ds = copy.copy(ds)
     if not ds.get("SpecificCharacterSet"):
         ds.SpecificCharacterSet = DEFAULT_CHARACTER_SET
+    for keyword in COPIED_TYPE2:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
     return ds
+
+
+def _check_value(path: str, ds: Dataset, keyword: str) -> None:
+    element = ds[keyword]
+    shown = "\\".join(map(str, element.value)) if element.VM > 1 else str(element.value)  # as stored
+    if keyword in SINGLE_VALUED and element.VM > 1:
+        raise InputError(path, f"{keyword} '{shown}' has {element.VM} values; a DICOM SEG copies it and allows one")
+    if keyword in PARSED and element.value not in (None, ""):
+        try:
+            PARSED[keyword](shown)
+        except ValueError as exc:
+            raise InputError(path, f"{keyword} '{shown}' is not a valid DICOM {element.VR} value ({exc})") from None
+
+
+def _checked(pairs: Sequence[tuple[str, Dataset]]) -> list[Dataset]:
+    """Check source headers (Scan slice order) for a SEG; returns tidy copies highdicom accepts.
+
+    Raises:
+        InputError: naming the file and the attribute: a UID of ``REQUIRED_UIDS`` missing or empty,
+            a study or frame of reference differing inside the series, a multi-valued or invalid
+            attribute of ``COPIED_TYPE2`` in the first header (the one highdicom copies).
+    """
+    first_path, first = pairs[0]
+    for path, ds in pairs:
+        missing = [keyword for keyword in REQUIRED_UIDS if not str(ds.get(keyword, "") or "").strip()]
+        if missing:
+            raise InputError(path, f"{', '.join(missing)} missing or empty; a DICOM SEG must reference it")
+        for keyword in SHARED_UIDS:
+            if ds.get(keyword) != first.get(keyword):
+                raise InputError(path, f"{keyword} differs from {first_path}'s inside one series")
+    for keyword in COPIED_TYPE2:
+        if keyword in first:
+            _check_value(first_path, first, keyword)
+    return [_tidy(ds) for _, ds in pairs]
+
+
+def _build_seg(mask: np.ndarray, sources: Sequence[Dataset], series_description: str) -> hd.seg.Segmentation:
+    """The highdicom SEG of ``mask`` ``[Z, Y, X]`` (Z = len(sources)), empty frames omitted."""
+    algorithm = hd.AlgorithmIdentificationSequence(name=PACKAGE_NAME, family=ALGORITHM_FAMILY, version=__version__)
+    description = hd.seg.SegmentDescription(
+        segment_number=SEGMENT_NUMBER, segment_label=SEGMENT_LABEL, segmented_property_category=CATEGORY_CODE,
+        segmented_property_type=PANCREAS_CODE, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm)
+    with warnings.catch_warnings():
+        # highdicom warns about source attributes it copies as they are (e.g. one-component names)
+        warnings.simplefilter("ignore", UserWarning)
+        return hd.seg.Segmentation(
+            source_images=list(sources), pixel_array=(mask != 0).astype(np.uint8),
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[description],
+            series_instance_uid=hd.UID(), series_number=SERIES_NUMBER, sop_instance_uid=hd.UID(),
+            instance_number=INSTANCE_NUMBER, manufacturer=PACKAGE_NAME, manufacturer_model_name=PACKAGE_NAME,
+            software_versions=__version__, device_serial_number="0", series_description=series_description,
+            omit_empty_frames=bool(mask.any()))
+
+
+def check_seg_source(folder: str | os.PathLike, series: str | None = None) -> SegSource:
+    """Check, before predicting, that a DICOM SEG can be derived from the series in ``folder``.
+
+    Reads the headers only, checks them (see :func:`write_dicom_seg`'s Raises) and builds a
+    one-frame SEG of the first slice as the writer will, so that nothing fails after prediction.
+
+    Args:
+        folder: folder of the source series (searched recursively).
+        series: SeriesInstanceUID, unique prefix or ``group-`` key; None for a single series.
+
+    Returns:
+        the series (exact UID in ``.series.uid``) and its checked headers; pass it to
+        :func:`write_dicom_seg` as ``source`` to write without reading the headers again.
+
+    Raises:
+        InputError: series not found or ambiguous; a header unfit for a SEG (file and attribute named).
+    """
+    info = resolve_series(folder, series)
+    pairs = _sorted_headers(info)
+    headers = _checked([(str(path), ds) for path, ds in pairs])
+    first = headers[0]
+    try:
+        _build_seg(np.zeros((1, int(first.Rows), int(first.Columns)), np.uint8), headers[:1], "check")
+    except Exception as exc:  # noqa: BLE001 - whatever else highdicom refuses in the source header
+        raise InputError(pairs[0][0], f"cannot derive a DICOM SEG from this series ({exc})") from exc
+    return SegSource(series=info, headers=tuple(headers))
 
 
 def _check_geometry(mask: np.ndarray, sources: Sequence[Dataset], affine: np.ndarray | None, where: str) -> None:
@@ -97,51 +214,48 @@ def _check_geometry(mask: np.ndarray, sources: Sequence[Dataset], affine: np.nda
                                     f"{ds.SOPInstanceUID} (ImagePositionPatient differs)")
 
 
-def write_dicom_seg(mask: np.ndarray, source: str | os.PathLike | Sequence[Dataset], path: str | os.PathLike, *,
-                    series: str | None = None, affine: np.ndarray | None = None,
+def write_dicom_seg(mask: np.ndarray, source: str | os.PathLike | SegSource | Sequence[Dataset],
+                    path: str | os.PathLike, *, series: str | None = None, affine: np.ndarray | None = None,
                     series_description: str = "pancreas_seg segmentation") -> Path:
     """Write a binary DICOM SEG with one segment "Pancreas" (SCT 15776009), atomically.
 
     Args:
         mask: ``[Z, Y, X]`` uint8/bool, nonzero = pancreas, in Scan slice order (module docstring).
-        source: the source series' folder, or its datasets (any order; they are sorted here).
+        source: the source series' folder, its :func:`check_seg_source` result, or its datasets
+            (any order; they are sorted here).
         path: output ``.dcm`` file; parent folders are created.
-        series: SeriesInstanceUID when ``source`` is a folder holding several series.
+        series: SeriesInstanceUID (or unique prefix) when ``source`` is a folder holding several series.
         affine: the Scan's (column, row, slice) -> RAS affine; when given, every source slice
             position is checked against it.
         series_description: SeriesDescription of the SEG.
 
     Returns:
         ``path``. Frame ``k`` references the source instance at slice position ``k``; empty frames
-        are omitted (a reader fills them with 0).
+        are omitted (a reader fills them with 0). An all-empty mask is written with every frame
+        (empty): DICOM needs at least one frame, and a SEG referencing the whole series keeps
+        saying which slices were looked at.
 
     Raises:
-        InputError: the source series is missing or does not match the mask's shape or grid.
+        InputError: the source series is missing or does not match the mask's shape or grid; a
+            source header lacks a UID the SEG must reference (SOP class and instance, study,
+            series, FrameOfReferenceUID), or its PatientName, PatientID, ReferringPhysicianName,
+            StudyID or AccessionNumber has several values, or its StudyDate, StudyTime or
+            PatientBirthDate is invalid (the file and the attribute are named).
     """
     path = Path(path)
-    if isinstance(source, (str, os.PathLike)):
-        sources = source_slices(source, series)
-        where = os.fspath(source)
+    if isinstance(source, SegSource):
+        sources, where = list(source.headers), str(source.series.paths[0].parent)
+    elif isinstance(source, (str, os.PathLike)):
+        sources, where = list(check_seg_source(source, series).headers), os.fspath(source)
     else:
-        sources = [source[i] for i in slice_order(source)]
+        ordered = [source[i] for i in slice_order(source)]
+        sources = _checked([(str(getattr(ds, "filename", None) or path), ds) for ds in ordered])
         where = str(path)
     mask = np.asarray(mask)
     _check_geometry(mask, sources, affine, where)
-    sources = [_tidy(ds) for ds in sources]
-    algorithm = hd.AlgorithmIdentificationSequence(name=PACKAGE_NAME, family=ALGORITHM_FAMILY, version=__version__)
-    description = hd.seg.SegmentDescription(
-        segment_number=SEGMENT_NUMBER, segment_label=SEGMENT_LABEL, segmented_property_category=CATEGORY_CODE,
-        segmented_property_type=PANCREAS_CODE, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=algorithm)
-    with warnings.catch_warnings():
-        # highdicom warns about source attributes it copies as they are (e.g. one-component names)
-        warnings.simplefilter("ignore", UserWarning)
-        seg = hd.seg.Segmentation(
-            source_images=sources, pixel_array=(mask != 0).astype(np.uint8),
-            segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[description],
-            series_instance_uid=hd.UID(), series_number=SERIES_NUMBER, sop_instance_uid=hd.UID(),
-            instance_number=INSTANCE_NUMBER, manufacturer=PACKAGE_NAME, manufacturer_model_name=PACKAGE_NAME,
-            software_versions=__version__, device_serial_number="0", series_description=series_description)
+    if not mask.any():
+        logger.info("%s: the mask is empty; the DICOM SEG holds %d empty frames", path, len(sources))
+    seg = _build_seg(mask, sources, series_description)
     atomic_write(path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))
     logger.debug("wrote DICOM SEG %s (%d frames)", path, int(seg.NumberOfFrames))
     return path

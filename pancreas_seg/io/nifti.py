@@ -27,6 +27,7 @@ XFORM_SCANNER = 1  # NIfTI qform/sform code "scanner anatomical"
 LABEL_INTEGRAL_TOL = 1e-3  # label values stored as floats may be this far from an integer
 LABEL_MAX = 255  # labels are read as uint8
 INT16 = np.iinfo(np.int16)  # integral CT values fitting it are read as int16
+MAX_AFFINE_CONDITION = 1e6  # a voxel-axes matrix worse conditioned than this has a zero or duplicate axis
 REORIENT_TOL_VOXELS = 1e-3  # grids agree when their corners are this close, in units of the smallest voxel
 
 
@@ -60,8 +61,9 @@ def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image
         Scan with ``source = {"path": ..., "kind": kind}``.
 
     Raises:
-        InputError: missing, unreadable, truncated or not NIfTI; not 3D; NaN or
-            inf values; for a label, values that are not integers in [0, 255].
+        InputError: missing, unreadable, truncated or not NIfTI; not 3D; a singular
+            or non-finite affine; NaN or inf values; for a label, values that are
+            not integers in [0, 255].
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -81,6 +83,7 @@ def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image
     if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
         logger.warning("%s: neither sform nor qform is set; using the voxel sizes only", path)
     affine = np.asarray(img.affine, dtype=np.float64)
+    _check_affine(path, affine)
     try:
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # noqa: BLE001 - EOFError, zlib.error, OSError, ValueError
@@ -99,6 +102,16 @@ def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image
     elif array.dtype != np.float32:
         array = array.astype(np.float32)
     return Scan(array=array, affine=affine, modality=modality, source={"path": str(path), "kind": kind})
+
+
+def _check_affine(path: Path, affine: np.ndarray) -> None:
+    """Refuse an affine whose voxel axes do not span space: no grid, no orientation, no NIfTI to write."""
+    axes = affine[:3, :3]
+    finite = bool(np.all(np.isfinite(affine)))
+    if not finite or np.linalg.cond(axes) > MAX_AFFINE_CONDITION:
+        problem = "non-finite values" if not finite else "voxel axes (columns) that are zero or not independent"
+        raise InputError(path, f"singular affine with {problem}: {np.round(affine[:3], 4).tolist()} "
+                               "(check the sform/qform and pixdim of the header)")
 
 
 def _to_label(path: Path, array: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
 import json
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -68,3 +69,37 @@ def test_damaged_case_file_names_the_file(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(InputError, match="A.npz"):
         store.read_case("A")
+
+
+CASES_PER_WRITER = 6
+
+
+def _add_cases(root, prefix: str, barrier) -> None:
+    """Open the store, wait for the other writer, then add cases one by one (as convert_cases does)."""
+    store = CaseStore.create(root, "CT")
+    barrier.wait()
+    for index in range(CASES_PER_WRITER):
+        store.write_case(blob_case(f"{prefix}_{index}", depth=6, size=16, seed=index))
+
+
+def test_concurrent_writers_into_one_store_keep_every_case(tmp_path):
+    """Two conversions into one store at once: without the lock each rewrote the manifest it had read."""
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(2)
+    writers = [context.Process(target=_add_cases, args=(tmp_path / "s", prefix, barrier)) for prefix in ("A", "B")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=60)
+    assert [writer.exitcode for writer in writers] == [0, 0]
+    expected = sorted(f"{prefix}_{index}" for prefix in "AB" for index in range(CASES_PER_WRITER))
+    assert CaseStore(tmp_path / "s").case_ids == expected
+
+
+def test_add_entries_keeps_what_another_handle_added(tmp_path):
+    first = CaseStore.create(tmp_path / "s", "CT")
+    second = CaseStore(tmp_path / "s")
+    first.write_case(blob_case("A", depth=6, size=16))
+    second.write_case(blob_case("B", depth=6, size=16))
+    assert second.case_ids == ["A", "B"]
+    assert CaseStore(tmp_path / "s").case_ids == ["A", "B"]

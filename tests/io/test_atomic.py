@@ -1,11 +1,29 @@
-"""Atomic writes: a failing writer leaves neither a target nor a temporary file behind."""
+"""Atomic writes: a failing writer leaves neither a target nor a temporary file behind; files get the
+umask's modes; a killed writer's temporaries are removed by the next write in the folder."""
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from pancreas_seg.io.atomic import atomic_folder, atomic_write, atomic_write_json, atomic_write_many
+from pancreas_seg.errors import InputError
+from pancreas_seg.io.atomic import (
+    STALE_PATTERN,
+    atomic_folder,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_many,
+    atomic_write_text,
+    check_writable,
+    current_umask,
+    remove_stale_temporaries,
+)
 
 
 def _broken(_tmp: Path) -> None:
@@ -95,4 +113,103 @@ def test_atomic_folder_failure_leaves_no_target(tmp_path):
     with pytest.raises(OSError):
         with atomic_folder(tmp_path / "new"):
             raise OSError("disk full")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------
+# file modes, stale temporaries of killed writers, writability
+# --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_written_files_and_folders_follow_the_umask(tmp_path, umask_022):
+    assert current_umask() == 0o022
+    atomic_write_json(tmp_path / "one.json", {})
+    atomic_write_many({tmp_path / "a.txt": lambda t: t.write_text("a")})
+    with atomic_folder(tmp_path / "series") as folder:
+        (folder / "1.dcm").write_text("one")
+    assert stat.S_IMODE((tmp_path / "one.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "series").stat().st_mode) == 0o755
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has finished (and was reaped)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(child.stdout)
+
+
+def _temporary_name(target: str, pid: int, tag: str = ".tmp-", host: str | None = None) -> str:
+    host = host or hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+    return f".{target}{tag}{host}-{pid}-abc_1234.nii.gz"
+
+
+def test_next_write_removes_temporaries_of_dead_writers_only(tmp_path):
+    dead, alive = _dead_pid(), os.getpid()
+    stale_file = tmp_path / _temporary_name("scan.nii.gz", dead)
+    stale_file.write_text("half")
+    stale_folder = tmp_path / _temporary_name("series", dead, tag=".old-")[: -len(".nii.gz")]
+    (stale_folder / "series").mkdir(parents=True)
+    kept = [
+        _temporary_name("scan.nii.gz", alive),  # a writer still running
+        _temporary_name("scan.nii.gz", dead, host="0123abcd"),  # another machine's writer
+        f".scan.nii.gz.tmp-{dead}-abc_1234.nii.gz",  # not our pattern
+        "notes.txt",
+    ]
+    for name in kept:
+        (tmp_path / name).write_text("keep")
+    atomic_write_text(tmp_path / "new.txt", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["new.txt"])
+
+
+def test_remove_stale_temporaries_returns_what_it_removed(tmp_path):
+    stale = tmp_path / _temporary_name("a.json", _dead_pid())
+    stale.write_text("half")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_temporary_names_carry_host_and_pid(tmp_path):
+    seen = []
+    atomic_write(tmp_path / "scan.nii.gz", lambda tmp: (seen.append(tmp.name), tmp.write_text("x")))
+    match = STALE_PATTERN.match(seen[0])
+    assert match is not None and int(match["pid"]) == os.getpid()
+
+
+def test_failure_mid_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
+    target = tmp_path / "series"
+    target.mkdir()
+    (target / "1.dcm").write_text("one")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(src).name.startswith(".series.tmp-"):
+            raise KeyboardInterrupt  # a signal between moving the old folder aside and renaming the new one
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_folder(target) as folder:
+            (folder / "2.dcm").write_text("two")
+    assert [p.name for p in tmp_path.iterdir()] == ["series"]
+    assert [p.name for p in target.iterdir()] == ["1.dcm"]
+
+
+def test_check_writable_refuses_a_path_below_a_file(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(InputError, match=r"cannot write here: .*file\.txt is a file, not a folder"):
+        check_writable(tmp_path / "file.txt" / "sub" / "out.nii.gz")
+    with pytest.raises(InputError, match="cannot write here"):
+        check_writable(Path("/proc/self/out.nii.gz"))
+
+
+def test_check_writable_leaves_nothing_behind(tmp_path):
+    check_writable(tmp_path / "new" / "deeper" / "out.nii.gz")
+    check_writable(tmp_path)
     assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ from pydicom.uid import SegmentationStorage
 
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.dicom import read_dicom_series
-from pancreas_seg.io.dicom_seg import read_dicom_seg, source_slices, write_dicom_seg
+from pancreas_seg.io.dicom_seg import check_seg_source, read_dicom_seg, source_slices, write_dicom_seg
 from pancreas_seg.io.dicom_write import write_dicom_series
 
 DCMQI = "dcmqi_ct_3slice"
@@ -120,3 +120,80 @@ def test_our_seg_round_trips_on_the_dcmqi_series(dcmqi, tmp_path):
     assert referenced == sources and len(sources) == 3
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == pydicom.dcmread(
         next(slices.iterdir()), stop_before_pixels=True).SeriesInstanceUID
+
+
+# --- source preconditions, checked before prediction ---------------------------------
+
+
+def _series_with(tmp_path: Path, helpers, edit=None, **kwargs) -> Path:
+    """A 3-slice series whose headers ``edit(ds)`` changed, file by file."""
+    folder = tmp_path / "s"
+    for path in write_dicom_series(helpers.ct_scan(shape=(3, 8, 10)), folder, patient_id="P", **kwargs):
+        if edit is not None:
+            ds = pydicom.dcmread(path)
+            edit(ds)
+            ds.save_as(path)
+    return folder
+
+
+def _delete(*keywords):
+    def edit(ds):
+        for keyword in keywords:
+            delattr(ds, keyword)
+    return edit
+
+
+def test_absent_type2_attributes_are_written_empty(tmp_path, helpers):
+    folder = _series_with(tmp_path, helpers, _delete("PatientName", "PatientID", "StudyDate", "StudyTime"))
+    source = check_seg_source(folder)
+    mask = _slice_coded_mask((3, 8, 10))
+    path = write_dicom_seg(mask, source, tmp_path / "seg.dcm")
+    seg = pydicom.dcmread(path)
+    assert seg.PatientName == "" and seg.PatientID == "" and seg.StudyDate == ""
+    np.testing.assert_array_equal(read_dicom_seg(path, folder), mask)
+    assert "PatientName" not in pydicom.dcmread(next(folder.iterdir()))  # the source files are untouched
+
+
+@pytest.mark.parametrize("edit, words", [
+    (_delete("FrameOfReferenceUID"), "FrameOfReferenceUID missing or empty"),
+    (lambda ds: setattr(ds, "StudyInstanceUID", ""), "StudyInstanceUID missing or empty"),
+    (lambda ds: setattr(ds, "PatientName", "A^B\\C^D"), "PatientName 'A^B\\C^D' has 2 values"),
+    (lambda ds: setattr(ds, "StudyDate", "2020-13-45"), "StudyDate '2020-13-45' is not a valid DICOM DA value"),
+    (lambda ds: setattr(ds, "StudyTime", "25:99"), "StudyTime '25:99' is not a valid DICOM TM value"),
+], ids=["no-frame-of-reference", "empty-study-uid", "two-patient-names", "bad-study-date", "bad-study-time"])
+def test_unfit_source_is_refused_before_prediction_naming_file_and_attribute(tmp_path, helpers, edit, words):
+    folder = _series_with(tmp_path, helpers, edit)
+    with pytest.raises(InputError) as info:
+        check_seg_source(folder)
+    assert words in str(info.value)
+    assert info.value.path is not None and Path(info.value.path).parent == folder
+    with pytest.raises(InputError, match=re.escape(words)):  # the writer checks the same
+        write_dicom_seg(np.zeros((3, 8, 10), np.uint8), folder, tmp_path / "seg.dcm")
+    assert not (tmp_path / "seg.dcm").exists()
+
+
+def test_series_prefix_resolves_to_the_exact_uid(tmp_path, helpers):
+    folder = tmp_path / "two"
+    write_dicom_series(helpers.ct_scan(shape=(3, 8, 10)), folder / "a", patient_id="P", series_uid="1.2.826.0.1.77")
+    write_dicom_series(helpers.ct_scan(shape=(2, 8, 10)), folder / "b", patient_id="P", series_uid="1.2.826.0.1.88")
+    source = check_seg_source(folder, "1.2.826.0.1.7")
+    assert source.series.uid == "1.2.826.0.1.77" and len(source.headers) == 3
+    mask = _slice_coded_mask((3, 8, 10))
+    path = write_dicom_seg(mask, folder, tmp_path / "seg.dcm", series="1.2.826.0.1.7")
+    assert pydicom.dcmread(path).ReferencedSeriesSequence[0].SeriesInstanceUID == "1.2.826.0.1.77"
+    np.testing.assert_array_equal(read_dicom_seg(path, folder, series="1.2.826.0.1.7"), mask)
+    with pytest.raises(InputError, match="matches several series"):
+        check_seg_source(folder, "1.2.826")
+
+
+def test_empty_frames_are_omitted_and_an_empty_mask_keeps_every_frame(tmp_path, helpers):
+    folder = _series_with(tmp_path, helpers)
+    partial = np.zeros((3, 8, 10), np.uint8)
+    partial[1, 2:4, 3:5] = 1
+    path = write_dicom_seg(partial, folder, tmp_path / "partial.dcm")
+    assert int(pydicom.dcmread(path).NumberOfFrames) == 1
+    np.testing.assert_array_equal(read_dicom_seg(path, folder), partial)
+    empty = np.zeros((3, 8, 10), np.uint8)
+    path = write_dicom_seg(empty, folder, tmp_path / "empty.dcm")
+    assert int(pydicom.dcmread(path).NumberOfFrames) == 3  # DICOM needs a frame; all reference the series
+    np.testing.assert_array_equal(read_dicom_seg(path, folder), empty)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import struct
 
 import nibabel as nib
 import numpy as np
@@ -202,7 +203,32 @@ def _label_negative(tmp_path):
     return tmp_path / "seg.nii", "outside [0, 255]", {"kind": "label"}
 
 
-BAD_INPUTS = [_nan, _inf, _truncated_gz, _truncated_nii, _not_nifti, _gz_of_garbage, _missing, _four_volumes, _two_d,
+SROW_OFFSET = {"x": 280, "y": 296, "z": 312}  # bytes: NIfTI-1 header fields srow_x/y/z, 4 float32 each
+
+
+def _with_srow(tmp_path, axis: str, row: tuple[float, ...]) -> Path:
+    """A NIfTI file whose sform (code 1, no qform) has ``row`` as its ``srow_<axis>``, patched in the bytes:
+    nibabel itself refuses to build such an image."""
+    path = tmp_path / "singular.nii"
+    image = nib.Nifti1Image(np.zeros((3, 3, 3), dtype=np.int16), np.eye(4))
+    image.set_sform(np.eye(4), code=1)
+    image.set_qform(None, code=0)
+    nib.save(image, path)
+    raw = bytearray(path.read_bytes())
+    struct.pack_into("<4f", raw, SROW_OFFSET[axis], *row)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _zero_affine_column(tmp_path):
+    return _with_srow(tmp_path, "y", (0.0, 0.0, 0.0, 5.0)), "singular affine", {}
+
+
+def _non_finite_affine(tmp_path):
+    return _with_srow(tmp_path, "x", (float("nan"), 0.0, 0.0, 0.0)), "singular affine with non-finite", {}
+
+
+BAD_INPUTS = [_zero_affine_column, _non_finite_affine, _nan, _inf, _truncated_gz, _truncated_nii, _not_nifti, _gz_of_garbage, _missing, _four_volumes, _two_d,
               _label_fraction, _label_too_big, _label_negative]
 
 

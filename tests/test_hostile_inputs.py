@@ -1,0 +1,50 @@
+"""Every file of pydicom's bundled test corpus, alone in a folder, through ``pancreas-seg convert-dicom``.
+
+Odd, broken and exotic DICOM (multi-frame, colour, SEG, RT, big endian, deflated, cut files, every
+compression) must end in a NIfTI that loads (exit 0) or one ``error:`` line (exit 2): never an
+uncaught exception, never a file or temporary left behind by a failure.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file, get_testdata_files
+
+from pancreas_seg.cli import EXIT_USER_ERROR, main
+from pancreas_seg.io.dicom import read_dicom_series
+from pancreas_seg.io.dicom_write import write_dicom_series
+from pancreas_seg.io.nifti import read_nifti
+from pancreas_seg.io.scan import Scan
+
+CORPUS = sorted(path for path in get_testdata_files() if Path(path).is_file())  # local only: nothing is fetched
+
+
+@pytest.mark.parametrize("source", CORPUS, ids=[Path(path).name for path in CORPUS])
+def test_convert_dicom_never_crashes_on_the_pydicom_corpus(tmp_path, capsys, source):
+    folder, out_dir = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    out_dir.mkdir()
+    shutil.copy(source, folder)
+    out = out_dir / "scan.nii.gz"
+    code = main(["convert-dicom", str(folder), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code in (0, EXIT_USER_ERROR), err
+    assert "Traceback" not in err
+    if code == 0:
+        assert [p.name for p in out_dir.iterdir()] == ["scan.nii.gz"]
+        assert read_nifti(out).array.ndim == 3
+    else:
+        assert [line for line in err.splitlines() if line.startswith("error: ")], err
+        assert list(out_dir.iterdir()) == []
+
+
+def test_a_dataset_without_sop_class_or_pixels_does_not_block_its_series(tmp_path):
+    """Found by the corpus: such a stray file (private data) used to fail the whole folder as "corrupt"."""
+    array = np.arange(3 * 8 * 10, dtype=np.int16).reshape(3, 8, 10) - 1000
+    scan = Scan(array=array, affine=np.diag([-0.8, -0.8, 2.0, 1.0]), modality="CT", source={})
+    write_dicom_series(scan, tmp_path / "series", patient_id="P")
+    shutil.copy(get_testdata_file("nested_priv_SQ.dcm"), tmp_path / "series")
+    np.testing.assert_array_equal(read_dicom_series(tmp_path / "series").array, scan.array)
