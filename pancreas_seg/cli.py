@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, PRESETS
 from pancreas_seg.errors import PancreasSegError, UsageError
+from pancreas_seg.io.atomic import check_writable
 from pancreas_seg.vocabulary import LOSS_NAMES, MODALITIES, SCAN_MODELS
 
 EXIT_USER_ERROR = 2
@@ -87,7 +88,6 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def _convert_dicom(args: argparse.Namespace) -> int:
-    from pancreas_seg.io.atomic import check_writable
     from pancreas_seg.io.dicom import read_dicom_series
     from pancreas_seg.io.nifti import NIFTI_SUFFIXES, split_nifti_name, write_nifti
 
@@ -138,6 +138,7 @@ def _train(args: argparse.Namespace) -> int:
             config = apply_overrides(config, [f"train.loss={args.loss}"])
     except ValueError as err:
         raise UsageError(str(err)) from None
+    check_writable(args.out)
     store = CaseStore(args.data) if args.data else builtin.ensure_store(config.data.modality, config.data.builtin_set)
     try:
         fold = select_fold(store_folds(store, config.data), args.fold)
@@ -193,7 +194,7 @@ def _predict(args: argparse.Namespace) -> int:
         plan = [(items[0], predict.OutputPaths.beside(args.output))]
         if args.dicom_seg and items[0].kind != "dicom":
             raise UsageError(f"--dicom-seg needs a DICOM input series; {args.input} is NIfTI")
-    predict.check_outputs_spare_inputs(plan)
+    predict.check_outputs(plan)
     models = inference.load_models(args.model)
     if not batch:
         item, paths = plan[0]
@@ -251,6 +252,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> Command:
 def _evaluate(args: argparse.Namespace) -> int:
     from pancreas_seg.evaluate import evaluate, format_table, write_results
 
+    if args.output is not None:
+        check_writable(args.output)
     result = evaluate(args.pred, args.gt, labels=args.label, pred_labels=args.pred_label, progress=not args.quiet)
     print(format_table(result))
     if args.output is not None:

@@ -24,9 +24,9 @@ from tqdm import tqdm
 from pancreas_seg import __version__
 from pancreas_seg.errors import InputError, PancreasSegError, one_line
 from pancreas_seg.inference import LoadedModel, Prediction, PredictOptions, predict_scan, timed
-from pancreas_seg.io.atomic import atomic_write, atomic_write_many
+from pancreas_seg.io.atomic import atomic_write, atomic_write_many, check_writable
 from pancreas_seg.io.dicom import list_series, read_dicom_series
-from pancreas_seg.io.dicom_seg import write_dicom_seg
+from pancreas_seg.io.dicom_seg import SegSource, check_seg_source, write_dicom_seg
 from pancreas_seg.io.nifti import NIFTI_SUFFIXES, nifti_case_id, read_nifti, split_nifti_name, write_nifti
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.metrics import ABNORMAL_SHAPE_CHANGE_MM
@@ -196,12 +196,15 @@ class OutputPaths:
         return self.mask, self.probability, self.report, self.qc, self.dicom_seg
 
 
-def check_outputs_spare_inputs(plan: Sequence[tuple[ScanInput, OutputPaths]]) -> None:
-    """Refuse, before anything is written, outputs that would replace an input scan.
+def check_outputs(plan: Sequence[tuple[ScanInput, OutputPaths]]) -> None:
+    """Refuse, before any scan is read, outputs that cannot be written or would replace an input scan.
 
     Raises:
-        InputError: naming the output and the input it would overwrite.
+        InputError: naming the output and the reason (its folder cannot be written, or the input
+            it would overwrite).
     """
+    for folder in sorted({paths.mask.parent for _, paths in plan}):
+        check_writable(folder)
     inputs = {item.path.resolve(): item.path for item, _ in plan}
     for _, paths in plan:
         for output in paths.files():
@@ -294,18 +297,21 @@ def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedMod
 
     Raises:
         InputError: unreadable scan, modality mismatch, intensities unlike the modality (NIfTI
-            without ``options.modality``), DICOM SEG asked for a NIfTI input. Nothing is written then.
+            without ``options.modality``), DICOM SEG asked for a NIfTI input or a series a SEG
+            cannot be derived from (checked before the prediction). Nothing is written then.
     """
     if outputs.dicom_seg and item.kind != "dicom":
         raise InputError(item.path, "a DICOM SEG needs a DICOM input series (this input is NIfTI)")
     timings: dict[str, float] = {}
     with timed(timings, "read"):
-        scan = read_input(item, _scan_modality(item, models, options), options.series)
+        seg_source = check_seg_source(item.path, options.series) if outputs.dicom_seg else None
+        series = options.series if seg_source is None else seg_source.series.uid
+        scan = read_input(item, _scan_modality(item, models, options), series)
     if item.kind == "nifti" and options.modality is None:
         check_intensities(scan, item.path)
     prediction = predict_scan(scan, models, options, timings)
     write_start = time.perf_counter()
-    failed = _write_optional_outputs(item, scan, prediction, paths, options, outputs)
+    failed = _write_optional_outputs(item, scan, prediction, paths, outputs, seg_source)
     report: dict = {}
 
     def write_report(tmp: Path) -> None:  # last writer: the timings of the others are known
@@ -319,7 +325,7 @@ def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedMod
 
 
 def _write_optional_outputs(item: ScanInput, scan: Scan, prediction: Prediction, paths: OutputPaths,
-                            options: PredictOptions, outputs: OutputOptions) -> dict[str, str]:
+                            outputs: OutputOptions, seg_source: SegSource | None) -> dict[str, str]:
     """Write the optional outputs asked for, each atomically; ``{name: one-line error}`` of those that failed."""
     writers: dict[str, Callable[[Path], object]] = {}
     if outputs.save_probability:
@@ -328,8 +334,7 @@ def _write_optional_outputs(item: ScanInput, scan: Scan, prediction: Prediction,
     if outputs.qc:
         writers["qc"] = lambda tmp: qc_figure(scan.array, prediction.mask, scan.spacing, tmp, title=item.case_id)
     if outputs.dicom_seg:
-        writers["dicom_seg"] = lambda tmp: write_dicom_seg(prediction.mask, item.path, tmp, series=options.series,
-                                                           affine=scan.affine)
+        writers["dicom_seg"] = lambda tmp: write_dicom_seg(prediction.mask, seg_source, tmp, affine=scan.affine)
     failed = {}
     for name, writer in writers.items():
         try:

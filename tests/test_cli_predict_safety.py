@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pydicom
 import pytest
 
 from pancreas_seg import predict
 from pancreas_seg.cli import main
+from pancreas_seg.io.dicom_write import write_dicom_series
 from pancreas_seg.io.nifti import read_nifti, write_nifti
 from pancreas_seg.io.scan import Scan
 from tests.test_cli_predict_evaluate import AFFINE, ct_scan, one_error_line
@@ -121,3 +123,44 @@ def test_abnormal_shape_changes_are_located_in_world_mm():
     affine = np.diag([-1.0, -1.0, 2.0, 1.0])
     affine[2, 3] = -30.0
     assert abnormal_changes_mm(mask, affine) == pytest.approx([-24.0])
+
+
+def test_a_series_no_seg_can_be_made_from_is_refused_before_predicting(tmp_path, runs, capsys, monkeypatch):
+    series = tmp_path / "series"
+    write_dicom_series(ct_scan(), series, patient_id="P1")
+    for path in series.iterdir():
+        dataset = pydicom.dcmread(path)
+        dataset.StudyDate = "20201345"  # month 13
+        dataset.save_as(path)
+    monkeypatch.setattr(predict, "predict_scan", None)  # would fail loudly if the model ever ran
+    rc = main(["predict", str(series), "-o", str(tmp_path / "out" / "p.nii.gz"), "--model", str(runs["identity"]),
+               "--dicom-seg"])
+    assert rc == 2 and "StudyDate" in one_error_line(capsys)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_series_prefix_is_resolved_once_for_reading_and_the_seg(tmp_path, runs, capsys):
+    series = tmp_path / "series"
+    write_dicom_series(ct_scan(), series, patient_id="P1")
+    uid = str(pydicom.dcmread(next(series.iterdir())).SeriesInstanceUID)
+    out = tmp_path / "out" / "p.nii.gz"
+    rc = main(["predict", str(series), "-o", str(out), "--model", str(runs["identity"]), "--dicom-seg",
+               "--series", uid[:12]])
+    assert rc == 0, capsys.readouterr().err
+    seg = pydicom.dcmread(tmp_path / "out" / "p_seg.dcm")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "train"])
+def test_an_output_that_cannot_be_written_fails_first(tmp_path, runs, capsys, command):
+    write_nifti(ct_scan(), tmp_path / "ct.nii.gz")
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    out = tmp_path / "blocker" / "out"
+    args = {"predict": ["predict", str(tmp_path / "ct.nii.gz"), "-o", str(out / "p.nii.gz"), "--model",
+                        str(runs["identity"])],
+            "evaluate": ["evaluate", "--pred", str(tmp_path / "ct.nii.gz"), "--gt", str(tmp_path / "missing.nii.gz"),
+                         "-o", str(out)],
+            "train": ["train", "--preset", "testing", "--data", str(tmp_path / "no_store"), "-o", str(out)]}[command]
+    rc = main(args)
+    line = one_error_line(capsys)
+    assert rc == 2 and "cannot write here" in line, line  # before the model, the files or the store are read

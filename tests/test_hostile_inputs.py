@@ -48,3 +48,26 @@ def test_a_dataset_without_sop_class_or_pixels_does_not_block_its_series(tmp_pat
     write_dicom_series(scan, tmp_path / "series", patient_id="P")
     shutil.copy(get_testdata_file("nested_priv_SQ.dcm"), tmp_path / "series")
     np.testing.assert_array_equal(read_dicom_series(tmp_path / "series").array, scan.array)
+
+
+@pytest.mark.parametrize("source", CORPUS, ids=[Path(path).name for path in CORPUS])
+def test_predict_never_crashes_on_the_pydicom_corpus(tmp_path, capsys, runs, source):
+    """The same corpus through ``predict`` with a tiny model and every optional output: exit 0 with
+    all outputs, 2 with one line and nothing written, or 1 with the mask kept and the failed
+    optional outputs named; a hang would show as the suite timing out."""
+    folder, out_dir = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    out_dir.mkdir()
+    shutil.copy(source, folder)
+    code = main(["predict", str(folder), "-o", str(out_dir / "scan.nii.gz"), "--model", str(runs["tiny"]),
+                 "--modality", "CT", "--qc", "--save-probability", "--dicom-seg"])
+    err = capsys.readouterr().err
+    assert code in (0, 1, EXIT_USER_ERROR), err
+    assert "Traceback" not in err
+    written = sorted(p.name for p in out_dir.iterdir())
+    assert not [name for name in written if name.startswith(".")], written  # no temporaries
+    if code == EXIT_USER_ERROR:
+        assert [line for line in err.splitlines() if line.startswith("error: ")] and written == [], err
+    else:
+        assert {"scan.nii.gz", "scan.json"} <= set(written)
+        assert read_nifti(out_dir / "scan.nii.gz", kind="label").array.ndim == 3

@@ -124,7 +124,7 @@ def check_writable(path: str | os.PathLike) -> None:
     Raises:
         InputError: ``"<path>: cannot write here: <reason>"``.
     """
-    path = Path(path)
+    path = Path(path).absolute()
     existing = next(parent for parent in path.parents if parent.exists() or parent == Path(parent.anchor))
     if not existing.is_dir():
         raise InputError(path, f"cannot write here: {existing} is a file, not a folder")
