@@ -1,4 +1,5 @@
-"""Segmentation losses (paper Sec. III-C, Eq. 11-15; Table I): Jaccard (JAC), CE and HED's CBCE.
+"""Segmentation losses (paper Sec. III-C, Eq. 11-15; Table I): Jaccard (JAC), CE and HED's CBCE,
+and :class:`BinaryDice`, the DSC of Ŷ monitored in training for model selection (Sec. IV-A).
 
 Every loss takes ``y_true`` (binary mask, float {0, 1}) and ``y_pred`` (probabilities in [0, 1]) of
 the same shape ``[B, H, W, 1]`` or ``[B, T, H, W, 1]`` float32 and returns per-sample values ``[B]``
@@ -134,3 +135,30 @@ def deep_supervision_targets(model: keras.Model, mask):
     if isinstance(model.output, dict):
         return {name: mask for name in model.output}
     return mask
+
+
+@keras.saving.register_keras_serializable(package="pancreas_seg")
+class BinaryDice(keras.metrics.Metric):
+    """DSC of the thresholded prediction, pooled over all pixels seen (Sec. IV-A)."""
+
+    def __init__(self, threshold: float = 0.5, name: str = "dice", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.threshold = threshold
+        self.intersection = self.add_variable(shape=(), initializer="zeros", name="intersection")
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth = keras.ops.cast(y_true > 0.5, "float32")
+        pred = keras.ops.cast(y_pred > self.threshold, "float32")
+        self.intersection.assign_add(keras.ops.sum(truth * pred))
+        self.total.assign_add(keras.ops.sum(truth) + keras.ops.sum(pred))
+
+    def result(self):
+        return keras.ops.where(self.total > 0, 2.0 * self.intersection / keras.ops.maximum(self.total, 1.0), 1.0)
+
+    def reset_state(self):
+        self.intersection.assign(0.0)
+        self.total.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}

@@ -27,7 +27,8 @@ from pancreas_seg.inference import LoadedModel, Prediction, PredictOptions, pred
 from pancreas_seg.io.atomic import atomic_write, atomic_write_many, check_writable
 from pancreas_seg.io.dicom import list_series, read_dicom_series
 from pancreas_seg.io.dicom_seg import SegSource, check_seg_source, write_dicom_seg
-from pancreas_seg.io.nifti import NIFTI_SUFFIXES, nifti_case_id, read_nifti, split_nifti_name, write_nifti
+from pancreas_seg.io.nifti import (NIFTI_SUFFIXES, XFORM_CODE_FIELDS, nifti_case_id, read_nifti, split_nifti_name,
+                                   write_nifti)
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.metrics import ABNORMAL_SHAPE_CHANGE_MM
 from pancreas_seg.metrics import volume_ml as volume_of
@@ -319,9 +320,14 @@ def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedMod
         report.update(build_report(item, scan, prediction, models, options, outputs, paths, failed))
         tmp.write_text(json.dumps(report, indent=2) + "\n")
 
-    mask = Scan(prediction.mask, scan.affine, scan.modality)
+    mask = Scan(prediction.mask, scan.affine, scan.modality, _same_coordinates(scan))
     atomic_write_many({paths.mask: lambda tmp: write_nifti(mask, tmp, dtype=np.uint8), paths.report: write_report})
     return report
+
+
+def _same_coordinates(scan: Scan) -> dict[str, str]:
+    """The NIfTI transform codes of the input, for outputs on its grid (none for DICOM: scanner)."""
+    return {name: scan.source[name] for name in XFORM_CODE_FIELDS if name in scan.source}
 
 
 def _write_optional_outputs(item: ScanInput, scan: Scan, prediction: Prediction, paths: OutputPaths,
@@ -329,7 +335,7 @@ def _write_optional_outputs(item: ScanInput, scan: Scan, prediction: Prediction,
     """Write the optional outputs asked for, each atomically; ``{name: one-line error}`` of those that failed."""
     writers: dict[str, Callable[[Path], object]] = {}
     if outputs.save_probability:
-        probability = Scan(prediction.probability, scan.affine, scan.modality)
+        probability = Scan(prediction.probability, scan.affine, scan.modality, _same_coordinates(scan))
         writers["probability"] = lambda tmp: write_nifti(probability, tmp, dtype=np.float32)
     if outputs.qc:
         writers["qc"] = lambda tmp: qc_figure(scan.array, prediction.mask, scan.spacing, tmp, title=item.case_id)

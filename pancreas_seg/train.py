@@ -38,7 +38,7 @@ from pancreas_seg.data.splits import Fold
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json
-from pancreas_seg.losses import deep_supervision_losses, deep_supervision_targets
+from pancreas_seg.losses import BinaryDice, deep_supervision_losses, deep_supervision_targets
 from pancreas_seg.models.birnn import build_cnn_rnn, set_cnn_trainable
 from pancreas_seg.models.build import build_model, default_jit_compile, transfer_weights
 from pancreas_seg.run_folder import (BACKUP_DIR, BEST_NAME, HISTORY_NAME, LAST_NAME, TENSORBOARD_DIR, RunFolder,
@@ -48,33 +48,6 @@ from pancreas_seg.vocabulary import BASE_CNN, DISTRIBUTE_MODES, OPTIMIZER_NAMES,
 log = logging.getLogger(__name__)
 
 FUSED = "fused"
-
-
-@keras.saving.register_keras_serializable(package="pancreas_seg")
-class BinaryDice(keras.metrics.Metric):
-    """DSC of the thresholded prediction, pooled over all pixels seen (Sec. IV-A)."""
-
-    def __init__(self, threshold: float = 0.5, name: str = "dice", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.threshold = threshold
-        self.intersection = self.add_variable(shape=(), initializer="zeros", name="intersection")
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        truth = keras.ops.cast(y_true > 0.5, "float32")
-        pred = keras.ops.cast(y_pred > self.threshold, "float32")
-        self.intersection.assign_add(keras.ops.sum(truth * pred))
-        self.total.assign_add(keras.ops.sum(truth) + keras.ops.sum(pred))
-
-    def result(self):
-        return keras.ops.where(self.total > 0, 2.0 * self.intersection / keras.ops.maximum(self.total, 1.0), 1.0)
-
-    def reset_state(self):
-        self.intersection.assign(0.0)
-        self.total.assign(0.0)
-
-    def get_config(self):
-        return {**super().get_config(), "threshold": self.threshold}
 
 
 @dataclass

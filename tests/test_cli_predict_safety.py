@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
@@ -164,3 +165,15 @@ def test_an_output_that_cannot_be_written_fails_first(tmp_path, runs, capsys, co
     rc = main(args)
     line = one_error_line(capsys)
     assert rc == 2 and "cannot write here" in line, line  # before the model, the files or the store are read
+
+
+def test_an_input_without_a_transform_keeps_its_codes(tmp_path, runs, capsys):
+    image = nib.Nifti1Image(ct_scan().array.transpose(2, 1, 0), None)  # no sform, no qform: codes 0
+    image.header.set_zooms((0.8, 0.6, 2.0))
+    nib.save(image, tmp_path / "raw.nii.gz")
+    assert main(["predict", str(tmp_path / "raw.nii.gz"), "-o", str(tmp_path / "p.nii.gz"), "--model",
+                 str(runs["identity"]), "--save-probability"]) == 0
+    for name in ("p.nii.gz", "p_prob.nii.gz"):
+        header = nib.load(tmp_path / name).header
+        assert (int(header["sform_code"]), int(header["qform_code"])) == (0, 0), name
+        np.testing.assert_allclose(nib.load(tmp_path / name).affine, nib.load(tmp_path / "raw.nii.gz").affine)

@@ -1,10 +1,16 @@
 """Losses (Sec. III-C): Eq. 14 value, Eq. 15 gradient, finite differences, CE/CBCE golden values, empty slices."""
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 
 from pancreas_seg.config import ModelConfig
-from pancreas_seg.losses import (LOSSES, batch_jaccard_loss, class_balanced_cross_entropy, cross_entropy,
+from pancreas_seg.losses import (LOSSES, BinaryDice, batch_jaccard_loss, class_balanced_cross_entropy, cross_entropy,
                                  deep_supervision_losses, get_loss, jaccard_loss)
 from pancreas_seg.models.build import build_model
 
@@ -121,3 +127,20 @@ def test_compiled_model_reloads(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)  # compile=True resolves the registered losses
     assert loaded.compiled
+
+
+def test_import_pancreas_seg_is_enough_to_load_a_saved_model(tmp_path):
+    """A fresh interpreter: only ``import pancreas_seg``, then Keras's own loader, safe mode on."""
+    from pancreas_seg.config import preset
+    from pancreas_seg.models.build import build_model
+
+    config = preset("testing")
+    model = build_model(replace(config.model, name="cnn_rnn"), config.data.input_size)
+    model.compile(optimizer="adam", loss=deep_supervision_losses(model, "jac"), metrics=[BinaryDice()])
+    model.save(tmp_path / "m.keras")
+    script = ("import keras, pancreas_seg, sys; "
+              "m = keras.saving.load_model(sys.argv[1], safe_mode=True); print(type(m).__name__, m.compiled)")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.keras")], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["Functional", "True"]

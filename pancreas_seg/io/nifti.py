@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 KINDS = ("image", "label")
 XFORM_SCANNER = 1  # NIfTI qform/sform code "scanner anatomical"
+XFORM_CODE_FIELDS = ("sform_code", "qform_code")
 LABEL_INTEGRAL_TOL = 1e-3  # label values stored as floats may be this far from an integer
 LABEL_MAX = 255  # labels are read as uint8
 INT16 = np.iinfo(np.int16)  # integral CT values fitting it are read as int16
@@ -58,7 +59,8 @@ def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image
             data and all MRI data float32; ``"label"``: values rounded to uint8.
 
     Returns:
-        Scan with ``source = {"path": ..., "kind": kind}``.
+        Scan with ``source = {"path": ..., "kind": kind, "sform_code": ..., "qform_code": ...}``
+        (the header's codes, so outputs on its grid can say the same of their coordinates).
 
     Raises:
         InputError: missing, unreadable, truncated or not NIfTI; not 3D; a singular
@@ -101,7 +103,8 @@ def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image
         array = array.astype(np.int16, copy=False)
     elif array.dtype != np.float32:
         array = array.astype(np.float32)
-    return Scan(array=array, affine=affine, modality=modality, source={"path": str(path), "kind": kind})
+    codes = {name: str(int(header[name])) for name in XFORM_CODE_FIELDS}
+    return Scan(array=array, affine=affine, modality=modality, source={"path": str(path), "kind": kind, **codes})
 
 
 def _check_affine(path: Path, affine: np.ndarray) -> None:
@@ -142,8 +145,9 @@ def _storable(array: np.ndarray, dtype) -> np.ndarray:
 def write_nifti(scan: Scan, path: str | os.PathLike, dtype=None) -> Path:
     """Write a Scan as NIfTI-1, atomically (temporary file in the same folder, then ``os.replace``).
 
-    Both sform and qform are set from ``scan.affine`` with code 1 (scanner); the
-    array ``[Z, Y, X]`` is stored ``[X, Y, Z]`` without intensity scaling.
+    Both sform and qform are set from ``scan.affine`` with the codes in ``scan.source``
+    (``sform_code``, ``qform_code``: a volume on a NIfTI input's grid keeps that input's), code 1
+    (scanner) when absent; the array ``[Z, Y, X]`` is stored ``[X, Y, Z]`` without intensity scaling.
 
     Args:
         scan: the volume.
@@ -158,8 +162,8 @@ def write_nifti(scan: Scan, path: str | os.PathLike, dtype=None) -> Path:
         raise ValueError(f"{path}: NIfTI file name must end with {' or '.join(NIFTI_SUFFIXES)}")
     data = _storable(np.asarray(scan.array).transpose(2, 1, 0), dtype)
     img = nib.Nifti1Image(data, scan.affine)
-    img.set_sform(scan.affine, code=XFORM_SCANNER)
-    img.set_qform(scan.affine, code=XFORM_SCANNER)
+    img.set_sform(scan.affine, code=int(scan.source.get("sform_code", XFORM_SCANNER)))
+    img.set_qform(scan.affine, code=int(scan.source.get("qform_code", XFORM_SCANNER)))
     img.header.set_data_dtype(data.dtype)
     img.header.set_xyzt_units(xyz="mm")
     return atomic_write(path, lambda tmp: nib.save(img, tmp))
