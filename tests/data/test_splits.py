@@ -1,6 +1,10 @@
 import pytest
 
-from pancreas_seg.data.splits import load_folds, make_folds, save_folds
+from pancreas_seg.config import DataConfig
+from pancreas_seg.data.splits import load_folds, make_folds, save_folds, select_fold, store_folds
+from pancreas_seg.data.store import CaseStore
+from pancreas_seg.errors import InputError
+from tests.conftest import blob_case
 
 
 def _patients(n_cases, per_patient=1):
@@ -39,3 +43,15 @@ def test_save_load_round_trip(tmp_path):
 def test_too_few_patients():
     with pytest.raises(ValueError, match="cannot make 4 folds"):
         make_folds(_patients(3), folds=4)
+
+
+def test_a_store_with_too_few_patients_is_refused_naming_it(tmp_path):
+    store = CaseStore.create(tmp_path / "anonymised", "CT")
+    for index in range(4):  # every case anonymised to the same PatientID: one patient
+        case = blob_case(f"CASE_{index}", seed=index)
+        case.scan.source["PatientID"] = "ANON"
+        store.write_case(case)
+    with pytest.raises(InputError, match=r"anonymised: 1 patients cannot make 4 folds .*PatientID"):
+        store_folds(store, DataConfig())
+    with pytest.raises(ValueError, match="fold 4 does not exist; folds are 0..3"):
+        select_fold(make_folds({f"c{i}": f"p{i}" for i in range(4)}), 4)
