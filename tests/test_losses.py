@@ -129,8 +129,8 @@ def test_compiled_model_reloads(tmp_path):
     assert loaded.compiled
 
 
-def test_import_pancreas_seg_is_enough_to_load_a_saved_model(tmp_path):
-    """A fresh interpreter: only ``import pancreas_seg``, then Keras's own loader, safe mode on."""
+def test_importing_the_models_is_enough_to_load_a_saved_model(tmp_path):
+    """A fresh interpreter: only ``import pancreas_seg.models``, then Keras's own loader, safe mode on."""
     from pancreas_seg.config import preset
     from pancreas_seg.models.build import build_model
 
@@ -138,7 +138,7 @@ def test_import_pancreas_seg_is_enough_to_load_a_saved_model(tmp_path):
     model = build_model(replace(config.model, name="cnn_rnn"), config.data.input_size)
     model.compile(optimizer="adam", loss=deep_supervision_losses(model, "jac"), metrics=[BinaryDice()])
     model.save(tmp_path / "m.keras")
-    script = ("import keras, pancreas_seg, sys; "
+    script = ("import keras, pancreas_seg.models, sys; "
               "m = keras.saving.load_model(sys.argv[1], safe_mode=True); print(type(m).__name__, m.compiled)")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.keras")], capture_output=True, text=True,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
