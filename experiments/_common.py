@@ -27,7 +27,9 @@ log = logging.getLogger("experiments")
 
 PUBLIC_PRESETS = ("quick", "paper")  # shown in --help; "testing" (seconds, tiny data) is for the test suite
 DEFAULT_OUT = Path("runs/experiments")
-DEFAULT_FIGURES = Path("figures")
+COMMITTED_FIGURES = Path("figures")  # the tables and figures the repository ships
+SCRATCH_FIGURES = Path("runs/figures")  # any other run: a partial one never replaces a shipped table
+COMMITTED_PRESET = "quick"  # the preset the shipped tables come from
 
 EPILOG = """\
 presets:
@@ -68,8 +70,10 @@ def build_parser(description: str, quick_time: str, default_modalities: Sequence
                         help="config overrides for every model, e.g. train.epochs_full=10")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"cache of trained models and predictions (default: {DEFAULT_OUT})")
-    parser.add_argument("--figures", type=Path, default=DEFAULT_FIGURES,
-                        help=f"where tables and figures are written (default: {DEFAULT_FIGURES}/)")
+    parser.add_argument("--figures", type=Path,
+                        help=f"where tables and figures are written (default: {COMMITTED_FIGURES}/ for a run of "
+                             f"what the repository ships: built-in data, --modality both, all folds, preset "
+                             f"{COMMITTED_PRESET}, no --set; {SCRATCH_FIGURES}/ for any other run)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -145,6 +149,16 @@ def _modalities(args: argparse.Namespace, default: Sequence[str]) -> list[str]:
     return [modality_name(args.modality or "ct")]
 
 
+def figures_folder(args: argparse.Namespace) -> Path:
+    """``--figures``, else :data:`COMMITTED_FIGURES` for a run that recomputes a shipped table whole
+    and :data:`SCRATCH_FIGURES` for any other (fewer modalities or folds, other data, preset or config)."""
+    if args.figures is not None:
+        return args.figures
+    whole = (args.data is None and args.modality == "both" and args.folds is None and not args.set
+             and args.preset == COMMITTED_PRESET)
+    return COMMITTED_FIGURES if whole else SCRATCH_FIGURES
+
+
 def run_script(script_file: str, description: str, body: Callable[[Context], list[Path]],
                argv: Sequence[str] | None, default_modalities: Sequence[str] = ("ct", "mri"),
                quick_time: str = "time not yet measured") -> int:
@@ -154,6 +168,7 @@ def run_script(script_file: str, description: str, body: Callable[[Context], lis
     setup_logging(args.verbose)
 
     def go() -> int:
+        args.figures = figures_folder(args)
         context = Context(Path(script_file).stem, args, _modalities(args, default_modalities))
         for path in body(context):
             print(path)

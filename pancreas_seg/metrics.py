@@ -36,7 +36,7 @@ so the abnormal-change detector (:func:`abnormal_shape_changes`, 0.5 mm) uses it
 Edge cases (``pred`` = Ŷ, ``gt`` = Y):
 
 =================  =====  =====  =========  ======  ==================  =====
-case               DSC    JI     precision  recall  AVD / HD95 / ASSD   RVE
+case               DSC    JI     precision  recall  AVDs / HD95 / ASSD  RVE
 =================  =====  =====  =========  ======  ==================  =====
 both empty         1.0    1.0    1.0        1.0     0.0                 0.0
 pred empty only    0.0    0.0    nan        0.0     nan                 -1.0
@@ -62,8 +62,8 @@ HD_PERCENTILE = 95.0  # %, HD95
 ABNORMAL_SHAPE_CHANGE_MM = 0.5  # mm, AVD between neighbouring CT slices above which a change is abnormal (Sec. IV-D)
 _FACE_CONNECTIVITY = 1  # scipy connectivity 1 = face neighbours only: 6 in 3D, 4 in 2D
 
-METRIC_KEYS = ("DSC", "JI", "precision", "recall", "AVD_mm", "HD95_mm", "ASSD_mm",
-               "volume_pred_ml", "volume_gt_ml", "RVE")
+METRIC_KEYS = ("DSC", "JI", "precision", "recall", "AVD_pointset_mm", "AVD_mm", "HD95_mm", "ASSD_mm",
+               "volume_pred_ml", "volume_gt_ml", "RVE")  # AVD_mm: the surface version
 
 
 # ---------------------------------------------------------------------------
@@ -286,8 +286,9 @@ def case_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]) -> 
         spacing: ``(z, y, x)`` mm.
 
     Returns:
-        DSC, JI, precision, recall as fractions in [0, 1]; AVD_mm, HD95_mm,
-        ASSD_mm in mm; volume_pred_ml, volume_gt_ml in mL; RVE as a fraction.
+        DSC, JI, precision, recall as fractions in [0, 1]; AVD_pointset_mm (all voxels),
+        AVD_mm (surfaces), HD95_mm, ASSD_mm in mm; volume_pred_ml, volume_gt_ml in mL; RVE as
+        a fraction.
         Edge cases follow the table in the module docstring.
     """
     pred, gt = _check_pair(pred, gt)
@@ -304,6 +305,7 @@ def case_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]) -> 
         "JI": _ratio(tp, n_pred + n_gt - tp, True),
         "precision": _ratio(tp, n_pred, n_gt == 0),
         "recall": _ratio(tp, n_gt, n_pred == 0),
+        "AVD_pointset_mm": pointset_avd(pred, gt, spacing),
         "AVD_mm": dist.avd,
         "HD95_mm": dist.hd95,
         "ASSD_mm": dist.assd,

@@ -21,7 +21,7 @@ from pancreas_seg import metrics as M
 #   Every pixel of a 2-row block is surface (each touches row 2 or the border).
 #   pred -> gt: col-0 pixels are one column (0.5 mm) from gt, the other 4 are on
 #   it: [0.5, 0.5, 0, 0, 0, 0], mean 1/6.  gt -> pred: all 0, mean 0.
-#   AVD  = max(1/6, 0) = 1/6 mm
+#   AVD  = max(1/6, 0) = 1/6 mm; the point-set AVD too: every pixel is a surface pixel here
 #   ASSD = (0.5 + 0.5) / (6 + 4) = 0.1 mm
 #   HD95: 10 pooled values, 8 zeros and two 0.5; rank 0.95·9 = 8.55 lies
 #   between sorted[8] = 0.5 and sorted[9] = 0.5 -> 0.5 mm
@@ -33,7 +33,7 @@ GT_2D[0:2, 1:3] = True
 SPACING_2D = (2.0, 0.5)
 GOLDEN_2D = {
     "DSC": 0.8, "JI": 4 / 6, "precision": 4 / 6, "recall": 1.0,
-    "AVD_mm": 1 / 6, "HD95_mm": 0.5, "ASSD_mm": 0.1,
+    "AVD_pointset_mm": 1 / 6, "AVD_mm": 1 / 6, "HD95_mm": 0.5, "ASSD_mm": 0.1,
     "volume_pred_ml": 0.006, "volume_gt_ml": 0.004, "RVE": 0.5,
 }
 
@@ -102,10 +102,10 @@ _EMPTY = np.zeros((4, 4, 4), bool)
 _BLOB = np.zeros((4, 4, 4), bool)
 _BLOB[1:3, 1:3, 1:3] = True  # 8 voxels, spacing (2, 1, 0.5) -> 8 mm³ = 0.008 mL
 EDGE_CASES = {
-    #               DSC  JI   prec recall AVD  HD95 ASSD Vpred  Vgt    RVE
-    "both_empty": ((_EMPTY, _EMPTY), (1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
-    "pred_empty": ((_EMPTY, _BLOB), (0.0, 0.0, NAN, 0.0, NAN, NAN, NAN, 0.0, 0.008, -1.0)),
-    "gt_empty": ((_BLOB, _EMPTY), (0.0, 0.0, 0.0, NAN, NAN, NAN, NAN, 0.008, 0.0, NAN)),
+    #               DSC  JI   prec recall pAVD AVD  HD95 ASSD Vpred  Vgt    RVE
+    "both_empty": ((_EMPTY, _EMPTY), (1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
+    "pred_empty": ((_EMPTY, _BLOB), (0.0, 0.0, NAN, 0.0, NAN, NAN, NAN, NAN, 0.0, 0.008, -1.0)),
+    "gt_empty": ((_BLOB, _EMPTY), (0.0, 0.0, 0.0, NAN, NAN, NAN, NAN, NAN, 0.008, 0.0, NAN)),
 }
 
 
@@ -121,6 +121,7 @@ def test_edge_cases(name):
     # the single-metric functions agree with case_metrics
     singles = {"DSC": M.dice(pred, gt), "JI": M.jaccard(pred, gt),
                "precision": M.precision(pred, gt), "recall": M.recall(pred, gt),
+               "AVD_pointset_mm": M.pointset_avd(pred, gt, (2, 1, 0.5)),
                "AVD_mm": M.avd(pred, gt, (2, 1, 0.5)), "HD95_mm": M.hd95(pred, gt, (2, 1, 0.5)),
                "ASSD_mm": M.assd(pred, gt, (2, 1, 0.5)),
                "RVE": M.relative_volume_error(pred, gt, (2, 1, 0.5))}

@@ -14,7 +14,7 @@ from scipy import stats
 
 from pancreas_seg import metrics
 from pancreas_seg.data.store import CaseStore
-from pancreas_seg.experiment.crossval import CrossValResult
+from pancreas_seg.experiment.crossval import SURFACE_SUFFIX, CrossValResult
 
 FIG5_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))  # Fig. 5: output thresholds 0.05..0.95
 VOLUME_BAND = 0.15  # Fig. 6: ±15 % over-/under-segmentation band
@@ -52,12 +52,16 @@ class InterSliceShare:
         return self.flagged / self.compared if self.compared else math.nan
 
 
+INTERSLICE_SOURCES = ("pred", "gt", f"pred{SURFACE_SUFFIX}", f"gt{SURFACE_SUFFIX}")
+
+
 def interslice_share(result: CrossValResult, source: str = "pred",
                      threshold_mm: float = metrics.ABNORMAL_SHAPE_CHANGE_MM) -> InterSliceShare:
     """Share of neighbouring-slice pairs with an abnormal shape change, AVD > ``threshold_mm``
-    (Sec. IV-D: 0.5 mm for CT), in the predictions (``source="pred"``) or the ground truth (``"gt"``)."""
-    if source not in ("pred", "gt"):
-        raise ValueError(f"source must be 'pred' or 'gt', got {source!r}")
+    (Sec. IV-D: 0.5 mm for CT), in the predictions (``source="pred"``) or the ground truth (``"gt"``)
+    by the point-set AVD, or by the surface AVD (``"pred_surface"``, ``"gt_surface"``)."""
+    if source not in INTERSLICE_SOURCES:
+        raise ValueError(f"source must be one of {INTERSLICE_SOURCES}, got {source!r}")
     values = np.array([v for fold in result.folds for cid in fold.case_ids for v in fold.interslice[cid][source]],
                       dtype=np.float64)
     kept = values[~np.isnan(values)]

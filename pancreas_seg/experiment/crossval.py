@@ -50,7 +50,9 @@ from pancreas_seg.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # bump when the content of test_metrics.json changes (2: evaluate.py's rows and summary)
+SURFACE_SUFFIX = "_surface"  # inter-slice AVDs by the surface measure, beside the point-set ones
+CACHE_FORMAT = 3  # bump when the content of test_metrics.json changes (2: evaluate.py's rows and summary;
+#                   3: point-set AVD per case and between slices, surface AVD beside it)
 MODELS_DIR = "models"
 FOLD_DIR = "fold_{index}"
 PREDICTIONS_FILE = "test_predictions.npz"
@@ -209,17 +211,20 @@ def _score_case(probability: np.ndarray, case: Case, threshold: float) -> tuple[
         threshold: probability threshold of the binary mask (Sec. IV-C).
 
     Returns:
-        ``case_metrics`` (fractions, mm, mL) and ``{"pred": [...], "gt": [...]}``, the in-plane
-        AVD in mm between neighbouring slices of the prediction and of the ground truth
-        (:func:`~pancreas_seg.metrics.interslice_avd`; nan = pair skipped).
+        ``case_metrics`` (fractions, mm, mL) and the in-plane AVD in mm between neighbouring slices
+        of the prediction and of the ground truth: ``"pred"``, ``"gt"`` by the point-set AVD
+        (:func:`~pancreas_seg.metrics.interslice_pointset_avd`, the paper's measure),
+        ``"pred_surface"``, ``"gt_surface"`` by the surface AVD; nan = pair skipped.
     """
     if probability.shape != case.mask.shape:
         raise ValueError(f"case {case.case_id}: probability {probability.shape} is not on the scan grid {case.mask.shape}")
     pred = probability > threshold
     gt = case.mask.astype(bool)
     values = metrics.case_metrics(pred, gt, case.spacing)
-    interslice = {"pred": metrics.interslice_avd(pred, case.spacing).tolist(),
-                  "gt": metrics.interslice_avd(gt, case.spacing).tolist()}
+    interslice = {}
+    for name, mask in (("pred", pred), ("gt", gt)):
+        interslice[name] = metrics.interslice_pointset_avd(mask, case.spacing).tolist()
+        interslice[f"{name}{SURFACE_SUFFIX}"] = metrics.interslice_avd(mask, case.spacing).tolist()
     return values, interslice
 
 

@@ -79,3 +79,18 @@ def test_table3_end_to_end_with_real_training(tiny_store, tmp_path, scripts):
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*.keras")}
     assert scripts["table3_birnn"].main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], "runs/figures"),  # the README's main command: CT only, never over the shipped CT+MRI table
+    (["--modality", "both"], "figures"),
+    (["--modality", "both", "--folds", "0"], "runs/figures"),
+    (["--modality", "both", "--set", "train.epochs_full=1"], "runs/figures"),
+    (["--modality", "both", "--preset", "paper"], "runs/figures"),
+    (["--modality", "both", "--data", "stores/nih"], "runs/figures"),
+    (["--figures", "mine"], "mine"),
+])
+def test_only_a_whole_run_of_the_shipped_configuration_writes_into_figures(scripts, flags, expected):
+    common = importlib.import_module("_common")
+    args = common.build_parser("d", "t", ("ct", "mri")).parse_args(flags)
+    assert common.figures_folder(args) == Path(expected)
