@@ -178,7 +178,7 @@ def describe_devices() -> str:
     if backend == "jax":
         import jax
 
-        devices = jax.devices()
+        devices = jax.local_devices()
         kinds = sorted({device.platform.upper() for device in devices})
         return f"backend jax on {_devices_text('/'.join(kinds), [d.device_kind for d in devices])}"
     return f"backend {backend}"
