@@ -26,6 +26,7 @@ EXIT_SIGNAL_BASE = 128  # the shell's exit code of a process ended by signal N i
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # turned into Interrupted, as Ctrl-C into KeyboardInterrupt
 QUIET_LIBRARIES = ("highdicom",)  # libraries whose INFO logs are noise to our users
 Command = Callable[[argparse.Namespace], int]
+log = logging.getLogger(__name__)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -145,6 +146,10 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(f"--fold: {err}") from None
     result = train(config, args.out, store, fold, progress=not args.quiet)
+    if not result.worker.is_chief:
+        print(f"worker {result.worker.index} of {result.worker.count}: done, weights {result.weights_digest} "
+              f"(the chief wrote {args.out})")
+        return 0
     print(f"{result.model_path}: validation DSC {result.final_dice:.3f} (selected {result.selected_dice})")
     return 0
 
@@ -169,6 +174,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
+    return value
+
+
 def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < 1.0:
@@ -180,6 +192,7 @@ def _predict(args: argparse.Namespace) -> int:
     from pancreas_seg import inference, predict
 
     items, batch = predict.find_inputs(args.input, exclude=args.output)
+    items = _select_part(items, batch, args)
     outputs = predict.OutputOptions(save_probability=args.save_probability, qc=args.qc, dicom_seg=args.dicom_seg)
     options = inference.PredictOptions(batch_size=args.batch_size, threshold=args.threshold, tta=args.tta,
                                        largest_component=args.largest_component, modality=args.modality,
@@ -195,6 +208,7 @@ def _predict(args: argparse.Namespace) -> int:
         if args.dicom_seg and items[0].kind != "dicom":
             raise UsageError(f"--dicom-seg needs a DICOM input series; {args.input} is NIfTI")
     predict.check_outputs(plan)
+    _log_devices()
     models = inference.load_models(args.model)
     if not batch:
         item, paths = plan[0]
@@ -204,7 +218,12 @@ def _predict(args: argparse.Namespace) -> int:
         for name, error in report["failed_outputs"].items():
             print(f"error: {name} output not written: {error}", file=sys.stderr)
         return EXIT_SOME_FAILED if report["failed_outputs"] else 0
-    outcomes = predict.predict_batch(items, args.output, models, options, outputs, progress=not args.quiet)
+    outcomes = predict.predict_batch(items, args.output, models, options, outputs, progress=not args.quiet,
+                                     overwrite=args.overwrite)
+    skipped = sum(1 for outcome in outcomes if outcome.skipped)
+    if skipped:
+        print(f"{args.output}: {skipped} scans predicted before with the same models and options were skipped "
+              "(--overwrite predicts them again)")
     failed = [outcome for outcome in outcomes if outcome.error is not None]
     for outcome in failed:
         print(f"error: {outcome.item.case_id}: {outcome.error}", file=sys.stderr)
@@ -216,6 +235,28 @@ def _predict(args: argparse.Namespace) -> int:
     print(f"{args.output}: {len(outcomes) - len(failed)} of {len(outcomes)} scans predicted"
           + (f", {len(failed)} failed" if failed else "") + (f", {review} flagged for review" if review else ""))
     return EXIT_SOME_FAILED if failed or incomplete else 0
+
+
+def _select_part(items: list, batch: bool, args: argparse.Namespace) -> list:
+    """This job's share of a batch (``--num-parts``, ``--part-id``; :func:`pancreas_seg.cohort.select_part`)."""
+    from pancreas_seg.cohort import select_part
+
+    if args.num_parts == 1 and args.part_id == 0:
+        return items
+    if not batch:
+        raise UsageError(f"--num-parts and --part-id share a batch folder between jobs; {args.input} is one scan")
+    try:
+        part = select_part(items, args.num_parts, args.part_id)
+    except ValueError as err:
+        raise UsageError(f"--part-id: {err}") from None
+    log.info("part %d of %d: %d of %d scans", args.part_id, args.num_parts, len(part), len(items))
+    return part
+
+
+def _log_devices() -> None:
+    from pancreas_seg.distribute import describe_devices
+
+    log.info("%s", describe_devices())
 
 
 def _review_note(report: dict) -> str:
@@ -245,8 +286,32 @@ def _add_predict(sub: argparse._SubParsersAction) -> Command:
     parser.add_argument("--modality", choices=MODALITIES,
                         help="scan modality (NIfTI has none: default the model's; overrides the DICOM tag)")
     parser.add_argument("--series", help="SeriesInstanceUID when a single DICOM folder holds several series")
+    parser.add_argument("--num-parts", type=_positive_int, default=1,
+                        help="split a batch between this many jobs (by sorted case id; default 1)")
+    parser.add_argument("--part-id", type=_non_negative_int, default=0,
+                        help="this job's part, 0 .. --num-parts - 1: the cases [part-id::num-parts]")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="predict again the batch cases predicted before with the same models and options")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return _predict
+
+
+def _summarize(args: argparse.Namespace) -> int:
+    from pancreas_seg.cohort import write_cohort_csv
+
+    if args.output is not None:
+        check_writable(args.output)
+    path, rows = write_cohort_csv(args.folder, args.output)
+    review = sum(1 for row in rows if row["needs_review"])
+    print(f"{path}: {len(rows)} cases" + (f", {review} flagged for review" if review else ""))
+    return 0
+
+
+def _add_summarize(sub: argparse._SubParsersAction) -> Command:
+    parser = sub.add_parser("summarize", help="gather the prediction reports of a folder into one cohort CSV")
+    parser.add_argument("folder", type=Path, help="output folder of predict (searched recursively for reports)")
+    parser.add_argument("-o", "--output", type=Path, help="CSV file (default FOLDER/cohort.csv)")
+    return _summarize
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -282,6 +347,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], Command]] = [
     _add_train,
     _add_predict,
     _add_evaluate,
+    _add_summarize,
 ]
 
 

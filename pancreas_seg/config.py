@@ -137,7 +137,7 @@ class TrainConfig:
     stagewise: bool = True  # train PNet-MSA unit by unit from scratch (Sec. III-A)
     threshold: float = 0.5  # probability threshold of the binary mask (Sec. IV-C)
     mixed_precision: bool = False
-    distribute: DistributeMode = "none"  # "none" | "data_parallel": all local accelerators via the backend's engine
+    distribute: DistributeMode = "none"  # "none" | "data_parallel" (all local accelerators) | "multi_worker" (several machines), via the backend's engine
     workers: int = 2  # dataflow processes; 0 runs the dataflow in the training process
     seed: int = 0
 

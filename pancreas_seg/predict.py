@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pancreas_seg import __version__
+from pancreas_seg.cohort import is_finished
 from pancreas_seg.errors import InputError, PancreasSegError, one_line
 from pancreas_seg.inference import LoadedModel, Prediction, PredictOptions, predict_scan, timed
 from pancreas_seg.io.atomic import atomic_write, atomic_write_many, check_writable
@@ -358,16 +359,22 @@ class CaseOutcome:
     item: ScanInput
     report: dict | None = None
     error: str | None = None
+    skipped: bool = False  # predicted before with the same models and options: its report is the earlier one
 
 
 def predict_batch(items: Sequence[ScanInput], out_dir: str | os.PathLike, models: Sequence[LoadedModel],
                   options: PredictOptions = PredictOptions(), outputs: OutputOptions = OutputOptions(),
-                  progress: bool = True) -> list[CaseOutcome]:
+                  progress: bool = True, overwrite: bool = True) -> list[CaseOutcome]:
     """:func:`predict_case` for every input into ``out_dir/<case_id>.*``; a failed case, whatever
-    failed, is logged and recorded as one line in its :class:`CaseOutcome`, and the others go on."""
+    failed, is logged and recorded as one line in its :class:`CaseOutcome`, and the others go on.
+    Unless ``overwrite``, a case predicted before with the same models and options is skipped
+    (:func:`pancreas_seg.cohort.is_finished`)."""
     out_dir = Path(out_dir)
     results = []
     for item in tqdm(items, desc="predict", unit="scan", disable=not progress):
+        if not overwrite and (done := finished_report(item, out_dir, models, options, outputs)) is not None:
+            results.append(CaseOutcome(item, report=done, skipped=True))
+            continue
         try:
             report = predict_case(item, OutputPaths.in_folder(out_dir, item.case_id), models, options, outputs)
         except PancreasSegError as exc:
@@ -379,3 +386,21 @@ def predict_batch(items: Sequence[ScanInput], out_dir: str | os.PathLike, models
         else:
             results.append(CaseOutcome(item, report=report))
     return results
+
+
+def report_flags(options: PredictOptions, outputs: OutputOptions) -> dict:
+    """The ``flags`` of a report: every prediction option and output asked for."""
+    return {**{f.name: getattr(options, f.name) for f in fields(options)},
+            **{f.name: getattr(outputs, f.name) for f in fields(outputs)}}
+
+
+def finished_report(item: ScanInput, out_dir: str | os.PathLike, models: Sequence[LoadedModel],
+                    options: PredictOptions, outputs: OutputOptions) -> dict | None:
+    """The report of ``item`` in ``out_dir`` when it was predicted with the same models (path and
+    config hash) and options and its mask exists, else ``None``."""
+    paths = OutputPaths.in_folder(out_dir, item.case_id)
+    if not is_finished(paths.report, paths.mask, [model.describe() for model in models],
+                       report_flags(options, outputs)):
+        return None
+    logger.info("%s: predicted before with the same models and options; skipped", item.case_id)
+    return json.loads(paths.report.read_text())

@@ -36,6 +36,7 @@ from pancreas_seg.data.dataflow import (SequenceFlow, SliceStackFlow, as_generat
 from pancreas_seg.data.preprocess import PreparedCase
 from pancreas_seg.data.splits import Fold
 from pancreas_seg.data.store import CaseStore
+from pancreas_seg.distribute import Worker, describe_devices, distribution_scope, weights_digest, worker_folder
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 from pancreas_seg.losses import BinaryDice, deep_supervision_losses, deep_supervision_targets
@@ -43,7 +44,7 @@ from pancreas_seg.models.birnn import build_cnn_rnn, set_cnn_trainable
 from pancreas_seg.models.build import build_model, default_jit_compile, transfer_weights
 from pancreas_seg.run_folder import (BACKUP_DIR, BEST_NAME, HISTORY_NAME, LAST_NAME, TENSORBOARD_DIR, RunFolder,
                                      RunIdentity)
-from pancreas_seg.vocabulary import BASE_CNN, DISTRIBUTE_MODES, OPTIMIZER_NAMES, RNN_MODEL
+from pancreas_seg.vocabulary import BASE_CNN, OPTIMIZER_NAMES, RNN_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -58,33 +59,8 @@ class TrainResult:
     model_path: Path
     selected_dice: float | None
     final_dice: float | None
-
-
-@contextlib.contextmanager
-def distribution_scope(mode: str) -> Iterator[None]:
-    """Data-parallel training on all local accelerators through the backend's own engine:
-    ``tf.distribute.MirroredStrategy`` under TensorFlow, ``keras.distribution.DataParallel``
-    under JAX. ``"none"`` (or a single device) runs as usual."""
-    if mode == "none":
-        yield
-        return
-    if mode != "data_parallel":
-        raise ValueError(f"unknown distribute mode {mode!r}; choose one of {DISTRIBUTE_MODES}")
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.distribute.MirroredStrategy().scope():
-            yield
-    elif backend == "jax":
-        previous = keras.distribution.distribution()
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
-        try:
-            yield
-        finally:
-            keras.distribution.set_distribution(previous)
-    else:
-        raise ValueError(f"data_parallel is not supported on the {backend} backend")
+    worker: Worker = Worker()  # this process among the workers of multi_worker training (module distribute)
+    weights_digest: str = ""  # short hash of the final weights: equal on every worker
 
 
 @contextlib.contextmanager
@@ -309,22 +285,35 @@ def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore
     TensorBoard logs), ``model.keras`` (the selected final model), ``last.keras`` and
     ``validation.json`` (loss and DSC of the final model on the validation subset).
     """
-    run = RunFolder(workdir)
     if store.modality != config.data.modality:
         raise InputError(store.root, f"store holds {store.modality} cases, the config is for {config.data.modality}")
-    run.start(config, RunIdentity.of(store, fold), keras.backend.backend())
-    if run.state.stages:
-        log.info("%s: resuming; finished stages %s are kept", run.root, ", ".join(run.state.stages))
-    keras.utils.set_random_seed(config.train.seed)
-    cases = prepare_cases(store, sorted(set(fold.train) | set(fold.validation)), config.data, progress=progress)
-    by_id = {c.case_id: c for c in cases}
-    data = _Data([by_id[c] for c in fold.train], [by_id[c] for c in fold.validation])
-    with distribution_scope(config.train.distribute), precision_policy(config.train.mixed_precision):
-        trainer = Trainer(config, run, data, progress)
-        model = trainer.train_cnn()
-        if config.model.name == RNN_MODEL:
-            model = trainer.train_rnn(model)
-    return _finish(config, run, trainer, model)
+    with distribution_scope(config.train.distribute) as worker, worker_folder(workdir, worker) as folder:
+        log.info("%s%s", describe_devices(), f", worker {worker.index} of {worker.count}" if worker.count > 1 else "")
+        run = RunFolder(folder)
+        run.start(config, RunIdentity.of(store, fold), keras.backend.backend())
+        if run.state.stages:
+            log.info("%s: resuming; finished stages %s are kept", run.root, ", ".join(run.state.stages))
+        keras.utils.set_random_seed(config.train.seed)
+        cases = prepare_cases(store, sorted(set(fold.train) | set(fold.validation)), config.data, progress=progress)
+        by_id = {c.case_id: c for c in cases}
+        data = _Data([by_id[c] for c in fold.train], [by_id[c] for c in fold.validation])
+        with precision_policy(config.train.mixed_precision):
+            trainer = Trainer(_worker_config(config, worker), run, data, progress)
+            model = trainer.train_cnn()
+            if config.model.name == RNN_MODEL:
+                model = trainer.train_rnn(model)
+        result = _finish(config, run, trainer, model)
+        result = replace(result, worker=worker, weights_digest=weights_digest(model))
+        if worker.count > 1:
+            log.info("worker %d of %d: final weights %s", worker.index, worker.count, result.weights_digest)
+    return result
+
+
+def _worker_config(config: ExperimentConfig, worker: Worker) -> ExperimentConfig:
+    """The config a worker's dataflows use: its own sample stream (``data.seed`` + worker index)."""
+    if worker.count == 1:
+        return config
+    return replace(config, data=replace(config.data, seed=config.data.seed + worker.index))
 
 
 def _finish(config: ExperimentConfig, run: RunFolder, trainer: Trainer, model: keras.Model) -> TrainResult:

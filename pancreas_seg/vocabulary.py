@@ -30,7 +30,7 @@ CROP_MODES: tuple[CropMode, ...] = get_args(CropMode)
 OptimizerName = Literal["adam", "sgd"]
 OPTIMIZER_NAMES: tuple[OptimizerName, ...] = get_args(OptimizerName)
 
-DistributeMode = Literal["none", "data_parallel"]  # data_parallel: all local accelerators
+DistributeMode = Literal["none", "data_parallel", "multi_worker"]  # all local accelerators; several machines (module distribute)
 DISTRIBUTE_MODES: tuple[DistributeMode, ...] = get_args(DistributeMode)
 
 BuiltinSet = Literal["standard", "tiny"]  # built-in phantom sets (data.builtin)
