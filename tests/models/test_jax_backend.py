@@ -15,7 +15,7 @@ MODULES = [TESTS / "models" / "test_birnn.py", TESTS / "test_losses.py"]
 TIMEOUT_S = 600
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (CI has no JAX)")
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (the test extra installs it)")
 def test_birnn_and_losses_under_jax():
     env = dict(os.environ, KERAS_BACKEND="jax")
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, MODULES)],
