@@ -6,9 +6,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scipy.special import erfinv
+
 from pancreas_seg.data.phantom.config import NORMAL, ORGAN, ORGAN_PART
-from pancreas_seg.data.phantom.shapes import (Anterior, Bumpy, Ellipsoid, Intersect, Offset, Prism, Shape, Tube, Union,
-                                              rot, waves)
+from pancreas_seg.data.phantom.outer import add_liver_vessels, add_pelvis, add_thorax
+from pancreas_seg.data.phantom.shapes import (Anterior, Below, Bumpy, Clefts, Ellipsoid, Intersect, Offset, Prism, Shape,
+                                              Tube, Union, rot, waves)
+
+DISCS = 10  # intervertebral discs above and below the pancreatic head
+RIBS = 10  # ribs per side, from the pancreatic body upwards
+SMALL_BOWEL_LOOPS = (34, 52)  # small bowel loops (jejunum, ileum) from the pancreas down to the pelvis
+SMALL_BOWEL_DEPTH_MM = 200.0  # mm, lowest loop centre below the pancreatic head
+FATTY_SHARE = 0.15  # share of patients with a fatty pancreas
+FATTY_FAT_FRACTION = (0.25, 0.4)  # fat clefts' volume fraction of a fatty pancreas
+LEAN_FAT_FRACTION = (0.0, 0.08)  # the same for the others
+CLEFT_INSET_MM = 0.8  # mm, clefts stay this far inside the pancreas outline
+CLEFT_WAVES = 10  # plane waves of the cleft field
+CLEFT_WAVELENGTH_MM = (7.0, 14.0)  # mm, lobule scale
+FAT_PLANE_MM = (3.0, 5.0)  # mm, fat plane around the pancreas (where no organ lies on it: vessels, duodenum)
+HILUM_CONTACT_MM = (10.0, 25.0)  # mm, tail length with no fat plane (splenic hilum)
+BODY_RISE_MM = (10.0, 20.0)  # mm, pancreatic body above the neck
+TAIL_RISE_MM = (25.0, 45.0)  # mm, tail above the body (towards the splenic hilum)
+PANCREAS_Z_STRETCH = (1.2, 1.6)  # body and tail cross-section: superior-inferior over anterior-posterior extent
 
 
 @dataclass
@@ -17,6 +36,7 @@ class Anatomy:
 
     ops: list = field(default_factory=list)  # (tissue, shape, role)
     pancreas_w: tuple[float, float] = (0.0, 0.0)  # mm, superior extent of the pancreas (with margin for bumps)
+    dome_w: float = 0.0  # mm, top of the liver dome (right hemidiaphragm)
     body_center_v: float = 0.0  # mm, centre of the body outline along v
     body_half_width: float = 0.0  # mm
     oral_contrast: bool = False
@@ -78,6 +98,7 @@ def build_anatomy(rng: np.random.Generator, fov: float) -> Anatomy:
     canal_r = U(8, 10)
     for side in (-1, 1):
         anat.add("muscle", Prism((side * U(28, 36), canal_v + U(12, 20)), U(22, 30), U(20, 26), U(20, 26)))
+    for side in (-1, 1):
         psoas = Tube("w", np.array([-250, -60, 0, 60, 250]), side * (r_vb[0] + U(8, 14)) * np.ones(5),
                       (v_vb - 2) * np.ones(5), np.array([22, 20, U(10, 15), 5, 3]) * U(0.8, 1.2), moves=False)
         anat.add("muscle", psoas)
@@ -87,7 +108,7 @@ def build_anatomy(rng: np.random.Generator, fov: float) -> Anatomy:
     anat.add("bone_cortex", Prism((0.0, v_vb), r_vb[0], r_vb[1], r_vb[1]))
     anat.add("bone_marrow", Prism((0.0, v_vb), r_vb[0] - 2, r_vb[1] - 2, r_vb[1] - 2))
     period, disc_h, phase = U(30, 36), U(7, 10), U(0, 36)
-    for n in range(-8, 9):
+    for n in range(-DISCS, DISCS + 1):
         wc = phase + n * period
         anat.add("disc", Prism((0.0, v_vb), r_vb[0] + 1, r_vb[1] + 1, r_vb[1] + 1, (wc - disc_h / 2, wc + disc_h / 2)))
 
@@ -128,15 +149,15 @@ def build_anatomy(rng: np.random.Generator, fov: float) -> Anatomy:
     r_body = size * U(8, 12)
     u_b = ao_u + U(15, 35)
     v_b = v_ao - r_ao - U(10, 16) - r_body
-    w_b = w_n + U(4, 14)
+    w_b = w_n + U(*BODY_RISE_MM)
     r_tail = size * U(7, 11)
     u_t = max(U(75, 100) * org, u_b + 35)
     v_t = v_ao + U(5, 25)
-    w_t = w_b + U(0, 25)
+    w_t = w_b + U(*TAIL_RISE_MM)
     u_m = (u_b + u_t) / 2
     v_m = (v_b + v_t) / 2 - U(0, 12)
     w_m = (w_b + w_t) / 2 + rng.normal(0, 4)
-    k_p = U(1.2, 1.6)
+    k_p = U(*PANCREAS_Z_STRETCH)
     p_s = np.array([u_h, u_n, u_b, u_m, u_t])
     p_v = np.array([v_h, v_n, v_b, v_m, v_t])
     p_w = np.array([w_h, w_n, w_b, w_m, w_t])
@@ -146,6 +167,10 @@ def build_anatomy(rng: np.random.Generator, fov: float) -> Anatomy:
     unc = Ellipsoid((u_h + U(10, 18), v_h + U(3, 8), w_h - rh_w * U(0.6, 0.85)),
                      (size * U(10, 14), size * U(6, 9), size * U(8, 12)))
     pancreas = Bumpy(Union([panc_tube, head, unc], k=4.0), size * U(0.8, 1.8), waves(rng, 6, (8, 16)))
+    fatty = rng.uniform() < FATTY_SHARE
+    fat_fraction = U(*(FATTY_FAT_FRACTION if fatty else LEAN_FAT_FRACTION))
+    clefts = Clefts(Offset(pancreas, -CLEFT_INSET_MM), waves(rng, CLEFT_WAVES, CLEFT_WAVELENGTH_MM),
+                    float(np.sqrt(2) * erfinv(fat_fraction)))
     lo, hi = pancreas.bbox()
     anat.pancreas_w = (float(lo[2]), float(hi[2]))
 
@@ -174,7 +199,11 @@ def build_anatomy(rng: np.random.Generator, fov: float) -> Anatomy:
     liver = Union([Ellipsoid((-U(60, 80) * org, U(-10, 10), w_top), (U(65, 85), U(80, 100), U(85, 110))),
                     Ellipsoid((U(-5, 20), -bca * U(0.5, 0.65), w_top + U(5, 30)), (U(45, 70), U(25, 40), U(40, 60)))], k=8.0)
     liver = Bumpy(liver, U(2, 4), waves(rng, 5, (40, 90)))
+    lo, hi = liver.bbox()
+    anat.dome_w = float(hi[2] - 3 * liver.amp)
+    add_thorax(anat, rng, liver, cavity_size=(ac, bca, bcp), dome_w=anat.dome_w)
     anat.add("liver", liver)
+    add_liver_vessels(anat, rng, liver, hilum=(u_smv - 30, v_smv_conf, w_conf + 45))
     anat.add("portal", Tube("w", np.array([w_conf - 5, w_conf + 20, w_conf + U(40, 55)]),
                              np.array([u_smv, u_smv - 15, u_smv - U(25, 40)]),
                              np.array([v_smv_conf, v_smv_conf + 3, v_smv_conf + U(0, 12)]), np.full(3, U(6, 8))))
@@ -203,10 +232,10 @@ def build_anatomy(rng: np.random.Generator, fov: float) -> Anatomy:
     # small bowel loops (jejunum / ileum), in front of the vessels, mostly below the pancreas body
     anat.oral_contrast = bool(rng.uniform() < 0.3)
     fluid = "oral_contrast" if anat.oral_contrast else "bowel_fluid"
-    for _ in range(int(rng.integers(16, 28))):
+    for _ in range(int(rng.integers(*SMALL_BOWEL_LOOPS))):
         axis = "w" if rng.uniform() < 0.6 else "u"
         r = U(9, 16)
-        cu, cv, cw = U(-ac + 40, ac - 35), U(-bca + 20, v_ao - r_ao - 15), U(w_h - 80, w_b + 15)
+        cu, cv, cw = U(-ac + 40, ac - 35), U(-bca + 20, v_ao - r_ao - 15), U(w_h - SMALL_BOWEL_DEPTH_MM, w_b + 15)
         n = 4
         length = U(30, 90)
         s = np.linspace(-length / 2, length / 2, n) + (cw if axis == "w" else cu)
@@ -243,10 +272,15 @@ def build_anatomy(rng: np.random.Generator, fov: float) -> Anatomy:
     sa_v = np.array(pv_) + rng.normal(0, 4, 7)
     sa_w = np.array(pw_) + np.array(pr_) * k_p + U(1, 6) + rng.normal(0, 4, 7)
     sa_v[0], sa_w[0] = v_ao - r_ao + 2, max(w_b, w_sma0) + U(8, 15)
-    anat.add("artery", Tube("u", sa_u, sa_v, sa_w, np.full(7, U(2.0, 3.0))))
+    splenic_artery = Tube("u", sa_u, sa_v, sa_w, np.full(7, U(2.0, 3.0)))
 
-    # the pancreas, its duct (labelled), then what is painted over it
+    # the fat plane around the pancreas (none at the tail tip, in the splenic hilum), the pancreas
+    # with its fat clefts and duct (labelled), then what is painted over it
+    shell = Offset(pancreas, U(*FAT_PLANE_MM))
+    anat.add("visceral_fat", Intersect(shell, Below(0, u_t - U(*HILUM_CONTACT_MM))))
+    anat.add("artery", splenic_artery)
     anat.add("pancreas", pancreas, ORGAN)
+    anat.add("visceral_fat", clefts, ORGAN_PART)
     du_ = np.linspace(u_h + 5, u_t - 10, 6)
     dv_, dw_, _ = zip(*(panc_at(x) for x in du_))
     anat.add("duct", Tube("u", du_, np.array(dv_), np.array(dw_), np.full(6, U(0.8, 2.0))), ORGAN_PART)
@@ -284,11 +318,12 @@ def build_anatomy(rng: np.random.Generator, fov: float) -> Anatomy:
 
     # ribs at the upper levels
     for side in (-1, 1):
-        for i in range(5):
+        for i in range(RIBS):
             ang = math.radians(U(20, 150))  # 0 = lateral-posterior, 180 = anterior
             uu = side * (ac + t_mus * 0.5) * math.sin(ang)
             vv = (bcp if math.cos(ang) > 0 else bca) * math.cos(ang) * 1.0
             ww = w_b + 10 + i * U(14, 20)
             anat.add("rib", Ellipsoid((uu, vv, ww), (U(12, 25), U(4, 6), U(5, 7)), rot("w", -side * math.degrees(ang) + 90)))
+    add_pelvis(anat, rng, cavity_size=(ac, bca, bcp), spine=(v_vb, r_vb[0]), w_top=w_h - U(90, 120))
     return anat
 

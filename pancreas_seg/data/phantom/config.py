@@ -9,6 +9,7 @@ CT_MAX_HU = 3071  # HU, largest value stored in CT images
 MRI_MAX_VALUE = 4095.0  # arbitrary units, MRI values are clipped here
 CHUNK_VOXELS = 6_000_000  # fine voxels rendered at once (memory vs speed)
 MODALITY_CODES = {"CT": 1, "MRI": 2}  # mixed into the seed so CT and MRI differ
+NOISE_TILES = 8  # pre-filtered noise tiles per case; each slice takes one, randomly rolled and flipped
 
 
 @dataclass(frozen=True)
@@ -20,31 +21,43 @@ class PhantomConfig:
     matrix: int = 512  # px, rows = columns of each axial slice (NIH: 512, Sec. IV-A)
     pixel_mm: tuple[float, float] = (0.6, 0.9)  # mm, in-plane pixel range at 512 px; scaled by 512/matrix so the field of view stays anatomical
     ct_slice_mm: tuple[float, float] = (1.0, 2.5)  # mm, CT slice thickness = spacing range (NIH Pancreas-CT)
+    ct_length_mm: tuple[float, float] = (240.0, 400.0)  # mm, CT scan length drawn: lung bases and liver dome down to the pelvis
+    ct_above_dome_mm: tuple[float, float] = (20.0, 60.0)  # mm, CT coverage above the liver dome (lung bases)
+    ct_slices: tuple[int, int] = (180, 470)  # slices, CT slice count kept in this range (NIH: 181-466)
     mri_slice_mm: tuple[float, float] = (5.0, 8.0)  # mm, MRI slice thickness range (paper: 7 mm on average, Sec. IV-D)
-    margin_mm: tuple[float, float] = (15.0, 45.0)  # mm, extent above and below the pancreas covered by the scan
-    ct_slices: tuple[int, int] = (60, 160)  # slices, CT slice count kept in this range by trimming/extending the margins
-    mri_slices: tuple[int, int] = (16, 48)  # slices, same for MRI
-    sub_slice_mm: float = 1.25  # mm, thickest sub-slice averaged into a slice (through-plane partial volume)
+    mri_blocks: tuple[int, int] = (2, 4)  # breath holds per MRI scan
+    mri_block_slices: tuple[int, int] = (8, 15)  # slices acquired in one breath hold
+    mri_block_shift_mm: tuple[float, float] = (3.0, 5.0)  # mm, viscera shift between consecutive breath holds (none within one)
+    mri_margin_mm: float = 15.0  # mm, least MRI coverage above and below the pancreas
+    sub_slice_mm: float = 1.25  # mm, thickest sub-slice averaged into a slice near the pancreas (through-plane partial volume)
     ct_noise_hu: tuple[float, float] = (10.0, 20.0)  # HU, standard deviation of CT noise in a uniform region
     ct_psf_mm: tuple[float, float] = (0.5, 0.8)  # mm, sigma of the in-plane Gaussian PSF of CT
     mri_psf_mm: tuple[float, float] = (0.9, 1.4)  # mm, sigma of the in-plane PSF of MRI (acquired ~256 px, shown at 512)
     mri_noise_fraction: tuple[float, float] = (0.015, 0.035)  # sigma of the Rician noise as a fraction of the fat signal
     mri_bias_strength: float = 0.25  # sd of the log-bias polynomial coefficients (multiplicative bias field)
-    mri_breath_shift_mm: tuple[float, float, float] = (1.5, 1.5, 2.5)  # mm, sd of per-slice viscera shift (left, posterior, superior) between breath holds
-    texture_mm: float = 1.5  # mm, correlation length of tissue texture
+    texture_mm: float = 1.5  # mm, in-plane correlation length of the fine tissue texture (3D field)
+    texture_z_mm: float = 4.0  # mm, through-plane correlation length of the fine texture
+    coarse_texture_mm: float = 4.0  # mm, in-plane correlation length of the coarse texture (lobules, heterogeneity)
+    coarse_texture_z_mm: float = 10.0  # mm, through-plane correlation length of the coarse texture
+    coarse_texture_share: float = 0.5  # share of the texture variance in the coarse component
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITY_CODES:
             raise ValueError(f"modality must be one of {tuple(MODALITY_CODES)}, got {self.modality!r}")
         if self.matrix < 32:
             raise ValueError(f"matrix must be at least 32 px, got {self.matrix}")
-        for name in ("pixel_mm", "ct_slice_mm", "mri_slice_mm", "margin_mm", "ct_noise_hu",
-                     "ct_psf_mm", "mri_psf_mm", "mri_noise_fraction", "ct_slices", "mri_slices"):
+        for name in ("pixel_mm", "ct_slice_mm", "ct_length_mm", "ct_above_dome_mm", "ct_slices", "mri_slice_mm",
+                     "mri_blocks", "mri_block_slices", "mri_block_shift_mm", "ct_noise_hu", "ct_psf_mm", "mri_psf_mm",
+                     "mri_noise_fraction"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
                 raise ValueError(f"{name} must be a range 0 <= low <= high, got {(lo, hi)}")
         if self.pixel_mm[0] <= 0 or self.ct_slice_mm[0] <= 0 or self.mri_slice_mm[0] <= 0:
             raise ValueError("pixel and slice sizes must be positive")
+        if self.mri_blocks[0] < 1 or self.mri_block_slices[0] < 1 or self.ct_slices[0] < 1:
+            raise ValueError("slice and block counts must be at least 1")
+        if not 0 <= self.coarse_texture_share <= 1:
+            raise ValueError(f"coarse_texture_share must be in [0, 1], got {self.coarse_texture_share}")
         if self.sub_slice_mm <= 0:
             raise ValueError(f"sub_slice_mm must be positive, got {self.sub_slice_mm}")
 
@@ -63,7 +76,8 @@ CT_TISSUES: dict[str, tuple[float, float, float]] = {
     "bowel_wall": (75, 110, 8), "bowel_fluid": (5, 30, 4), "gas": (-1000, -1000, 0),
     "stool": (-160, -60, 120), "food": (20, 60, 25), "artery": (150, 210, 5),
     "ivc": (100, 140, 6), "portal": (130, 180, 5), "pancreas": (85, 115, 10),
-    "duct": (5, 25, 3), "oral_contrast": (200, 400, 20),
+    "duct": (5, 25, 3), "oral_contrast": (200, 400, 20), "lung": (-880, -820, 30),
+    "heart": (110, 160, 10), "urine": (0, 15, 3),
 }
 MRI_TISSUES: dict[str, tuple[float, float, float]] = {
     "air": (5, 5, 0), "table": (5, 10, 0), "skin": (500, 650, 20),
@@ -74,7 +88,8 @@ MRI_TISSUES: dict[str, tuple[float, float, float]] = {
     "bowel_wall": (480, 600, 25), "bowel_fluid": (120, 220, 10), "gas": (5, 5, 0),
     "stool": (250, 450, 120), "food": (300, 420, 40), "artery": (40, 90, 10),
     "ivc": (60, 140, 15), "portal": (60, 140, 15), "pancreas": (600, 720, 30),
-    "duct": (150, 220, 8), "oral_contrast": (120, 220, 10),
+    "duct": (150, 220, 8), "oral_contrast": (120, 220, 10), "lung": (15, 30, 5),
+    "heart": (150, 300, 30), "urine": (80, 140, 8),
 }
 TISSUE_TABLES = {"CT": CT_TISSUES, "MRI": MRI_TISSUES}
 

@@ -13,6 +13,7 @@ class Shape:
     """A smooth approximate signed distance ``F`` (mm, < 0 inside) in the patient frame."""
 
     moves = True  # follows the viscera's breathing shift (MRI)
+    z_invariant = False  # the same in every axial slice (rendered once)
 
     def bbox(self) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) corner in (u, v, w) mm."""
@@ -70,6 +71,10 @@ class Prism(Shape):
     w_range: tuple[float, float] | None = None
     moves: bool = False
 
+    @property
+    def z_invariant(self) -> bool:
+        return self.w_range is None and not self.moves
+
     def bbox(self):
         w0, w1 = self.w_range if self.w_range else (-1e4, 1e4)
         lo = np.array([self.center[0] - self.radius_u, self.center[1] - self.radius_ant, w0])
@@ -126,8 +131,10 @@ class Tube(Shape):
         lo, hi = np.zeros(3), np.zeros(3)
         ids = _AXES[self.axis]
         lo[ids[0]], hi[ids[0]] = self.s[0] - rmax, self.s[-1] + rmax
-        lo[ids[1]], hi[ids[1]] = a.min() - rmax, a.max() + rmax
-        lo[ids[2]], hi[ids[2]] = b.min() - rmax * self.k_b, b.max() + rmax * self.k_b
+        ra = r * np.sqrt(1.0 + self._da(ss) ** 2)  # an oblique tube's section across s is wider
+        rb = r * self.k_b * np.sqrt(1.0 + self._db(ss) ** 2)
+        lo[ids[1]], hi[ids[1]] = (a - ra).min(), (a + ra).max()
+        lo[ids[2]], hi[ids[2]] = (b - rb).min(), (b + rb).max()
         return lo, hi
 
     def sdf(self, u, v, w):
@@ -217,6 +224,48 @@ class Anterior(Shape):
 
     def sdf(self, u, v, w):
         return v - np.float32(self.level)
+
+
+@dataclass
+class Below(Shape):
+    """Half-space ``coordinate[axis] < level`` (axis 0, 1, 2 = u, v, w)."""
+
+    axis: int
+    level: float
+
+    def bbox(self):
+        hi = np.full(3, 1e4)
+        hi[self.axis] = self.level
+        return np.full(3, -1e4), hi
+
+    def sdf(self, u, v, w):
+        return (u, v, w)[self.axis] - np.float32(self.level)
+
+
+@dataclass
+class Clefts(Shape):
+    """Thin sheets inside ``shape``: where a smooth random field ``g`` (sum of plane waves, unit sd)
+    is within ``t`` of zero. ``t`` sets the filled volume fraction ``erf(t / sqrt 2)``."""
+
+    shape: Shape
+    waves: np.ndarray  # [n, 4]: unit direction * 2 pi / wavelength (3), phase
+    t: float
+
+    @property
+    def moves(self):
+        return self.shape.moves
+
+    def bbox(self):
+        return self.shape.bbox()
+
+    def sdf(self, u, v, w):
+        f = self.shape.sdf(u, v, w)
+        scale = np.float32(math.sqrt(2.0 / len(self.waves)))
+        g = np.zeros(np.broadcast_shapes(np.shape(u), np.shape(v), np.shape(w)), np.float32)
+        for ku, kv, kw, ph in self.waves.astype(np.float32):
+            g += np.sin(ku * u + kv * v + kw * w + ph)
+        k_rms = np.float32(np.sqrt(np.mean(np.sum(self.waves[:, :3] ** 2, axis=1))))
+        return np.maximum(f, (np.abs(g * scale) - np.float32(self.t)) / k_rms)
 
 
 @dataclass
