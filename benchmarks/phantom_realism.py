@@ -3,7 +3,8 @@
     python benchmarks/phantom_realism.py --modality ct --cases 8 --matrix 512 --jobs 2
     python benchmarks/phantom_realism.py --modality mri --cases 6
 
-Ranges are p5-p95 over the cases; "mean" rows compare the mean over cases. Targets are what
+Ranges are p5-p95 over the cases; "mean" rows compare the mean over cases. "CPU seconds" is the
+generating process's CPU time (one core; wall-clock "seconds" grow when cores are shared). Targets are what
 NIH Pancreas-CT scans (and multi-breath-hold T1 MRI) look like, not the paper's results.
 """
 from __future__ import annotations
@@ -47,7 +48,8 @@ CT_TARGETS = [
     ("same-HU contact %", "<= ~25", "range", (0, 25)),
     ("inter-slice point-set AVD mm", "mean 0.2-0.6", "mean", (0.2, 0.6)),
     ("oracle HU window DSC", "<= 0.30", "all", (0, 0.30)),
-    ("seconds per case", "<= 10", "range", (0, 10)),
+    ("seconds per case", "-", "none", None),
+    ("CPU seconds per case", "<= 10", "range", (0, 10)),
 ]
 MRI_TARGETS = [
     ("slices", "-", "none", None),
@@ -59,6 +61,7 @@ MRI_TARGETS = [
     ("label components", "1", "all", (1, 1)),
     ("inter-slice point-set AVD mm", "mean 1.5-4", "mean", (1.5, 4.0)),
     ("seconds per case", "-", "none", None),
+    ("CPU seconds per case", "-", "none", None),
 ]
 
 
@@ -110,9 +113,9 @@ def measure(job: tuple[int, str, int, int]) -> dict[str, float]:
     """All figures of one generated case."""
     case, modality, matrix, seed = job
     config = PhantomConfig(modality=modality, matrix=matrix)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     scan, mask = generate_case(case, modality, seed, config)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     spacing = scan.spacing
     voxel_ml = float(np.prod(spacing)) / 1000
     count, smallest = _components(mask, voxel_ml)
@@ -121,7 +124,8 @@ def measure(job: tuple[int, str, int, int]) -> dict[str, float]:
            "pancreas slices %": 100 * float(mask.any(axis=(1, 2)).mean()),
            "pancreas voxels %": 100 * float(mask.mean()),
            "volume mL": float(mask.sum()) * voxel_ml, "label components": count, "smallest component mL": smallest,
-           "inter-slice point-set AVD mm": float(np.nanmean(change)), "seconds per case": seconds}
+           "inter-slice point-set AVD mm": float(np.nanmean(change)), "seconds per case": seconds,
+           "CPU seconds per case": cpu_seconds}
     if modality == "CT":
         out.update(_ct_tissue_figures(scan.array, mask, spacing))
         out["oracle HU window DSC"] = _oracle_dsc(scan.array, mask, spacing)

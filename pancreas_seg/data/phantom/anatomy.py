@@ -26,7 +26,7 @@ CLEFT_WAVELENGTH_MM = (7.0, 14.0)  # mm, lobule scale
 FAT_PLANE_MM = (3.0, 5.0)  # mm, fat plane around the pancreas (where no organ lies on it: vessels, duodenum)
 HILUM_CONTACT_MM = (10.0, 25.0)  # mm, tail length with no fat plane (splenic hilum)
 BODY_RISE_MM = (10.0, 20.0)  # mm, pancreatic body above the neck
-TAIL_RISE_MM = (25.0, 45.0)  # mm, tail above the body (towards the splenic hilum)
+TAIL_RISE_MM = (20.0, 38.0)  # mm, tail above the body (towards the splenic hilum)
 PANCREAS_Z_STRETCH = (1.2, 1.6)  # body and tail cross-section: superior-inferior over anterior-posterior extent
 
 

@@ -21,7 +21,7 @@ class PhantomConfig:
     matrix: int = 512  # px, rows = columns of each axial slice (NIH: 512, Sec. IV-A)
     pixel_mm: tuple[float, float] = (0.6, 0.9)  # mm, in-plane pixel range at 512 px; scaled by 512/matrix so the field of view stays anatomical
     ct_slice_mm: tuple[float, float] = (1.0, 2.5)  # mm, CT slice thickness = spacing range (NIH Pancreas-CT)
-    ct_length_mm: tuple[float, float] = (240.0, 400.0)  # mm, CT scan length drawn: lung bases and liver dome down to the pelvis
+    ct_length_mm: tuple[float, float] = (270.0, 420.0)  # mm, CT scan length drawn: lung bases and liver dome down to the pelvis
     ct_above_dome_mm: tuple[float, float] = (20.0, 60.0)  # mm, CT coverage above the liver dome (lung bases)
     ct_slices: tuple[int, int] = (180, 470)  # slices, CT slice count kept in this range (NIH: 181-466)
     mri_slice_mm: tuple[float, float] = (5.0, 8.0)  # mm, MRI slice thickness range (paper: 7 mm on average, Sec. IV-D)
