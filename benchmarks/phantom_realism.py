@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage
@@ -29,7 +30,8 @@ SMOOTH_MM = 1.0  # mm, in-plane smoothing before classifying voxels (removes mos
 FATTY_HU = 60.0
 FAT_REFERENCE_HU = -100.0  # HU, fat in the linear unmixing of the pancreas's mean HU
 PARENCHYMA_PERCENTILE = 75  # percentile of the label's HU taken as pure parenchyma  # HU, a pancreas with a lower mean is "fatty"
-SPECK_ML = 0.2  # mL, smallest allowed label component
+SPECK_ML = 0.2
+ORGAN_HU = (60.0, 200.0)  # HU, noise-free voxels taken as solid-organ interior for the texture figure  # mL, smallest allowed label component
 CONNECTIVITY_26 = np.ones((3, 3, 3), bool)
 
 # (name, target text, check on the per-case values: "range" = p5-p95 inside, "mean" = mean inside, "all" = every case)
@@ -48,6 +50,7 @@ CT_TARGETS = [
     ("same-HU contact %", "<= ~25", "range", (0, 25)),
     ("inter-slice point-set AVD mm", "mean 0.2-0.6", "mean", (0.2, 0.6)),
     ("oracle HU window DSC", "<= 0.30", "all", (0, 0.30)),
+    ("texture: between / within sd", "~1 (v1: 1.6)", "range", (0.5, 1.3)),
     ("seconds per case", "-", "none", None),
     ("CPU seconds per case", "<= 10", "range", (0, 10)),
 ]
@@ -109,6 +112,19 @@ def _ct_tissue_figures(image: np.ndarray, mask: np.ndarray, spacing: tuple[float
             "same-HU contact %": 100 * float(np.mean(np.abs(img[ring] - parenchyma) <= SAME_HU))}
 
 
+def _texture_ratio(case: int, seed: int, config: PhantomConfig) -> float:
+    """Noise-free render: sd of the difference between neighbouring slices over the sd of the
+    in-plane difference at the same distance, inside organs. About 1 for a 3D texture field;
+    1.6-1.7 for the first generator, which drew texture afresh per slice."""
+    scan, _ = generate_case(case, "CT", seed, replace(config, ct_noise_hu=(0.0, 0.0)))
+    a = scan.array.astype(np.float32)
+    inside = ndimage.binary_erosion((a > ORGAN_HU[0]) & (a < ORGAN_HU[1]), CONNECTIVITY_26, iterations=2)
+    step = max(1, round(scan.spacing[0] / scan.spacing[2]))
+    between = (a[1:] - a[:-1])[inside[1:] & inside[:-1]]
+    within = (a[:, :, step:] - a[:, :, :-step])[inside[:, :, step:] & inside[:, :, :-step]]
+    return float(between.std() / within.std())
+
+
 def measure(job: tuple[int, str, int, int]) -> dict[str, float]:
     """All figures of one generated case."""
     case, modality, matrix, seed = job
@@ -129,6 +145,7 @@ def measure(job: tuple[int, str, int, int]) -> dict[str, float]:
     if modality == "CT":
         out.update(_ct_tissue_figures(scan.array, mask, spacing))
         out["oracle HU window DSC"] = _oracle_dsc(scan.array, mask, spacing)
+        out["texture: between / within sd"] = _texture_ratio(case, seed, config)
     else:
         plan = acquisition_plan(case, modality, seed, config)
         sizes = np.diff(plan.block_starts + [plan.slices])
