@@ -13,6 +13,7 @@ from pancreas_seg.data.phantom.config import MODALITY_CODES, NOISE_TILES, REFERE
 
 IN_PLANE_OFFSET_SD_MM = (8.0, 6.0)  # mm, sd of the patient's offset from the field-of-view centre (left, posterior)
 TABLE_Z_MM = (-300.0, 0.0)  # mm, range of the world z of w = 0 (couch position)
+TEXTURE_BURN_IN = 4.0  # correlation lengths run before the first slice's texture
 CT_THIN_SLICE_SKEW = 2.0  # CT slice thickness drawn as low + (high - low) * U ** skew: mostly thin slices
 CT_BELOW_PANCREAS_MM = 60.0  # mm, least CT coverage below the pancreas
 FIRST_HOLD_SD_MM = 1.5  # mm, sd of the viscera offset during the first MRI breath hold
@@ -152,22 +153,34 @@ class NoiseTiles:
 
 class TextureField:
     """Tissue texture as a 3D field sampled slice by slice: two components (fine, coarse), each
-    Gaussian-correlated in-plane and exponentially correlated through the slices (AR(1) over z)."""
+    Gaussian-correlated in-plane and, through the slices, a cascade of two AR(1) filters (a
+    second-order process: correlation ``(1 + d / l) exp(-d / l)``, smooth at zero lag like the
+    in-plane one)."""
 
     def __init__(self, rng: np.random.Generator, size: int, dx: float, dz: float, cfg: PhantomConfig):
-        self.fine = NoiseTiles(rng, size, cfg.texture_mm / dx)
-        self.coarse = NoiseTiles(rng, size, cfg.coarse_texture_mm / dx)
-        self.rho = (math.exp(-dz / cfg.texture_z_mm), math.exp(-dz / cfg.coarse_texture_z_mm))
-        self.weights = (np.float32(math.sqrt(1 - cfg.coarse_texture_share)), np.float32(math.sqrt(cfg.coarse_texture_share)))
-        self.state = [self.fine.draw().copy(), self.coarse.draw().copy()]
+        self.tiles = (NoiseTiles(rng, size, cfg.texture_mm / dx), NoiseTiles(rng, size, cfg.coarse_texture_mm / dx))
+        lengths = (cfg.texture_z_mm, cfg.coarse_texture_z_mm)
+        self.rho = [math.exp(-dz / length) for length in lengths]
+        self.gain = [math.sqrt((1 - r * r) / (1 + r * r)) for r in self.rho]  # unit variance after the cascade
+        self.weights = (math.sqrt(1 - cfg.coarse_texture_share), math.sqrt(cfg.coarse_texture_share))
+        self.state = [[tiles.draw().copy(), np.zeros((size, size), np.float32)] for tiles in self.tiles]
+        for _ in range(math.ceil(TEXTURE_BURN_IN * max(lengths) / dz)):  # reach the stationary state
+            self._step()
+
+    def _step(self) -> None:
+        for (first, second), tiles, rho in zip(self.state, self.tiles, self.rho):
+            keep, new = np.float32(rho), np.float32(math.sqrt(1 - rho * rho))
+            first *= keep
+            first += new * tiles.draw()
+            second *= keep
+            second += new * first
 
     def next(self) -> np.ndarray:
         """The texture of the next slice: ``[size, size]`` float32, unit sd."""
-        for i, tiles in enumerate((self.fine, self.coarse)):
-            rho = np.float32(self.rho[i])
-            self.state[i] *= rho
-            self.state[i] += np.float32(math.sqrt(1 - self.rho[i] ** 2)) * tiles.draw()
-        return self.weights[0] * self.state[0] + self.weights[1] * self.state[1]
+        self._step()
+        (_, fine), (_, coarse) = self.state
+        return (np.float32(self.weights[0] * self.gain[0]) * fine
+                + np.float32(self.weights[1] * self.gain[1]) * coarse)
 
 
 def bias_field(coef: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndarray, fov: float, w_mid: float) -> np.ndarray:

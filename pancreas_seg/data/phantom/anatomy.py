@@ -5,7 +5,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from scipy.special import erfinv
 
 from pancreas_seg.data.phantom.config import NORMAL, ORGAN, ORGAN_PART
@@ -199,9 +198,8 @@ def build_anatomy(rng: np.random.Generator, fov: float) -> Anatomy:
     liver = Union([Ellipsoid((-U(60, 80) * org, U(-10, 10), w_top), (U(65, 85), U(80, 100), U(85, 110))),
                     Ellipsoid((U(-5, 20), -bca * U(0.5, 0.65), w_top + U(5, 30)), (U(45, 70), U(25, 40), U(40, 60)))], k=8.0)
     liver = Bumpy(liver, U(2, 4), waves(rng, 5, (40, 90)))
-    lo, hi = liver.bbox()
-    anat.dome_w = float(hi[2] - 3 * liver.amp)
-    add_thorax(anat, rng, liver, cavity_size=(ac, bca, bcp), dome_w=anat.dome_w)
+    anat.dome_w = float(liver.bbox()[1][2] - 3 * liver.amp)
+    add_thorax(anat, rng, cavity_size=(ac, bca, bcp), dome_w=anat.dome_w)
     anat.add("liver", liver)
     add_liver_vessels(anat, rng, liver, hilum=(u_smv - 30, v_smv_conf, w_conf + 45))
     anat.add("portal", Tube("w", np.array([w_conf - 5, w_conf + 20, w_conf + U(40, 55)]),

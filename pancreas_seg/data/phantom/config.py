@@ -36,9 +36,9 @@ class PhantomConfig:
     mri_noise_fraction: tuple[float, float] = (0.015, 0.035)  # sigma of the Rician noise as a fraction of the fat signal
     mri_bias_strength: float = 0.25  # sd of the log-bias polynomial coefficients (multiplicative bias field)
     texture_mm: float = 1.5  # mm, in-plane correlation length of the fine tissue texture (3D field)
-    texture_z_mm: float = 4.0  # mm, through-plane correlation length of the fine texture
+    texture_z_mm: float = 2.0  # mm, through-plane correlation length of the fine texture
     coarse_texture_mm: float = 4.0  # mm, in-plane correlation length of the coarse texture (lobules, heterogeneity)
-    coarse_texture_z_mm: float = 10.0  # mm, through-plane correlation length of the coarse texture
+    coarse_texture_z_mm: float = 5.0  # mm, through-plane correlation length of the coarse texture
     coarse_texture_share: float = 0.5  # share of the texture variance in the coarse component
 
     def __post_init__(self) -> None:

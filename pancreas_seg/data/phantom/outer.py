@@ -2,9 +2,14 @@
 diaphragm, vessels inside the liver, pelvic bones and bladder below. Simple shapes, few of them."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from pancreas_seg.data.phantom.shapes import Ellipsoid, Intersect, Offset, Shape, Tube, rot
+
+if TYPE_CHECKING:  # anatomy imports this module
+    from pancreas_seg.data.phantom.anatomy import Anatomy
 
 LIVER_VESSELS = (6, 10)  # portal / hepatic vein branches drawn inside the liver
 LIVER_VESSEL_RADIUS_MM = ((3.5, 6.0), (1.0, 2.0))  # mm, radius at the hilum, at the periphery
@@ -14,8 +19,7 @@ LUNG_BASE_BELOW_DOME_MM = (15.0, 30.0)  # mm, costophrenic recess below the top 
 BONE_CORTEX_MM = 3.0  # mm, cortical shell of the pelvic bones
 
 
-def add_thorax(anat, rng: np.random.Generator, liver: Shape, cavity_size: tuple[float, float, float],
-               dome_w: float) -> None:
+def add_thorax(anat: Anatomy, rng: np.random.Generator, cavity_size: tuple[float, float, float], dome_w: float) -> None:
     """Lung bases and heart above the diaphragm (painted before the liver, which covers them)."""
     U = rng.uniform
     ac, bca, bcp = cavity_size
@@ -28,7 +32,7 @@ def add_thorax(anat, rng: np.random.Generator, liver: Shape, cavity_size: tuple[
                                 rot("w", U(-40, -20))))
 
 
-def add_liver_vessels(anat, rng: np.random.Generator, liver: Shape, hilum: tuple[float, float, float]) -> None:
+def add_liver_vessels(anat: Anatomy, rng: np.random.Generator, liver: Shape, hilum: tuple[float, float, float]) -> None:
     """Tapering portal and hepatic vein branches from the hilum into the liver (kept inside it)."""
     lo, hi = liver.bbox()
     start = np.asarray(hilum, float)
@@ -51,12 +55,12 @@ def add_liver_vessels(anat, rng: np.random.Generator, liver: Shape, hilum: tuple
         anat.add("portal", Intersect(tube, liver))
 
 
-def _bone(anat, shape: Ellipsoid) -> None:
+def _bone(anat: Anatomy, shape: Ellipsoid) -> None:
     anat.add("bone_cortex", shape)
     anat.add("bone_marrow", Offset(shape, -BONE_CORTEX_MM))
 
 
-def add_pelvis(anat, rng: np.random.Generator, cavity_size: tuple[float, float, float], spine: tuple[float, float],
+def add_pelvis(anat: Anatomy, rng: np.random.Generator, cavity_size: tuple[float, float, float], spine: tuple[float, float],
                w_top: float) -> None:
     """Iliac wings, sacrum, femoral heads and the bladder below ``w_top`` (the iliac crests); they do not breathe."""
     U = rng.uniform
