@@ -124,6 +124,13 @@ def test_ct_covers_the_whole_abdomen():
     assert 0.1 < len(zs) / scan.shape[0] < 0.4  # pancreas-free slices dominate, as in NIH scans
 
 
+def test_a_short_custom_scan_stays_on_the_pancreas():
+    config = PhantomConfig(matrix=32, ct_slices=(40, 40), ct_slice_mm=(2.0, 2.0))
+    scan, mask = generate_case(1, "CT", config=config)
+    zs = np.flatnonzero(mask.any(axis=(1, 2)))
+    assert scan.shape[0] == 40 and zs[0] > 0 and zs[-1] < scan.shape[0] - 1
+
+
 def test_texture_is_a_3d_field_and_only_noise_is_per_slice():
     quiet = PhantomConfig(matrix=64, ct_noise_hu=(0.0, 0.0))
     scan, _ = generate_case(1, "CT", config=quiet)

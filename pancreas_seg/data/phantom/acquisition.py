@@ -73,6 +73,9 @@ def _ct_range(anat: Anatomy, cfg: PhantomConfig, rng: np.random.Generator) -> tu
     slices = int(np.clip(round(length / dz), *cfg.ct_slices))
     top = anat.dome_w + rng.uniform(*cfg.ct_above_dome_mm)
     w0 = min(top - (slices - 1) * dz, anat.pancreas_w[0] - CT_BELOW_PANCREAS_MM)
+    p0, p1 = anat.pancreas_w
+    if (slices - 1) * dz < p1 - p0 + 2 * CT_BELOW_PANCREAS_MM:  # a short scan (custom config) is centred on the pancreas
+        w0 = (p0 + p1) / 2 - (slices - 1) * dz / 2
     return dz, w0, slices
 
 
