@@ -3,8 +3,11 @@
 Every script defaults to these when it gets no ``--data``. The cache lives in
 ``$PANCREAS_SEG_CACHE`` (default ``~/.cache/pancreas_seg``)::
 
-    phantoms-<set>-<modality>/   NIH Pancreas-CT layout (DICOM series + NIfTI labels)
-    store-<set>-<modality>/      the converted case store
+    phantoms-v<version>-<set>-<modality>/   NIH Pancreas-CT layout (DICOM series + NIfTI labels)
+    store-v<version>-<set>-<modality>/      the converted case store
+
+``<version>`` is the phantom generator's (:data:`PHANTOM_VERSION`): a set made by an older
+generator lies in another folder and is never reused.
 
 These are phantoms, not patients: results on them are never the paper's numbers.
 """
@@ -22,6 +25,7 @@ from pancreas_seg.data.store import CaseStore
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "PANCREAS_SEG_CACHE"
+PHANTOM_VERSION = 2  # bump whenever the generator's output changes (2: whole abdomen, 3D texture, fat, breath holds)
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class PhantomSet:
 
 
 PHANTOM_SETS = {
-    "standard": PhantomSet(cases=12, matrix=512),  # realistic 512x512 slices, 3 test cases per fold
+    "standard": PhantomSet(cases=20, matrix=512),  # realistic 512x512 whole-abdomen scans, 5 test cases per fold
     "tiny": PhantomSet(cases=4, matrix=64),  # seconds; for the testing preset and the test suite
 }
 
@@ -54,13 +58,13 @@ def _phantom_set(name: str) -> PhantomSet:
 def raw_dir(modality: str = "CT", set_name: str = "standard") -> Path:
     """Folder of the phantom set in the NIH layout."""
     _phantom_set(set_name)
-    return cache_root() / f"phantoms-{set_name}-{modality.lower()}"
+    return cache_root() / f"phantoms-v{PHANTOM_VERSION}-{set_name}-{modality.lower()}"
 
 
 def store_dir(modality: str = "CT", set_name: str = "standard") -> Path:
     """Folder of the converted built-in store."""
     _phantom_set(set_name)
-    return cache_root() / f"store-{set_name}-{modality.lower()}"
+    return cache_root() / f"store-v{PHANTOM_VERSION}-{set_name}-{modality.lower()}"
 
 
 def ensure_phantom_set(modality: str = "CT", set_name: str = "standard", jobs: int = 1,
