@@ -74,7 +74,7 @@ def test_make_phantoms_writes_then_skips(tmp_path):
 
 def test_convert_nih_fails_the_broken_case_alone(tmp_path):
     """Case 1 has a truncated slice: it fails with one line, case 2 is converted, exit 1."""
-    write_phantom_set(tmp_path / "nih", [1, 2], PhantomConfig(matrix=64), progress=False)
+    write_phantom_set(tmp_path / "nih", [1, 2], PhantomConfig(matrix=64, ct_slices=(48, 64)), progress=False)
     series, _ = nih_paths(tmp_path / "nih", 1)
     broken = sorted(series.glob("*.dcm"))[5]
     broken.write_bytes(broken.read_bytes()[:-100])

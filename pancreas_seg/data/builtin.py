@@ -34,12 +34,19 @@ class PhantomSet:
 
     cases: int  # scans (one patient each)
     matrix: int  # in-plane pixels of the generated slices
+    ct_slices: tuple[int, int] | None = None  # CT slice count range; None = whole abdomen (PhantomConfig)
     seed: int = 0
+
+    def config(self, modality: str) -> PhantomConfig:
+        """The generator's config for this set."""
+        if self.ct_slices is None:
+            return PhantomConfig(modality=modality, matrix=self.matrix)
+        return PhantomConfig(modality=modality, matrix=self.matrix, ct_slices=self.ct_slices)
 
 
 PHANTOM_SETS = {
     "standard": PhantomSet(cases=20, matrix=512),  # realistic 512x512 whole-abdomen scans, 5 test cases per fold
-    "tiny": PhantomSet(cases=4, matrix=64),  # seconds; for the testing preset and the test suite
+    "tiny": PhantomSet(cases=4, matrix=64, ct_slices=(48, 64)),  # seconds: the testing preset, the test suite
 }
 
 
@@ -72,7 +79,7 @@ def ensure_phantom_set(modality: str = "CT", set_name: str = "standard", jobs: i
     """Generate the phantom set in the NIH layout unless it is already there; return its folder."""
     spec = _phantom_set(set_name)
     root = raw_dir(modality, set_name)
-    write_phantom_set(root, range(1, spec.cases + 1), PhantomConfig(modality=modality, matrix=spec.matrix),
+    write_phantom_set(root, range(1, spec.cases + 1), spec.config(modality),
                       seed=spec.seed, jobs=jobs, progress=progress)
     return root
 

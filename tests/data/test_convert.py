@@ -35,7 +35,7 @@ from pancreas_seg.io.orientation import CANONICAL_AXCODES, storage_axcodes
 from pancreas_seg.io.scan import Scan
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = PhantomConfig(matrix=64)
+CONFIG = PhantomConfig(matrix=64, ct_slices=(48, 64))  # short scans: the converter, not the anatomy, is tested
 SEED = 0
 CT_CASES = (1, 2, 3)  # case 2: label stored with its rows flipped; case 3: InstanceNumber descending
 MRI_CASES = (1, 2)
