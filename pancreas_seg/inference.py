@@ -43,7 +43,7 @@ from pancreas_seg.networks import (birnn_probabilities, cnn_probabilities, cnn_s
                                    memory_batch_size, resolve_precision, timed)
 from pancreas_seg.roi import RoiWork, roi_probabilities
 from pancreas_seg.run_folder import locate_model
-from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, RNN_MODEL
+from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, RNN_MODEL, Precision
 
 __all__ = ["LoadedModel", "PredictOptions", "Prediction", "load_model", "load_models", "predict_scan",
            "model_probabilities", "cnn_probabilities", "cnn_slices", "birnn_probabilities", "postprocess",
@@ -195,7 +195,7 @@ class PredictOptions:
     modality: str | None = None
     series: str | None = None
     dense: bool = False
-    precision: str = "auto"
+    precision: Precision = "auto"
 
 
 @dataclass

@@ -20,8 +20,8 @@ from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE
 from pancreas_seg.data.preprocess import slice_stack
 from pancreas_seg.models.build import default_jit_compile
 from pancreas_seg.models.pnet import WeightedFusion
+from pancreas_seg.vocabulary import PRECISIONS
 
-PRECISIONS = ("auto", "float32", "bfloat16")  # --precision choices
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bfloat16 arithmetic
 CPUINFO = Path("/proc/cpuinfo")
 CNN_MEMORY_BUDGET_BYTES = 3 * 2 ** 29  # 1.5 GiB for the CNN's feature maps of one batch

@@ -2,6 +2,7 @@
 prediction (and a too-small margin that breaks it), fallbacks, bfloat16 copies, batch sizing."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import keras
@@ -206,3 +207,20 @@ def test_batch_size_follows_the_memory_of_the_feature_maps():
     assert networks.memory_batch_size(cnn, 512, 512, 64) == networks.CNN_MEMORY_BUDGET_BYTES // per_slice
     assert networks.memory_batch_size(cnn, 16, 16, 5) == 5
     assert networks.memory_batch_size(cnn, 4096, 4096, 8) == 1
+
+
+def test_cli_dense_and_precision_flags_reach_the_report(tmp_path, runs, capsys):
+    from pancreas_seg.cli import main
+    from pancreas_seg.io.nifti import read_nifti, write_nifti
+
+    write_nifti(block_scan(), tmp_path / "ct.nii.gz")
+    masks = {}
+    for name, flags in {"roi": [], "dense": ["--dense", "--precision", "float32"]}.items():
+        out = tmp_path / f"{name}.nii.gz"
+        assert main(["predict", str(tmp_path / "ct.nii.gz"), "-o", str(out), "--model", str(runs["identity"]),
+                     "--quiet", "--modality", "CT", *flags]) == 0, capsys.readouterr().err
+        report = json.loads((tmp_path / f"{name}.json").read_text())
+        assert report["flags"]["dense"] == (name == "dense")
+        assert report["flags"]["precision"] == ("float32" if name == "dense" else "auto")
+        masks[name] = read_nifti(out, kind="label").array
+    assert masks["dense"].sum() > 0 and dice(masks["roi"], masks["dense"]) >= 0.99
