@@ -321,6 +321,8 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
     if not options.dense:
         total, work = roi_probabilities(models, volume, slice_mm, threshold, options, timings)
     if total is None:
+        if work.mode != "dense":
+            work = RoiWork(work.mode, 1.0 + work.slices_fraction, 1.0 + work.pixels_fraction, work.roi)
         total = np.zeros(volume.shape, np.float32)
         for model in models:
             total += model_probabilities(model, volume, options.batch_size, options.tta, timings, options.precision)

@@ -61,8 +61,9 @@ class Roi:
 
 @dataclass
 class RoiWork:
-    """What the ROI prediction did: ``mode`` ``"roi"``, ``"dense"`` (asked), ``"dense_no_pancreas"`` or
-    ``"dense_edge"`` (fallbacks); CNN slices and pixels processed as fractions of dense."""
+    """What the prediction did: ``mode`` ``"roi"``, ``"dense"`` (asked), ``"dense_no_pancreas"`` or
+    ``"dense_edge"`` (fallbacks: dense after the region's work); CNN slices and pixels processed as
+    fractions of dense prediction's (a fallback's above 1)."""
 
     mode: str
     slices_fraction: float = 1.0
@@ -212,7 +213,7 @@ def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_m
     timings["cnn"] = timings.get("cnn", 0.0) + time.perf_counter() - start
     if roi is None:
         logger.info("localisation found no pancreas: predicting every slice")
-        return None, RoiWork("dense_no_pancreas")
+        return None, RoiWork("dense_no_pancreas", samples / depth, samples / depth)
     y0, y1, x0, x1 = roi.box
     total = np.zeros((roi.z1 - roi.z0, y1 - y0, x1 - x0), np.float32)
     views = (False, True) if options.tta else (False,)
@@ -228,7 +229,8 @@ def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_m
     total /= len(models) * len(views)
     if touches_open_edge(total > threshold, roi, volume.shape):
         logger.info("the mask reaches the edge of the region of interest: predicting every slice")
-        return None, RoiWork("dense_edge")
+        dense = len(models) * len(views) * depth
+        return None, RoiWork("dense_edge", slices / dense, pixels / (dense * size * size), roi)
     canvas = np.zeros(volume.shape, np.float32)
     canvas[roi.z0:roi.z1, y0:y1, x0:x1] = total
     dense = len(models) * len(views) * depth
