@@ -6,13 +6,17 @@ Pipeline of one scan (:func:`predict_scan`)::
     Scan [Z, Y, X] --to_canonical (axial slices)--> --prepare_volume (the run's DataConfig)-->
       [Z, S, S] float32 in [0, 1]
       --2D CNN over 3-slice stacks, batch by batch--> [Z, S, S] probabilities ("fused", Eq. 3)
-      --BiRNN over the whole slice sequence [1, Z, S, S, 1] (cnn_rnn only, Sec. III-B)--> [Z, S, S]
+      --BiRNN over the slice sequence [1, Z, S, S, 1] (cnn_rnn only, Sec. III-B)--> [Z, S, S]
       --mean over models (and over the left-right flipped input with --tta)--> [Z, S, S]
       --InplaneTransform.invert--> [Z, Y, X] --threshold (> t), optional largest component--> uint8 mask
       --Reorientation.restore--> the scan's own grid
 
-Memory stays bounded by a few ``[Z, S, S]`` / ``[Z, Y, X]`` float32 volumes: the CNN sees
-``batch_size`` stacks at a time and only its one-channel output is kept.
+By default the networks run only on the region that can hold pancreas (:mod:`pancreas_seg.roi`:
+localised on sparse slices, widened by the CNN's receptive field; 0 elsewhere), in bfloat16 where
+the CPU computes it natively (:mod:`pancreas_seg.networks`); ``PredictOptions(dense=True)`` runs
+them on every slice and pixel. Memory stays bounded by a few ``[Z, S, S]`` / ``[Z, Y, X]`` float32
+volumes: the CNN sees a batch of stacks sized to its feature maps' memory and only its one-channel
+output is kept.
 
 A model (:func:`load_model`) is a run folder (``config.json`` + ``model.keras``) or a ``.keras``
 file with ``config.json`` beside it (:mod:`pancreas_seg.run_folder`). Reading scans from files and

@@ -181,19 +181,19 @@ def roi_probability(cnn: CnnRunner, birnn: BirnnRunner | None, roi: Roi, depth: 
 
 
 def _localise(models: Sequence[LoadedModel], volume: np.ndarray, slice_mm: float, threshold: float,
-              options: PredictOptions, precision: str) -> tuple[Roi | None, int]:
-    """The trusted region from the mean CNN probability of ``models`` on the localisation slices;
-    ``(roi or None, number of localisation slices)``."""
+              options: PredictOptions, precision: str) -> tuple[Roi | None, list[dict[int, np.ndarray]]]:
+    """The trusted region from the mean CNN probability of ``models`` on the localisation slices, and
+    each model's ``{slice: [S, S] probability}`` there (dense results, reused inside the region)."""
     depth, height, width = volume.shape
     samples = localisation_slices(depth, slice_mm)
-    sampled = np.zeros((len(samples), height, width), np.float32)
+    outputs = []
     for model in models:
         cnn = model.any_size_cnn(precision)
         batch = memory_batch_size(cnn, height, width, options.batch_size)
-        sampled += cnn_slices(cnn, volume, samples, (0, height, 0, width), batch,
-                              context=model.config.data.context_slices)
-    hits = sampled > LOCALISE_FRACTION * threshold * len(models)
-    return trusted_region(samples, hits, depth), len(samples)
+        outputs.append(cnn_slices(cnn, volume, samples, (0, height, 0, width), batch,
+                                  context=model.config.data.context_slices))
+    hits = sum(outputs) > LOCALISE_FRACTION * threshold * len(models)
+    return trusted_region(samples, hits, depth), [dict(zip(samples, output)) for output in outputs]
 
 
 def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_mm: float, threshold: float,
@@ -208,7 +208,8 @@ def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_m
     precision = resolve_precision(options.precision)
     depth, size, _ = volume.shape
     start = time.perf_counter()
-    roi, samples = _localise(models, volume, slice_mm, threshold, options, precision)
+    roi, known = _localise(models, volume, slice_mm, threshold, options, precision)
+    samples = len(known[0])
     timings["localise"] = timings.get("localise", 0.0) + time.perf_counter() - start
     timings["cnn"] = timings.get("cnn", 0.0) + time.perf_counter() - start
     if roi is None:
@@ -218,12 +219,13 @@ def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_m
     total = np.zeros((roi.z1 - roi.z0, y1 - y0, x1 - x0), np.float32)
     views = (False, True) if options.tta else (False,)
     slices, pixels = len(models) * samples, len(models) * samples * size * size
-    for model in models:
+    for model, model_known in zip(models, known):
         cnn = model.any_size_cnn(precision)
         margin, alignment = crop_margin(cnn)
         for flipped in views:
             part, done = _roi_view(model, cnn, volume[:, :, ::-1] if flipped else volume,
-                                   roi.mirrored(size) if flipped else roi, margin, alignment, options, timings)
+                                   roi.mirrored(size) if flipped else roi, {} if flipped else model_known,
+                                   (margin, alignment), options, timings)
             total += part[:, :, ::-1] if flipped else part
             slices, pixels = slices + done[0], pixels + done[1]
     total /= len(models) * len(views)
@@ -237,21 +239,26 @@ def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_m
     return canvas, RoiWork("roi", slices / dense, pixels / (dense * size * size), roi)
 
 
-def _roi_view(model: LoadedModel, cnn: keras.Model, volume: np.ndarray, roi: Roi, margin: int, alignment: int,
-              options: PredictOptions,
+def _roi_view(model: LoadedModel, cnn: keras.Model, volume: np.ndarray, roi: Roi, known: dict[int, np.ndarray],
+              margin: tuple[int, int], options: PredictOptions,
               timings: dict[str, float]) -> tuple[np.ndarray, tuple[int, int]]:
-    """One model on one view's region: (trusted probabilities, (CNN slices, CNN pixels))."""
-    size = volume.shape[1]
-    crop = crop_box(roi.box, margin, alignment, size)
+    """One model on one view's region: (trusted probabilities, (CNN slices, CNN pixels) computed).
+
+    ``known``: whole-grid CNN probabilities of some slices (localisation), cropped instead of computed.
+    """
+    crop = crop_box(roi.box, *margin, volume.shape[1])
     height, width = crop[1] - crop[0], crop[3] - crop[2]
     batch = memory_batch_size(cnn, height, width, options.batch_size)
     context = model.config.data.context_slices
     computed = []
 
     def run_cnn(indices: Sequence[int], box: Box) -> np.ndarray:
-        computed.append(len(indices))
+        y0, y1, x0, x1 = box
+        missing = [k for k in indices if k not in known]
+        computed.append(len(missing))
         with timed(timings, "cnn"):
-            return cnn_slices(cnn, volume, indices, box, batch, context=context)
+            fresh = dict(zip(missing, cnn_slices(cnn, volume, missing, box, batch, context=context)))
+        return np.stack([fresh[k] if k in fresh else known[k][y0:y1, x0:x1] for k in indices])
 
     def run_birnn(probability: np.ndarray) -> np.ndarray:
         with timed(timings, "birnn"):
