@@ -11,7 +11,7 @@ dense run's and with the phantom's truth, and dense voxels the run lost.
 
     python benchmarks/predict_speed.py --cache /tmp/localiser                     # 512 x 512 x 240
     python benchmarks/predict_speed.py --cache /tmp/localiser --slices 600 --runs roi:auto   # memory
-    python benchmarks/predict_speed.py --model runs/fold0 --runs roi:auto dense:auto
+    python benchmarks/predict_speed.py --model runs/fold0 --runs roi:auto dense:auto roi:auto:64
 """
 from __future__ import annotations
 
@@ -56,13 +56,15 @@ def conv_flops(model: keras.Model) -> float:
     return total
 
 
-def predict_once(run: Path, image: Path, mode: str, precision: str, batch_size: int, mask_out: Path) -> dict:
+def predict_once(run: Path, image: Path, mode: str, precision: str, margin: int | None, batch_size: int,
+                 mask_out: Path) -> dict:
     """One prediction in this (fresh) process: timings, work, peak memory; the mask saved to ``mask_out``."""
     models = inference.load_models([run])
     start = time.perf_counter()
     scan = read_nifti(image, modality="CT", kind="image")
     timings = {"read": time.perf_counter() - start}
-    options = inference.PredictOptions(batch_size=batch_size, dense=mode == "dense", precision=precision)
+    options = inference.PredictOptions(batch_size=batch_size, dense=mode == "dense", precision=precision,
+                                       roi_margin=margin)
     prediction = inference.predict_scan(scan, models, options, timings)
     np.save(mask_out, prediction.mask)
     work = asdict(prediction.work)
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", type=int, default=1, help="phantom case number")
     parser.add_argument("--cache", type=Path, help="run folder of the localising model (trained when missing)")
     parser.add_argument("--model", type=Path, help="a run folder to use instead of --cache")
-    parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, help="mode:precision, mode roi or dense")
+    parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS,
+                        help="mode:precision[:margin px], mode roi or dense (default margin: receptive field)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_PREDICT_BATCH_SIZE)
     args = parser.parse_args(argv)
     if (args.model is None) == (args.cache is None):
@@ -117,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         del scan
         masks, results = {}, {}
         for name in args.runs:
-            mode, precision = name.split(":")
-            results[name] = _in_fresh_process(run, image, mode, precision, args.batch_size, tmp / f"{len(masks)}.npy")
+            mode, precision, *margin = name.split(":")
+            margin = int(margin[0]) if margin else None
+            results[name] = _in_fresh_process(run, image, mode, precision, margin, args.batch_size,
+                                              tmp / f"{len(masks)}.npy")
             masks[name] = np.load(tmp / f"{len(masks)}.npy")
             _print_run(name, results[name], args.slices)
     reference = next((name for name in args.runs if name.startswith("dense")), None)

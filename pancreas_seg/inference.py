@@ -187,6 +187,9 @@ class PredictOptions:
             (:mod:`pancreas_seg.roi`).
         precision: arithmetic of the CNNs, ``"auto"`` (bfloat16 where the CPU has it natively),
             ``"float32"`` or ``"bfloat16"`` (:func:`resolve_precision`).
+        roi_margin: network-grid px computed past each side of the region of interest; ``None``
+            (default) = the CNN's receptive-field half-width, which makes the region's CNN output
+            the dense one. Smaller is faster and only approximately dense (for measurements).
 
     ``batch_size`` is an upper bound: fewer stacks go at once when their feature maps would need
     more than ``CNN_MEMORY_BUDGET_BYTES`` (:func:`memory_batch_size`).
@@ -200,6 +203,7 @@ class PredictOptions:
     series: str | None = None
     dense: bool = False
     precision: Precision = "auto"
+    roi_margin: int | None = None
 
 
 @dataclass

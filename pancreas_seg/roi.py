@@ -222,6 +222,7 @@ def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_m
     for model, model_known in zip(models, known):
         cnn = model.any_size_cnn(precision)
         margin, alignment = crop_margin(cnn)
+        margin = margin if options.roi_margin is None else options.roi_margin
         for flipped in views:
             part, done = _roi_view(model, cnn, volume[:, :, ::-1] if flipped else volume,
                                    roi.mirrored(size) if flipped else roi, {} if flipped else model_known,

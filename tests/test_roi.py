@@ -135,6 +135,14 @@ def test_too_small_a_margin_changes_the_roi_prediction(monkeypatch):
     assert np.abs(prediction.probability[inside] - dense.probability[inside]).max() > 1e-3
 
 
+def test_roi_margin_option_trades_exactness_for_work():
+    scan, model = block_scan(), blur_loaded()
+    exact = inference.predict_scan(scan, [model], inference.PredictOptions(precision="float32"))
+    narrow = inference.predict_scan(scan, [model], inference.PredictOptions(precision="float32", roi_margin=0))
+    assert narrow.work.pixels_fraction < exact.work.pixels_fraction
+    assert np.abs(narrow.probability - exact.probability).max() > 1e-3
+
+
 def test_nothing_localised_falls_back_to_dense():
     prediction, dense = _roi_and_dense(block_scan(bright=False), blur_loaded())
     assert prediction.work.mode == "dense_no_pancreas"
