@@ -39,7 +39,7 @@ from localiser_model import train_localiser  # noqa: E402 - a sibling script, no
 
 KIB_PER_GIB = 1024 ** 2  # ru_maxrss is in KiB on Linux
 STAGES = ("read", "preprocess", "localise", "cnn", "birnn", "postprocess")
-DEFAULT_RUNS = ("roi:auto", "dense:auto", "dense:float32")  # mode:precision; the first dense one is the reference
+DEFAULT_RUNS = ("roi:auto", "dense:auto", "roi:bfloat16")  # mode:precision; the first dense run is the reference
 
 
 def conv_flops(model: keras.Model) -> float:

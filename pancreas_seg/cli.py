@@ -194,7 +194,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> Command:
     parser.add_argument("--dense", action="store_true",
                         help="run the networks on every slice and pixel (default: only the region of interest)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="CNN arithmetic (default auto: bfloat16 where the CPU has it natively)")
+                        help="CNN arithmetic (default auto: bfloat16 on CPUs with AMX, else float32)")
     parser.add_argument("--save-probability", action="store_true", help="also write the probability map (_prob)")
     parser.add_argument("--qc", action="store_true", help="also write a QC picture (_qc.png)")
     parser.add_argument("--dicom-seg", action="store_true", help="also write a DICOM SEG (_seg.dcm; DICOM input)")

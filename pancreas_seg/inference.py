@@ -13,7 +13,7 @@ Pipeline of one scan (:func:`predict_scan`)::
 
 By default the networks run only on the region that can hold pancreas (:mod:`pancreas_seg.roi`:
 localised on sparse slices, widened by the CNN's receptive field; 0 elsewhere), in bfloat16 where
-the CPU computes it natively (:mod:`pancreas_seg.networks`); ``PredictOptions(dense=True)`` runs
+the CPU makes it faster (:mod:`pancreas_seg.networks`); ``PredictOptions(dense=True)`` runs
 them on every slice and pixel. Memory stays bounded by a few ``[Z, S, S]`` / ``[Z, Y, X]`` float32
 volumes: the CNN sees a batch of stacks sized to its feature maps' memory and only its one-channel
 output is kept.
@@ -185,7 +185,7 @@ class PredictOptions:
         series: SeriesInstanceUID of the series to read from a single DICOM folder holding several.
         dense: run the networks on every slice and pixel instead of the region of interest
             (:mod:`pancreas_seg.roi`).
-        precision: arithmetic of the CNNs, ``"auto"`` (bfloat16 where the CPU has it natively),
+        precision: arithmetic of the CNNs, ``"auto"`` (bfloat16 where the CPU makes it faster),
             ``"float32"`` or ``"bfloat16"`` (:func:`resolve_precision`).
         roi_margin: network-grid px computed past each side of the region of interest; ``None``
             (default) = the CNN's receptive-field half-width, which makes the region's CNN output

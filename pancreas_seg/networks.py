@@ -22,7 +22,11 @@ from pancreas_seg.models.build import default_jit_compile
 from pancreas_seg.models.pnet import WeightedFusion
 from pancreas_seg.vocabulary import PRECISIONS
 
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bfloat16 arithmetic
+# /proc/cpuinfo flags for which "auto" picks bfloat16: AMX tiles only. With AVX-512 BF16 alone
+# (avx512_bf16, no AMX) TensorFlow 2.21's bfloat16 PNet-MSA ran 1.6x slower than float32 (2.1 vs
+# 1.2 s/slice at 512 px, batch 4; Keras mixed_bfloat16; oneDNN's graph rewrite and a pure bfloat16
+# model were slower still): benchmarks/precision_speed.py.
+BF16_CPU_FLAGS = ("amx_bf16",)
 CPUINFO = Path("/proc/cpuinfo")
 CNN_MEMORY_BUDGET_BYTES = 3 * 2 ** 29  # 1.5 GiB for the CNN's feature maps of one batch
 LIVE_FEATURE_MAPS = 3  # widest feature maps alive at once per slice (skip connections + current)
@@ -32,7 +36,8 @@ Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open, network-grid px
 
 
 def cpu_has_bfloat16(cpuinfo: Path | None = None) -> bool:
-    """Whether the CPU flags (``cpuinfo``, default Linux's ``/proc/cpuinfo``) list native bfloat16 arithmetic."""
+    """Whether the CPU flags (``cpuinfo``, default Linux's ``/proc/cpuinfo``) list fast bfloat16
+    arithmetic (:data:`BF16_CPU_FLAGS`)."""
     try:
         flags = (cpuinfo or CPUINFO).read_text().split()
     except OSError:
@@ -41,9 +46,9 @@ def cpu_has_bfloat16(cpuinfo: Path | None = None) -> bool:
 
 
 def resolve_precision(precision: str) -> str:
-    """``"auto"`` -> ``"bfloat16"`` under TensorFlow on a CPU with native bfloat16 (AVX-512 BF16 or
-    AMX), else ``"float32"``; the others as given. bfloat16 agrees with float32 (DSC >= 0.99 of the
-    masks) at 1.5-1.8x the speed on such CPUs (``benchmarks/predict_speed.py``)."""
+    """``"auto"`` -> ``"bfloat16"`` under TensorFlow on a CPU with AMX (:data:`BF16_CPU_FLAGS`), else
+    ``"float32"``; the others as given. bfloat16 is measured for agreement with float32 by
+    ``benchmarks/predict_speed.py`` (runs ``roi:bfloat16`` against ``dense:float32``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":

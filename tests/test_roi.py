@@ -198,13 +198,16 @@ def test_bfloat16_copy_computes_in_bfloat16_and_agrees():
 
 def test_precision_auto_follows_the_cpu_flags(tmp_path, monkeypatch):
     with_bf16, without = tmp_path / "bf16", tmp_path / "plain"
-    with_bf16.write_text("flags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
-    without.write_text("flags\t\t: fpu sse avx512f\n")
+    with_bf16.write_text("flags\t\t: fpu sse avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    without.write_text("flags\t\t: fpu sse avx512f avx512_bf16\n")  # measured slower in bfloat16
     assert networks.cpu_has_bfloat16(with_bf16) and not networks.cpu_has_bfloat16(without)
     assert not networks.cpu_has_bfloat16(tmp_path / "missing")
     monkeypatch.setattr(networks, "CPUINFO", without)
     assert networks.resolve_precision("auto") == "float32"
     assert networks.resolve_precision("bfloat16") == "bfloat16"
+    if keras.backend.backend() == "tensorflow":
+        monkeypatch.setattr(networks, "CPUINFO", with_bf16)
+        assert networks.resolve_precision("auto") == "bfloat16"
     with pytest.raises(ValueError, match="precision must be one of"):
         networks.resolve_precision("float16")
 
