@@ -28,12 +28,13 @@ BODY_MARGIN_PX = 4  # pixels kept around the body bounding box
 def normalize_intensity(image: np.ndarray, modality: str, config: DataConfig) -> np.ndarray:
     """``[Z, Y, X]`` HU (CT) or arbitrary MRI units → float32 in [0, 1] (a new array). CT is scaled in
     place in float32 (one volume of working memory, as large CTs need); MRI in float64, as before."""
-    volume = image.astype(np.float32, copy=False)
     if modality == "CT":
         low, high = config.hu_window
-        scaled = np.subtract(volume, np.float32(low), dtype=np.float32)
+        scaled = image.astype(np.float32)  # always a copy: scaled in place
+        np.subtract(scaled, np.float32(low), out=scaled)
         np.divide(scaled, np.float32(high - low), out=scaled)
         return np.clip(scaled, 0.0, 1.0, out=scaled)
+    volume = image.astype(np.float32, copy=False)
     low, high = np.percentile(volume, config.mri_percentiles)
     if high <= low:
         high = low + 1.0
