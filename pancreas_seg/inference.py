@@ -338,6 +338,7 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
     del volume
     with timed(timings, "postprocess"):
         probability, mask = postprocess(total, transform, threshold, options.largest_component)
+        del total
         changes = abnormal_changes_mm(mask, canonical_affine) if scan.modality == "CT" else None
         probability, mask = reorientation.restore(probability), reorientation.restore(mask)
     for stage in ("cnn", "birnn"):

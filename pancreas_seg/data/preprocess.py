@@ -87,8 +87,10 @@ class InplaneTransform:
         """``[Z, size, size]`` map on the network grid → ``[Z, Y, X]`` float32 on the scan's grid."""
         y0, y1, x0, x1 = self.box
         height, width = self.original_shape
-        box_map = resize(probability.astype(np.float32), (probability.shape[0], y1 - y0, x1 - x0),
-                         order=1, anti_aliasing=False, preserve_range=True)
+        source = probability.astype(np.float32, copy=False)
+        shape = (probability.shape[0], y1 - y0, x1 - x0)
+        box_map = source if source.shape == shape else resize(source, shape, order=1, anti_aliasing=False,
+                                                               preserve_range=True)
         out = np.zeros((probability.shape[0], height, width), np.float32)
         sy0, sx0 = max(0, y0), max(0, x0)
         sy1, sx1 = min(height, y1), min(width, x1)
