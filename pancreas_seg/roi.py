@@ -14,10 +14,10 @@ On the prepared network grid ``[Z, S, S]`` (:func:`~pancreas_seg.data.preprocess
    starting on a multiple of the alignment so every max-pool window is the dense one: inside the
    trusted box the CNN output is then the dense output (same arithmetic up to round-off); each
    slice still stacks its real neighbours. The BiRNN (fixed H, W: rebuilt at the crop size with
-   the same weights) runs over the crop and ``BIRNN_MARGIN_SLICES`` more slices on each side: its
-   recurrence reaches every slice in dense mode, so there agreement is close, not exact (its
-   forget gate makes the influence of far slices and pixels decay; measured in
-   ``benchmarks/predict_speed.py``).
+   the same weights) runs over the trusted box widened by ``BIRNN_CONTEXT_PX`` and
+   ``BIRNN_MARGIN_SLICES`` more slices on each side: its recurrence reaches every slice and pixel
+   in dense mode, so there agreement is close, not exact (its forget gate makes the influence of
+   far slices and pixels decay; measured in ``benchmarks/predict_speed.py``).
 4. **Check.** A mask (``> threshold``) that reaches an edge of the trusted region that is not the
    grid's edge means pancreas may lie outside it: the scan is predicted densely instead.
 """
@@ -43,6 +43,7 @@ LOCALISE_EVERY_MM = 15.0  # mm between localisation slices; a pancreas spans sev
 LOCALISE_FRACTION = 0.5  # hits: probability above this fraction of the mask threshold
 INPLANE_SLACK_PX = 16  # network-grid px added around the localised pixels (shape change between samples)
 BIRNN_MARGIN_SLICES = 8  # slices past the trusted range given to the BiRNN (its state settles)
+BIRNN_CONTEXT_PX = 16  # px past the trusted box given to the BiRNN (its memory grows with the area)
 
 
 @dataclass(frozen=True)
@@ -169,14 +170,18 @@ BirnnRunner = Callable[[np.ndarray], np.ndarray]  # [n, h, w] -> [n, h, w] float
 
 def roi_probability(cnn: CnnRunner, birnn: BirnnRunner | None, roi: Roi, depth: int, crop: Box) -> np.ndarray:
     """One model on a region: the CNN over ``crop`` for the trusted slices (and the BiRNN margin),
-    the BiRNN over that slab; returns the trusted part ``[z1-z0, y1-y0, x1-x0]`` float32."""
+    the BiRNN over that slab within ``BIRNN_CONTEXT_PX`` of the trusted box; returns the trusted
+    part ``[z1-z0, y1-y0, x1-x0]`` float32."""
     margin = BIRNN_MARGIN_SLICES if birnn is not None else 0
     first, stop = max(0, roi.z0 - margin), min(depth, roi.z1 + margin)
     probability = cnn(range(first, stop), crop)
-    if birnn is not None:
-        probability = birnn(probability)
     y0, y1, x0, x1 = roi.box
-    cy0, _, cx0, _ = crop
+    cy0, cy1, cx0, cx1 = crop
+    if birnn is not None:
+        by0, bx0 = max(cy0, y0 - BIRNN_CONTEXT_PX), max(cx0, x0 - BIRNN_CONTEXT_PX)
+        by1, bx1 = min(cy1, y1 + BIRNN_CONTEXT_PX), min(cx1, x1 + BIRNN_CONTEXT_PX)
+        probability = birnn(probability[:, by0 - cy0:by1 - cy0, bx0 - cx0:bx1 - cx0])
+        cy0, cx0 = by0, bx0
     return probability[roi.z0 - first:roi.z1 - first, y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
 
 
@@ -263,7 +268,7 @@ def _roi_view(model: LoadedModel, cnn: keras.Model, volume: np.ndarray, roi: Roi
 
     def run_birnn(probability: np.ndarray) -> np.ndarray:
         with timed(timings, "birnn"):
-            return birnn_probabilities(model.birnn_at(height, width), probability)
+            return birnn_probabilities(model.birnn_at(*probability.shape[1:]), probability)
 
     part = roi_probability(run_cnn, None if model.birnn is None else run_birnn, roi, volume.shape[0], crop)
     return part, (sum(computed), sum(computed) * height * width)
