@@ -1,151 +1,142 @@
-"""Speed and memory of ``predict`` on one CT volume (run by hand; prints numbers).
+"""Speed, memory and agreement of region-of-interest and dense prediction on a phantom CT (run by hand).
 
-Times one prediction of a synthetic ``size x size x slices`` CT (written as NIfTI first) split
-into read, preprocess, CNN, BiRNN, postprocess and write, reports the peak resident memory, and
-puts the CNN's achieved GFLOP/s (FLOPs counted from its Conv/Deconv layers) beside what one plain
-3x3 convolution of the same width reaches on this machine in the same run.
+A realistic phantom CT (:func:`pancreas_seg.data.phantom.generate_case`, ``size`` px, ``slices``
+slices: its margins above and below the pancreas are extended) is written as NIfTI and predicted
+by the paper-size CNN-RNN trained to localise the pancreas (``benchmarks/localiser_model.py``,
+cached in ``--cache``; about 15 min on 2 cores the first time) in one fresh process per run, so
+each run's peak resident memory is its own and includes TensorFlow's tracing (the CNN is traced
+once per crop shape: part of the cost of a scan). Printed: per-stage timings of every run, the
+shares of slices and pixels the CNN processed, peak memory, the DSC of every mask with the first
+dense run's and with the phantom's truth, and dense voxels the run lost.
 
-    python benchmarks/predict_speed.py --size 512 --slices 240                 # untrained paper PNet-MSA
-    python benchmarks/predict_speed.py --size 512 --slices 240 --model-name cnn_rnn   # with the BiRNN
-    python benchmarks/predict_speed.py --model runs/fold0                      # a trained run
+    python benchmarks/predict_speed.py --cache /tmp/localiser                     # 512 x 512 x 240
+    python benchmarks/predict_speed.py --cache /tmp/localiser --slices 600 --runs roi:auto   # memory
+    python benchmarks/predict_speed.py --model runs/fold0 --runs roi:auto dense:auto roi:auto:64
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import resource
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from pancreas_seg import inference, predict
-from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, ExperimentConfig
-from pancreas_seg.io.nifti import write_nifti
-from pancreas_seg.io.scan import Scan
-from pancreas_seg.models.build import build_model
-from pancreas_seg.train import export_run
-from pancreas_seg.vocabulary import BASE_CNN, SCAN_MODELS
+from pancreas_seg import inference
+from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE
+from pancreas_seg.data.phantom import PhantomConfig, generate_case
+from pancreas_seg.io.nifti import read_nifti, write_nifti
+from pancreas_seg.metrics import dice
 
-REFERENCE_CHANNELS = 64  # width of the plain 3x3 convolution used as the machine's reference
-REFERENCE_KERNEL = 3
-REFERENCE_REPEATS = 5  # timed calls of the reference convolution (after one warm-up call)
-BODY_HU, ORGAN_HU, AIR_HU = 40, 100, -1000
-SPACING_MM = (2.0, 0.7, 0.7)  # (z, y, x)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from localiser_model import train_localiser  # noqa: E402 - a sibling script, not a package
+
 KIB_PER_GIB = 1024 ** 2  # ru_maxrss is in KiB on Linux
-
-
-def synthetic_ct(size: int, slices: int, seed: int = 0) -> Scan:
-    """An elliptic body of soft tissue with a brighter ellipsoid, Gaussian noise; int16 HU."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[:size, :size] / size - 0.5
-    body = (y / 0.35) ** 2 + (x / 0.45) ** 2 <= 1
-    array = np.full((slices, size, size), AIR_HU, np.int16)
-    array[:, body] = BODY_HU
-    z = (np.arange(slices) / slices - 0.5)[:, None, None]
-    organ = ((y / 0.06) ** 2 + ((x - 0.05) / 0.15) ** 2 + (z / 0.15) ** 2) <= 1
-    array[organ] = ORGAN_HU
-    array += rng.normal(0, 10, array.shape).astype(np.int16)
-    affine = np.diag([-SPACING_MM[2], -SPACING_MM[1], SPACING_MM[0], 1.0])
-    return Scan(array, affine, "CT")
+STAGES = ("read", "preprocess", "localise", "cnn", "birnn", "postprocess")
+DEFAULT_RUNS = ("roi:auto", "dense:auto", "roi:bfloat16")  # mode:precision; the first dense run is the reference
 
 
 def conv_flops(model: keras.Model) -> float:
-    """FLOPs of one forward pass of one sample: 2 x (multiply-adds) of every Conv2D / Conv2DTranspose.
-
-    Conv2D: 2 * H_out * W_out * k_h * k_w * C_in * C_out; Conv2DTranspose: the same with the input's
-    H, W (every input pixel scatters a full kernel). Nested models are counted layer by layer.
-    """
+    """FLOPs of one forward pass of one slice: 2 x multiply-adds of every Conv2D / Conv2DTranspose of a
+    model with a fixed input size (a transposed convolution scatters a kernel from every input pixel)."""
     total = 0.0
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             total += conv_flops(layer)
-            continue
-        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
-            continue
-        k_h, k_w = layer.kernel_size
-        c_in, c_out = layer.input.shape[-1], layer.filters
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            height, width = layer.input.shape[1:3]
-        else:
-            height, width = layer.output.shape[1:3]
-        total += 2.0 * height * width * k_h * k_w * c_in * c_out
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+            k_h, k_w = layer.kernel_size
+            shape = layer.input.shape if isinstance(layer, keras.layers.Conv2DTranspose) else layer.output.shape
+            total += 2.0 * shape[1] * shape[2] * k_h * k_w * layer.input.shape[-1] * layer.filters
     return total
 
 
-def reference_gflops(size: int, batch: int) -> float:
-    """GFLOP/s of a plain 64 -> 64 3x3 Conv2D at ``size`` x ``size``, batch ``batch`` (mean of repeats)."""
-    inputs = keras.Input((size, size, REFERENCE_CHANNELS))
-    model = keras.Model(inputs, keras.layers.Conv2D(REFERENCE_CHANNELS, REFERENCE_KERNEL, padding="same")(inputs))
-    data = np.random.default_rng(0).random((batch, size, size, REFERENCE_CHANNELS)).astype(np.float32)
-    model.predict_on_batch(data)  # warm-up: tracing
+def predict_once(run: Path, image: Path, mode: str, precision: str, margin: int | None, batch_size: int,
+                 mask_out: Path) -> dict:
+    """One prediction in this (fresh) process: timings, work, peak memory; the mask saved to ``mask_out``."""
+    models = inference.load_models([run])
     start = time.perf_counter()
-    for _ in range(REFERENCE_REPEATS):
-        model.predict_on_batch(data)
-    seconds = (time.perf_counter() - start) / REFERENCE_REPEATS
-    return conv_flops(model) * batch / seconds / 1e9
+    scan = read_nifti(image, modality="CT", kind="image")
+    timings = {"read": time.perf_counter() - start}
+    options = inference.PredictOptions(batch_size=batch_size, dense=mode == "dense", precision=precision,
+                                       roi_margin=margin)
+    prediction = inference.predict_scan(scan, models, options, timings)
+    np.save(mask_out, prediction.mask)
+    work = asdict(prediction.work)
+    return {"timings": timings, "work": work, "precision": inference.resolve_precision(precision),
+            "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_GIB,
+            "flops_per_slice": conv_flops(models[0].cnn)}
 
 
-def fresh_run(folder: Path, model_name: str, size: int) -> Path:
-    """A run folder with an untrained model of the paper config (speed does not depend on weights)."""
-    config = ExperimentConfig()
-    config = replace(config, data=replace(config.data, input_size=size, crop="none"),
-                     model=replace(config.model, name=model_name))
-    return export_run(build_model(config.model, size), config, folder).root
+def _in_fresh_process(*args) -> dict:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(predict_once, *args).result()
+
+
+def _print_run(name: str, result: dict, slices: int) -> None:
+    timings, work = result["timings"], result["work"]
+    total = sum(timings.get(stage, 0.0) for stage in STAGES if stage != "localise")
+    print(f"{name}  ({result['precision']}, mode {work['mode']})")
+    for stage in STAGES:
+        seconds = timings.get(stage, 0.0)
+        note = "  (part of cnn)" if stage == "localise" else ""
+        print(f"  {stage:<12} {seconds:8.1f} s  {1000 * seconds / slices:7.1f} ms/slice{note}")
+    print(f"  {'total':<12} {total:8.1f} s")
+    print(f"  CNN processed {100 * work['slices_fraction']:.1f} % of the slices, "
+          f"{100 * work['pixels_fraction']:.1f} % of the pixels; region {work['roi']}")
+    flops = result["flops_per_slice"] * slices * work["pixels_fraction"]
+    print(f"  CNN {flops / max(timings.get('cnn', 0.0), 1e-9) / 1e9:.1f} GFLOP/s; "
+          f"peak resident memory {result['peak_gib']:.2f} GiB")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=512, help="in-plane pixels of the synthetic CT")
-    parser.add_argument("--slices", type=int, default=240, help="slices of the synthetic CT")
-    parser.add_argument("--model", type=Path, help="run folder (default: a fresh untrained paper model)")
-    parser.add_argument("--model-name", default=BASE_CNN, choices=SCAN_MODELS, help="the fresh model's name")
+    parser.add_argument("--size", type=int, default=512, help="in-plane pixels of the phantom CT")
+    parser.add_argument("--slices", type=int, default=240, help="slices of the phantom CT")
+    parser.add_argument("--case", type=int, default=1, help="phantom case number")
+    parser.add_argument("--cache", type=Path, help="run folder of the localising model (trained when missing)")
+    parser.add_argument("--model", type=Path, help="a run folder to use instead of --cache")
+    parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS,
+                        help="mode:precision[:margin px], mode roi or dense (default margin: receptive field)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_PREDICT_BATCH_SIZE)
     args = parser.parse_args(argv)
+    if (args.model is None) == (args.cache is None):
+        parser.error("give --cache or --model")
+    run = args.model or train_localiser(args.cache)
 
     with tempfile.TemporaryDirectory(prefix="predict_speed-") as tmp:
         tmp = Path(tmp)
-        run = args.model or fresh_run(tmp / "run", args.model_name, args.size)
-        models = inference.load_models([run])
-        network_size = models[0].config.data.input_size
-        image = write_nifti(synthetic_ct(args.size, args.slices), tmp / "ct.nii.gz")
-        item = predict.ScanInput("ct", image, "nifti")
-        options = inference.PredictOptions(batch_size=args.batch_size)
-        # warm-up on 2 * batch slices so that tracing is not timed
-        write_nifti(synthetic_ct(args.size, 2 * args.batch_size), tmp / "warm.nii.gz")
-        predict.predict_case(predict.ScanInput("warm", tmp / "warm.nii.gz", "nifti"),
-                               predict.OutputPaths.beside(tmp / "warm_mask.nii.gz"), models, options)
-        report = predict.predict_case(item, predict.OutputPaths.beside(tmp / "mask.nii.gz"), models, options)
-        peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_GIB
-
-    timings = report["timings_s"]
-    cnn_flops = conv_flops(models[0].cnn)
-    achieved = cnn_flops * args.slices / max(timings["cnn"], 1e-9) / 1e9
-    reference = reference_gflops(network_size, args.batch_size)
-    print(f"device: {keras.backend.backend()} {', '.join(d for d in _devices())}")
-    print(f"volume {args.size}x{args.size}x{args.slices}, network {network_size}px, model {models[0].config.model.name} "
-          f"({run}), batch {args.batch_size}")
-    for stage in predict.STAGES:
-        per_slice = 1000 * timings[stage] / args.slices
-        print(f"  {stage:<12} {timings[stage]:9.2f} s  {per_slice:8.2f} ms/slice")
-    print(f"  {'total':<12} {timings['total']:9.2f} s")
-    print(f"peak resident memory: {peak_gib:.2f} GiB (ru_maxrss, whole process)")
-    print(f"CNN: {cnn_flops / 1e9:.1f} GFLOP/slice, {achieved:.1f} GFLOP/s achieved")
-    print(f"plain {REFERENCE_KERNEL}x{REFERENCE_KERNEL} Conv2D {REFERENCE_CHANNELS}->{REFERENCE_CHANNELS} at "
-          f"{network_size}px, batch {args.batch_size}: {reference:.1f} GFLOP/s")
-    print(f"efficiency (CNN / plain conv): {achieved / reference:.2f}")
+        phantom = PhantomConfig(matrix=args.size, ct_slices=(args.slices, args.slices))
+        scan, truth = generate_case(args.case, "CT", config=phantom)
+        image = write_nifti(scan, tmp / "ct.nii.gz")
+        print(f"phantom CT case {args.case}: {scan.shape[2]}x{scan.shape[1]}x{scan.shape[0]}, spacing (z, y, x) "
+              f"{tuple(round(s, 2) for s in scan.spacing)} mm; pancreas on "
+              f"{100 * truth.any(axis=(1, 2)).mean():.0f} % of the slices; model {run}")
+        del scan
+        masks, results = {}, {}
+        for name in args.runs:
+            mode, precision, *margin = name.split(":")
+            margin = int(margin[0]) if margin else None
+            results[name] = _in_fresh_process(run, image, mode, precision, margin, args.batch_size,
+                                              tmp / f"{len(masks)}.npy")
+            masks[name] = np.load(tmp / f"{len(masks)}.npy")
+            _print_run(name, results[name], args.slices)
+    reference = next((name for name in args.runs if name.startswith("dense")), None)
+    for name, mask in masks.items():
+        line = f"{name}: DSC with truth {dice(mask, truth):.4f}"
+        if reference is not None and name != reference:
+            lost = int((masks[reference].astype(bool) & ~mask.astype(bool)).sum())
+            seconds = sum(results[name]["timings"].get(s, 0.0) for s in STAGES if s != "localise")
+            ref_seconds = sum(results[reference]["timings"].get(s, 0.0) for s in STAGES if s != "localise")
+            line += (f"; with {reference}: DSC {dice(mask, masks[reference]):.4f}, {lost} of its "
+                     f"{int(masks[reference].sum())} voxels lost, time ratio {ref_seconds / seconds:.2f}x")
+        print(line)
     return 0
-
-
-def _devices() -> list[str]:
-    try:
-        import tensorflow as tf
-        return [d.name for d in tf.config.list_logical_devices()]
-    except ImportError:
-        return []
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, PRESETS
 from pancreas_seg.errors import PancreasSegError, UsageError
 from pancreas_seg.io.atomic import check_writable
-from pancreas_seg.vocabulary import LOSS_NAMES, MODALITIES, SCAN_MODELS
+from pancreas_seg.vocabulary import LOSS_NAMES, MODALITIES, PRECISIONS, SCAN_MODELS
 
 EXIT_USER_ERROR = 2
 EXIT_SOME_FAILED = 1  # batch prediction: some scans failed, the others were written
@@ -196,7 +196,7 @@ def _predict(args: argparse.Namespace) -> int:
     outputs = predict.OutputOptions(save_probability=args.save_probability, qc=args.qc, dicom_seg=args.dicom_seg)
     options = inference.PredictOptions(batch_size=args.batch_size, threshold=args.threshold, tta=args.tta,
                                        largest_component=args.largest_component, modality=args.modality,
-                                       series=args.series)
+                                       series=args.series, dense=args.dense, precision=args.precision)
     if batch:
         if args.output.name.lower().endswith((".nii", ".nii.gz")):
             raise UsageError(f"{args.input} is a batch folder ({len(items)} scans); -o must be an output folder")
@@ -280,6 +280,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> Command:
     parser.add_argument("--threshold", type=_probability, help="mask threshold (default: the run's train.threshold)")
     parser.add_argument("--tta", action="store_true", help="average with the left-right flipped prediction")
     parser.add_argument("--largest-component", action="store_true", help="keep the largest connected component")
+    parser.add_argument("--dense", action="store_true",
+                        help="run the networks on every slice and pixel (default: only the region of interest)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="CNN arithmetic (default auto: bfloat16 on CPUs with AMX, else float32)")
     parser.add_argument("--save-probability", action="store_true", help="also write the probability map (_prob)")
     parser.add_argument("--qc", action="store_true", help="also write a QC picture (_qc.png)")
     parser.add_argument("--dicom-seg", action="store_true", help="also write a DICOM SEG (_seg.dcm; DICOM input)")

@@ -6,13 +6,17 @@ Pipeline of one scan (:func:`predict_scan`)::
     Scan [Z, Y, X] --to_canonical (axial slices)--> --prepare_volume (the run's DataConfig)-->
       [Z, S, S] float32 in [0, 1]
       --2D CNN over 3-slice stacks, batch by batch--> [Z, S, S] probabilities ("fused", Eq. 3)
-      --BiRNN over the whole slice sequence [1, Z, S, S, 1] (cnn_rnn only, Sec. III-B)--> [Z, S, S]
+      --BiRNN over the slice sequence [1, Z, S, S, 1] (cnn_rnn only, Sec. III-B)--> [Z, S, S]
       --mean over models (and over the left-right flipped input with --tta)--> [Z, S, S]
       --InplaneTransform.invert--> [Z, Y, X] --threshold (> t), optional largest component--> uint8 mask
       --Reorientation.restore--> the scan's own grid
 
-Memory stays bounded by a few ``[Z, S, S]`` / ``[Z, Y, X]`` float32 volumes: the CNN sees
-``batch_size`` stacks at a time and only its one-channel output is kept.
+By default the networks run only on the region that can hold pancreas (:mod:`pancreas_seg.roi`:
+localised on sparse slices, widened by the CNN's receptive field; 0 elsewhere), in bfloat16 where
+the CPU makes it faster (:mod:`pancreas_seg.networks`); ``PredictOptions(dense=True)`` runs
+them on every slice and pixel. Memory stays bounded by a few ``[Z, S, S]`` / ``[Z, Y, X]`` float32
+volumes: the CNN sees a batch of stacks sized to its feature maps' memory and only its one-channel
+output is kept.
 
 A model (:func:`load_model`) is a run folder (``config.json`` + ``model.keras``) or a ``.keras``
 file with ``config.json`` beside it (:mod:`pancreas_seg.run_folder`). Reading scans from files and
@@ -22,11 +26,9 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -34,19 +36,25 @@ from nibabel.affines import voxel_sizes
 from scipy import ndimage
 
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, ExperimentConfig
-from pancreas_seg.data.preprocess import InplaneTransform, prepare_volume, preprocessing_key, slice_stack
+from pancreas_seg.data.preprocess import InplaneTransform, prepare_volume, preprocessing_key
 from pancreas_seg.errors import InputError, one_line
 from pancreas_seg.io.orientation import to_canonical
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.metrics import abnormal_shape_changes
-from pancreas_seg.models.birnn import build_birnn, cnn_of
+from pancreas_seg.models.birnn import birnn_head, build_birnn, cnn_of
 from pancreas_seg.models.build import default_jit_compile, transfer_weights
+from pancreas_seg.networks import (birnn_probabilities, cnn_probabilities, cnn_slices, convolutional_copy,
+                                   memory_batch_size, resolve_precision, timed)
+from pancreas_seg.roi import RoiWork, roi_probabilities
 from pancreas_seg.run_folder import locate_model
-from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, RNN_MODEL
+from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, RNN_MODEL, Precision
+
+__all__ = ["LoadedModel", "PredictOptions", "Prediction", "load_model", "load_models", "predict_scan",
+           "model_probabilities", "cnn_probabilities", "cnn_slices", "birnn_probabilities", "postprocess",
+           "largest_component", "timed"]
 
 logger = logging.getLogger(__name__)
 
-FUSED = "fused"  # output of the 2D CNNs used as their prediction (Eq. 3)
 COMPONENT_CONNECTIVITY = 3  # scipy rank-3 structure: 26-connected components in 3D
 
 # ---------------------------------------------------------------------------
@@ -71,11 +79,29 @@ class LoadedModel:
     config_hash: str
     cnn: keras.Model
     birnn: keras.Model | None = None
+    _networks: dict = field(default_factory=dict, repr=False)
 
     def describe(self) -> dict:
         """JSON-ready identity of the model for reports."""
         return {"path": str(self.path), "config_hash": self.config_hash, "model": self.config.model.name,
                 "modality": self.config.data.modality}
+
+    def any_size_cnn(self, precision: str) -> keras.Model:
+        """The CNN for any H, W (divisible by its alignment) computing in ``precision``
+        (``"float32"``/``"bfloat16"``); built once, weights shared by copy."""
+        if ("cnn", precision) not in self._networks:
+            self._networks["cnn", precision] = convolutional_copy(self.cnn, precision)
+        return self._networks["cnn", precision]
+
+    def birnn_at(self, height: int, width: int) -> keras.Model:
+        """The BiRNN for ``[1, T, height, width, 1]`` sequences (Keras's ConvLSTM2D has static H, W)."""
+        if ("birnn", height, width) not in self._networks:
+            inputs = keras.Input((None, height, width, 1), name="cnn_probabilities")
+            birnn = keras.Model(inputs, birnn_head(inputs, self.config.model), name="birnn")
+            transfer_weights(self.birnn, birnn)
+            birnn.jit_compile = default_jit_compile()
+            self._networks["birnn", height, width] = birnn
+        return self._networks["birnn", height, width]
 
 
 def _birnn_part(model: keras.Model, config: ExperimentConfig) -> keras.Model:
@@ -157,6 +183,16 @@ class PredictOptions:
         modality: ``"CT"`` / ``"MRI"``: overrides the DICOM Modality tag; for NIfTI (which has none)
             the default is the models' modality.
         series: SeriesInstanceUID of the series to read from a single DICOM folder holding several.
+        dense: run the networks on every slice and pixel instead of the region of interest
+            (:mod:`pancreas_seg.roi`).
+        precision: arithmetic of the CNNs, ``"auto"`` (bfloat16 where the CPU makes it faster),
+            ``"float32"`` or ``"bfloat16"`` (:func:`resolve_precision`).
+        roi_margin: network-grid px computed past each side of the region of interest; ``None``
+            (default) = the CNN's receptive-field half-width, which makes the region's CNN output
+            the dense one. Smaller is faster and only approximately dense (for measurements).
+
+    ``batch_size`` is an upper bound: fewer stacks go at once when their feature maps would need
+    more than ``CNN_MEMORY_BUDGET_BYTES`` (:func:`memory_batch_size`).
     """
 
     batch_size: int = DEFAULT_PREDICT_BATCH_SIZE
@@ -165,11 +201,16 @@ class PredictOptions:
     largest_component: bool = False
     modality: str | None = None
     series: str | None = None
+    dense: bool = False
+    precision: Precision = "auto"
+    roi_margin: int | None = None
 
 
 @dataclass
 class Prediction:
     """Result on the scan's grid: probability ``[Z, Y, X]`` float32, mask ``[Z, Y, X]`` uint8 (0/1).
+
+    ``work``: dense or region of interest, and the share of slices and pixels the CNN processed.
 
     ``abnormal_changes_mm``: world superior-inferior positions (mm) of the axial slices whose
     mask changes abnormally from the slice below (Sec. IV-D detector, CT only; ``None`` for MRI,
@@ -181,68 +222,36 @@ class Prediction:
     threshold: float
     timings: dict[str, float] = field(default_factory=dict)
     abnormal_changes_mm: list[float] | None = None
-
-
-@contextmanager
-def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
-
-
-def _fused(output) -> np.ndarray:
-    """The prediction of a model output (dict with ``"fused"`` or a tensor) as numpy."""
-    return np.asarray(output[FUSED] if isinstance(output, dict) else output)
-
-
-def cnn_probabilities(cnn: keras.Model, volume: np.ndarray, batch_size: int = DEFAULT_PREDICT_BATCH_SIZE, *,
-                      context: int) -> np.ndarray:
-    """The 2D CNN over every slice: ``[Z, S, S]`` float32 in [0, 1] -> ``[Z, S, S]`` float32 probabilities.
-
-    Slice ``k`` sees the stack of slices ``k-1, k, k+1`` (edges replicated, Sec. III-A); only
-    ``batch_size`` stacks are in memory at once and only the ``"fused"`` channel is kept.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out = np.empty(volume.shape, np.float32)
-    for start in range(0, volume.shape[0], batch_size):
-        stop = min(volume.shape[0], start + batch_size)
-        # the last batch is padded with repeats of its last slice: one traced shape per scan size
-        indices = [min(k, stop - 1) for k in range(start, start + batch_size)]
-        batch = np.stack([slice_stack(volume, k, context) for k in indices]).astype(np.float32)
-        out[start:stop] = _fused(cnn.predict_on_batch(batch))[:stop - start, ..., 0]
-    return out
-
-
-def birnn_probabilities(birnn: keras.Model, probability: np.ndarray) -> np.ndarray:
-    """The BiRNN over the whole slice sequence: ``[Z, S, S]`` -> ``[Z, S, S]`` float32 (Sec. III-B)."""
-    sequence = probability[np.newaxis, ..., np.newaxis]
-    return _fused(birnn.predict_on_batch(sequence))[0, ..., 0].astype(np.float32)
+    work: RoiWork | None = None
 
 
 def model_probabilities(model: LoadedModel, volume: np.ndarray, batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
-                        tta: bool = False, timings: dict[str, float] | None = None) -> np.ndarray:
-    """One model (CNN, then its BiRNN if any) on a prepared ``[Z, S, S]`` volume -> ``[Z, S, S]`` float32.
+                        tta: bool = False, timings: dict[str, float] | None = None,
+                        precision: str = "float32") -> np.ndarray:
+    """One model (CNN, then its BiRNN if any) on every slice and pixel of a prepared ``[Z, S, S]``
+    volume (dense) -> ``[Z, S, S]`` float32.
 
     With ``tta`` the mean with the prediction of the left-right (X) flipped volume, flipped back.
     Time spent is added to ``timings["cnn"]`` and ``timings["birnn"]``.
     """
     timings = {} if timings is None else timings
     context = model.config.data.context_slices
+    cnn = model.any_size_cnn(resolve_precision(precision))
+    batch_size = memory_batch_size(cnn, volume.shape[1], volume.shape[2], batch_size)
     views: list[Callable[[np.ndarray], np.ndarray]] = [lambda v: v]
     if tta:
         views.append(lambda v: v[:, :, ::-1])  # its own inverse
     total = np.zeros(volume.shape, np.float32)
     for view in views:
         with timed(timings, "cnn"):
-            probability = cnn_probabilities(model.cnn, view(volume), batch_size, context=context)
+            probability = cnn_probabilities(cnn, view(volume), batch_size, context=context)
         if model.birnn is not None:
             with timed(timings, "birnn"):
                 probability = birnn_probabilities(model.birnn, probability)
         total += view(probability)
-    return total / len(views)
+        del probability
+    total /= len(views)
+    return total
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -293,8 +302,9 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
     Args:
         scan: the image, ``[Z, Y, X]`` HU (CT) or MRI units.
         models: one or several models sharing their preprocessing (:func:`load_models`).
-        options: batch size, threshold, TTA, largest component.
-        timings: stage durations in seconds are added here (preprocess, cnn, birnn, postprocess).
+        options: batch size, threshold, TTA, largest component, dense or region of interest, precision.
+        timings: stage durations in seconds are added here (preprocess, cnn, birnn, postprocess; the
+            CNN's localisation pass is part of cnn and also on its own in localise).
 
     The networks run on the axial slices of the scan brought to the canonical storage orientation
     (:func:`~pancreas_seg.io.orientation.to_canonical`), whatever axis order the file had; the
@@ -312,21 +322,28 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
     with timed(timings, "preprocess"):
         canonical, reorientation = to_canonical(scan)
         volume, transform = prepare_volume(canonical.array, canonical.spacing, canonical.modality, data_config)
-        canonical_affine = canonical.affine
+        canonical_affine, slice_mm = canonical.affine, canonical.spacing[0]
         del canonical
-    total = np.zeros(volume.shape, np.float32)
-    for model in models:
-        total += model_probabilities(model, volume, options.batch_size, options.tta, timings)
-    del volume
-    total /= len(models)
     threshold = default_threshold(models) if options.threshold is None else options.threshold
+    total, work = None, RoiWork("dense")
+    if not options.dense:
+        total, work = roi_probabilities(models, volume, slice_mm, threshold, options, timings)
+    if total is None:
+        if work.mode != "dense":
+            work = RoiWork(work.mode, 1.0 + work.slices_fraction, 1.0 + work.pixels_fraction, work.roi)
+        total = np.zeros(volume.shape, np.float32)
+        for model in models:
+            total += model_probabilities(model, volume, options.batch_size, options.tta, timings, options.precision)
+        total /= len(models)
+    del volume
     with timed(timings, "postprocess"):
         probability, mask = postprocess(total, transform, threshold, options.largest_component)
+        del total
         changes = abnormal_changes_mm(mask, canonical_affine) if scan.modality == "CT" else None
         probability, mask = reorientation.restore(probability), reorientation.restore(mask)
     for stage in ("cnn", "birnn"):
         timings.setdefault(stage, 0.0)
-    return Prediction(probability, mask, threshold, timings, changes)
+    return Prediction(probability, mask, threshold, timings, changes, work)
 
 
 def abnormal_changes_mm(mask: np.ndarray, affine: np.ndarray) -> list[float]:

@@ -35,3 +35,6 @@ DISTRIBUTE_MODES: tuple[DistributeMode, ...] = get_args(DistributeMode)
 
 BuiltinSet = Literal["standard", "tiny"]  # built-in phantom sets (data.builtin)
 BUILTIN_SETS: tuple[BuiltinSet, ...] = get_args(BuiltinSet)
+
+Precision = Literal["auto", "float32", "bfloat16"]  # CNN arithmetic at prediction (networks.resolve_precision)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)

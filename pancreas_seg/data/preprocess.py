@@ -26,14 +26,18 @@ BODY_MARGIN_PX = 4  # pixels kept around the body bounding box
 
 
 def normalize_intensity(image: np.ndarray, modality: str, config: DataConfig) -> np.ndarray:
-    """``[Z, Y, X]`` HU (CT) or arbitrary MRI units → float32 in [0, 1]."""
-    volume = image.astype(np.float32, copy=False)
+    """``[Z, Y, X]`` HU (CT) or arbitrary MRI units → float32 in [0, 1] (a new array). CT is scaled in
+    place in float32 (one volume of working memory, as large CTs need); MRI in float64, as before."""
     if modality == "CT":
         low, high = config.hu_window
-    else:
-        low, high = np.percentile(volume, config.mri_percentiles)
-        if high <= low:
-            high = low + 1.0
+        scaled = image.astype(np.float32)  # always a copy: scaled in place
+        np.subtract(scaled, np.float32(low), out=scaled)
+        np.divide(scaled, np.float32(high - low), out=scaled)
+        return np.clip(scaled, 0.0, 1.0, out=scaled)
+    volume = image.astype(np.float32, copy=False)
+    low, high = np.percentile(volume, config.mri_percentiles)
+    if high <= low:
+        high = low + 1.0
     return np.clip((volume - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
@@ -61,12 +65,13 @@ class InplaneTransform:
         oy, ox = pad[1][0], pad[2][0]
         return padded[:, y0 + oy:y1 + oy, x0 + ox:x1 + ox]
 
-    def apply_image(self, volume: np.ndarray) -> np.ndarray:
-        """``[Z, Y, X]`` float → ``[Z, size, size]`` float32 (anti-aliased linear resize)."""
+    def apply_image(self, volume: np.ndarray, copy: bool = True) -> np.ndarray:
+        """``[Z, Y, X]`` float → ``[Z, size, size]`` float32 (anti-aliased linear resize). With ``copy``
+        False a float32 crop that needs no resize may be a view of ``volume``."""
         cropped = self._crop(volume, fill=0.0)
         shape = (cropped.shape[0], self.size, self.size)
         if cropped.shape == shape:
-            return cropped.astype(np.float32)
+            return cropped.astype(np.float32, copy=copy)
         return resize(cropped, shape, order=1, anti_aliasing=cropped.shape[1] > self.size,
                       preserve_range=True).astype(np.float32)
 
@@ -82,8 +87,10 @@ class InplaneTransform:
         """``[Z, size, size]`` map on the network grid → ``[Z, Y, X]`` float32 on the scan's grid."""
         y0, y1, x0, x1 = self.box
         height, width = self.original_shape
-        box_map = resize(probability.astype(np.float32), (probability.shape[0], y1 - y0, x1 - x0),
-                         order=1, anti_aliasing=False, preserve_range=True)
+        source = probability.astype(np.float32, copy=False)
+        shape = (probability.shape[0], y1 - y0, x1 - x0)
+        box_map = source if source.shape == shape else resize(source, shape, order=1, anti_aliasing=False,
+                                                               preserve_range=True)
         out = np.zeros((probability.shape[0], height, width), np.float32)
         sy0, sx0 = max(0, y0), max(0, x0)
         sy1, sx1 = min(height, y1), min(width, x1)
@@ -148,7 +155,7 @@ def prepare_volume(image: np.ndarray, spacing: tuple[float, float, float], modal
                    config: DataConfig) -> tuple[np.ndarray, InplaneTransform]:
     """Normalise and crop/resize a scan for the network: ``[Z, Y, X]`` → ``[Z, S, S]`` float32."""
     transform = plan_inplane(image, spacing, modality, config)
-    return transform.apply_image(normalize_intensity(image, modality, config)), transform
+    return transform.apply_image(normalize_intensity(image, modality, config), copy=False), transform
 
 
 def slice_stack(volume: np.ndarray, index: int, context: int) -> np.ndarray:

@@ -1,0 +1,141 @@
+"""The networks as inference runs them (issue #10): any-size copies of the 2D CNNs, bfloat16
+arithmetic where the CPU has it, and batch sizes from the memory their feature maps need.
+
+A loaded CNN may have a fixed input size (the CNN inside a CNN-RNN does); region-of-interest
+prediction (:mod:`pancreas_seg.roi`) runs it on crops, so :func:`convolutional_copy` rebuilds it
+with free H, W and the same weights. In ``"bfloat16"`` its layers compute in bfloat16 (Keras
+``mixed_bfloat16``, weights kept in float32) except the sigmoid and fusion outputs.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import keras
+import numpy as np
+
+from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE
+from pancreas_seg.data.preprocess import slice_stack
+from pancreas_seg.models.build import default_jit_compile
+from pancreas_seg.models.pnet import WeightedFusion
+from pancreas_seg.vocabulary import PRECISIONS
+
+# /proc/cpuinfo flags for which "auto" picks bfloat16: AMX tiles only. With AVX-512 BF16 alone
+# (avx512_bf16, no AMX) TensorFlow 2.21's bfloat16 PNet-MSA ran 1.6x slower than float32 (2.1 vs
+# 1.2 s/slice at 512 px, batch 4; Keras mixed_bfloat16; oneDNN's graph rewrite and a pure bfloat16
+# model were slower still): benchmarks/precision_speed.py.
+BF16_CPU_FLAGS = ("amx_bf16",)
+CPUINFO = Path("/proc/cpuinfo")
+CNN_MEMORY_BUDGET_BYTES = 3 * 2 ** 29  # 1.5 GiB for the CNN's feature maps of one batch
+# widest feature maps alive at once per slice (skip connections, decoders, TensorFlow's buffers):
+# paper PNet-MSA at 512 px, batch 4, float32 peaked at 3.4 GiB resident, ~0.7 GiB a slice = 6 maps of 128 channels
+LIVE_FEATURE_MAPS = 6
+FLOAT32_BYTES = 4
+FUSED = "fused"  # output of the 2D CNNs used as their prediction (Eq. 3)
+Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open, network-grid px
+
+
+def cpu_has_bfloat16(cpuinfo: Path | None = None) -> bool:
+    """Whether the CPU flags (``cpuinfo``, default Linux's ``/proc/cpuinfo``) list fast bfloat16
+    arithmetic (:data:`BF16_CPU_FLAGS`)."""
+    try:
+        flags = (cpuinfo or CPUINFO).read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def resolve_precision(precision: str) -> str:
+    """``"auto"`` -> ``"bfloat16"`` under TensorFlow on a CPU with AMX (:data:`BF16_CPU_FLAGS`), else
+    ``"float32"``; the others as given. bfloat16 is measured for agreement with float32 by
+    ``benchmarks/predict_speed.py`` (runs ``roi:bfloat16`` against ``dense:float32``)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    on_cpu = keras.backend.backend() == "tensorflow" and not keras.distribution.list_devices("gpu")
+    return "bfloat16" if on_cpu and cpu_has_bfloat16() else "float32"
+
+
+def _keeps_float32(layer: keras.layers.Layer) -> bool:
+    """Output layers (sigmoids, Eq. 3 fusion) stay float32 so probabilities keep their resolution."""
+    return isinstance(layer, (keras.layers.Activation, WeightedFusion, keras.layers.Identity))
+
+
+def convolutional_copy(cnn: keras.Model, precision: str = "float32") -> keras.Model:
+    """``cnn`` rebuilt with input ``[B, None, None, C]`` (same weights); in ``"bfloat16"`` its layers
+    compute in bfloat16 (Keras ``mixed_bfloat16``: weights stay float32) except the output layers."""
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        if precision == "bfloat16" and not _keeps_float32(layer):
+            config["dtype"] = "mixed_bfloat16"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(cnn, input_tensors=keras.Input((None, None, cnn.input_shape[-1])),
+                                    clone_function=clone)
+    copy.set_weights(cnn.get_weights())
+    copy.jit_compile = default_jit_compile()
+    return copy
+
+
+def widest_feature(cnn: keras.Model) -> int:
+    """The most channels of any layer output of ``cnn`` (sizes the memory of a batch)."""
+    return max(int(tensor.shape[-1]) for layer in cnn.layers for tensor in keras.tree.flatten(layer.output))
+
+
+def memory_batch_size(cnn: keras.Model, height: int, width: int, limit: int) -> int:
+    """Stacks per CNN call whose feature maps fit ``CNN_MEMORY_BUDGET_BYTES``, at most ``limit``, at least 1."""
+    per_slice = height * width * widest_feature(cnn) * FLOAT32_BYTES * LIVE_FEATURE_MAPS
+    return max(1, min(limit, CNN_MEMORY_BUDGET_BYTES // per_slice))
+
+
+@contextmanager
+def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+def _fused(output) -> np.ndarray:
+    """The prediction of a model output (dict with ``"fused"`` or a tensor) as numpy."""
+    return np.asarray(output[FUSED] if isinstance(output, dict) else output, np.float32)
+
+
+def cnn_slices(cnn: keras.Model, volume: np.ndarray, indices: Sequence[int], box: Box, batch_size: int, *,
+               context: int) -> np.ndarray:
+    """The 2D CNN on slices ``indices`` of ``volume`` ``[Z, S, S]``, cropped to ``box`` ``(y0, y1, x0, x1)``
+    -> ``[len(indices), y1-y0, x1-x0]`` float32 probabilities.
+
+    Slice ``k`` sees the stack of slices ``k-1, k, k+1`` of the whole volume (edges replicated,
+    Sec. III-A); only ``batch_size`` stacks are in memory at once and only the ``"fused"`` channel is kept.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    indices = list(indices)
+    y0, y1, x0, x1 = box
+    out = np.empty((len(indices), y1 - y0, x1 - x0), np.float32)
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start:start + batch_size]
+        # the last batch is padded with repeats of its last slice: one traced shape per crop
+        padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
+        batch = np.stack([slice_stack(volume, k, context)[y0:y1, x0:x1] for k in padded]).astype(np.float32)
+        out[start:start + len(chunk)] = _fused(cnn.predict_on_batch(batch))[:len(chunk), ..., 0]
+    return out
+
+
+def cnn_probabilities(cnn: keras.Model, volume: np.ndarray, batch_size: int = DEFAULT_PREDICT_BATCH_SIZE, *,
+                      context: int) -> np.ndarray:
+    """The 2D CNN over every slice: ``[Z, S, S]`` float32 in [0, 1] -> ``[Z, S, S]`` float32 probabilities
+    (:func:`cnn_slices` on the whole grid)."""
+    _, height, width = volume.shape
+    return cnn_slices(cnn, volume, range(volume.shape[0]), (0, height, 0, width), batch_size, context=context)
+
+
+def birnn_probabilities(birnn: keras.Model, probability: np.ndarray) -> np.ndarray:
+    """The BiRNN over the whole slice sequence: ``[Z, S, S]`` -> ``[Z, S, S]`` float32 (Sec. III-B)."""
+    sequence = probability[np.newaxis, ..., np.newaxis]
+    return _fused(birnn.predict_on_batch(sequence))[0, ..., 0].astype(np.float32)
