@@ -73,8 +73,9 @@ def is_finished(report_path: str | os.PathLike, mask_path: str | os.PathLike, mo
     return same_models and report.get("flags") == json.loads(json.dumps(flags))
 
 
-def find_reports(folder: str | os.PathLike) -> list[Path]:
-    """The prediction reports under ``folder`` (recursively, hidden entries skipped), sorted by path.
+def find_reports(folder: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
+    """``(path, report)`` of the prediction reports under ``folder`` (recursively, hidden entries
+    skipped), sorted by path; each file is read once.
 
     Raises:
         InputError: ``folder`` is not a folder.
@@ -84,7 +85,8 @@ def find_reports(folder: str | os.PathLike) -> list[Path]:
         raise InputError(folder, "is not a folder of predictions")
     paths = (p for p in sorted(folder.rglob(REPORT_PATTERN))
              if not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    return [p for p in paths if read_report(p) is not None]
+    reports = ((path, read_report(path)) for path in paths)
+    return [(path, report) for path, report in reports if report is not None]
 
 
 def cohort_row(report: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -108,8 +110,8 @@ def cohort_rows(folder: str | os.PathLike) -> list[dict[str, Any]]:
         InputError: no report under ``folder``, or two reports of one case.
     """
     rows: dict[str, dict[str, Any]] = {}
-    for path in find_reports(folder):
-        row = cohort_row(read_report(path), path)
+    for path, report in find_reports(folder):
+        row = cohort_row(report, path)
         first = rows.get(row["case_id"])
         if first is not None:
             raise InputError(path, f"a second report of case {row['case_id']!r} (the first: {first['report']})")

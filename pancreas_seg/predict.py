@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pancreas_seg import __version__
-from pancreas_seg.cohort import is_finished
+from pancreas_seg.cohort import VERSION_KEY, is_finished, read_report
 from pancreas_seg.errors import InputError, PancreasSegError, one_line
 from pancreas_seg.inference import LoadedModel, Prediction, PredictOptions, predict_scan, timed
 from pancreas_seg.io.atomic import atomic_write, atomic_write_many, check_writable
@@ -77,14 +77,7 @@ def _is_prediction_folder(path: Path) -> bool:
     """A folder holding this tool's prediction reports (an earlier run's output): not a case."""
     if not path.is_dir():
         return False
-    return any(_is_report(report) for report in path.glob(f"*{REPORT_SUFFIX}"))
-
-
-def _is_report(path: Path) -> bool:
-    try:
-        return "pancreas_seg_version" in json.loads(path.read_text())
-    except (OSError, ValueError, TypeError):
-        return False
+    return any(read_report(report) is not None for report in path.glob(f"*{REPORT_SUFFIX}"))
 
 
 def find_inputs(path: str | os.PathLike, exclude: str | os.PathLike | None = None) -> tuple[list[ScanInput], bool]:
@@ -277,7 +270,7 @@ def build_report(item: ScanInput, scan: Scan, prediction: Prediction, models: Se
                   **{f.name: getattr(outputs, f.name) for f in fields(outputs)}},
         "outputs": written,
         "failed_outputs": dict(failed),
-        "pancreas_seg_version": __version__,
+        VERSION_KEY: __version__,
     }
 
 

@@ -9,8 +9,8 @@ from scipy.special import erfinv
 
 from pancreas_seg.data.phantom.config import NORMAL, ORGAN, ORGAN_PART
 from pancreas_seg.data.phantom.outer import add_liver_vessels, add_pelvis, add_thorax
-from pancreas_seg.data.phantom.shapes import (Anterior, Below, Bumpy, Clefts, Ellipsoid, Intersect, Offset, Prism, Shape,
-                                              Tube, Union, rot, waves)
+from pancreas_seg.data.phantom.shapes import (U_AXIS, V_AXIS, Below, Bumpy, Clefts, Ellipsoid, Intersect, Offset,
+                                              Prism, Shape, Tube, Union, rot, waves)
 
 DISCS = 10  # intervertebral discs above and below the pancreatic head
 RIBS = 10  # ribs per side, from the pancreatic body upwards
@@ -58,7 +58,7 @@ def _bowel(anat: Anatomy, tubes: list, wall: float, content: str, lumen_frac: fl
         anat.add(content, Offset(t, d))
     if gas_level is not None:
         for t, d in zip(tubes, lumen_d):
-            anat.add("gas", Intersect(Offset(t, d), Anterior(gas_level)))
+            anat.add("gas", Intersect(Offset(t, d), Below(V_AXIS, gas_level)))
 
 
 def build_anatomy(rng: np.random.Generator, fov: float) -> Anatomy:
@@ -225,7 +225,7 @@ def build_anatomy(rng: np.random.Generator, fov: float) -> Anatomy:
         content = "stool" if rng.uniform() < stool_frac else "bowel_fluid"
         anat.add(content, Offset(bumpy, -wall))
         lvl_v = float(np.mean(t.b if t.axis == "w" else t.a)) - r_c * U(0.0, 0.6)
-        anat.add("gas", Intersect(Offset(bumpy, -wall), Anterior(lvl_v)))
+        anat.add("gas", Intersect(Offset(bumpy, -wall), Below(V_AXIS, lvl_v)))
 
     # small bowel loops (jejunum / ileum), in front of the vessels, mostly below the pancreas body
     anat.oral_contrast = bool(rng.uniform() < 0.3)
@@ -275,7 +275,7 @@ def build_anatomy(rng: np.random.Generator, fov: float) -> Anatomy:
     # the fat plane around the pancreas (none at the tail tip, in the splenic hilum), the pancreas
     # with its fat clefts and duct (labelled), then what is painted over it
     shell = Offset(pancreas, U(*FAT_PLANE_MM))
-    anat.add("visceral_fat", Intersect(shell, Below(0, u_t - U(*HILUM_CONTACT_MM))))
+    anat.add("visceral_fat", Intersect(shell, Below(U_AXIS, u_t - U(*HILUM_CONTACT_MM))))
     anat.add("artery", splenic_artery)
     anat.add("pancreas", pancreas, ORGAN)
     anat.add("visceral_fat", clefts, ORGAN_PART)

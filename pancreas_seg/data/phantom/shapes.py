@@ -213,22 +213,13 @@ class Intersect(Shape):
         return np.maximum(self.shape.sdf(u, v, w), self.limit.sdf(u, v, w))
 
 
-@dataclass
-class Anterior(Shape):
-    """Half-space ``v < level`` (anterior of a gas-fluid level, patient supine)."""
-
-    level: float
-
-    def bbox(self):
-        return np.full(3, -1e4), np.array([1e4, self.level, 1e4])
-
-    def sdf(self, u, v, w):
-        return v - np.float32(self.level)
+U_AXIS, V_AXIS = 0, 1  # axes of the patient frame (u left, v posterior, w superior) for Below
 
 
 @dataclass
 class Below(Shape):
-    """Half-space ``coordinate[axis] < level`` (axis 0, 1, 2 = u, v, w)."""
+    """Half-space ``coordinate[axis] < level`` (axis 0, 1, 2 = u, v, w); ``Below(V_AXIS, level)`` is
+    the part anterior of a gas-fluid level, patient supine."""
 
     axis: int
     level: float
