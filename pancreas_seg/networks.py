@@ -19,7 +19,7 @@ import numpy as np
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE
 from pancreas_seg.data.preprocess import slice_stack
 from pancreas_seg.models.build import default_jit_compile
-from pancreas_seg.models.pnet import WeightedFusion
+from pancreas_seg.models.pnet import FUSED, WeightedFusion
 from pancreas_seg.vocabulary import PRECISIONS
 
 # /proc/cpuinfo flags for which "auto" picks bfloat16: AMX tiles only. With AVX-512 BF16 alone
@@ -33,7 +33,6 @@ CNN_MEMORY_BUDGET_BYTES = 3 * 2 ** 29  # 1.5 GiB for the CNN's feature maps of o
 # paper PNet-MSA at 512 px, batch 4, float32 peaked at 3.4 GiB resident, ~0.7 GiB a slice = 6 maps of 128 channels
 LIVE_FEATURE_MAPS = 6
 FLOAT32_BYTES = 4
-FUSED = "fused"  # output of the 2D CNNs used as their prediction (Eq. 3)
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open, network-grid px
 
 

@@ -42,13 +42,12 @@ from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 from pancreas_seg.losses import BinaryDice, deep_supervision_losses, deep_supervision_targets
 from pancreas_seg.models.birnn import build_cnn_rnn, set_cnn_trainable
 from pancreas_seg.models.build import build_model, default_jit_compile, transfer_weights
+from pancreas_seg.models.pnet import FUSED
 from pancreas_seg.run_folder import (BACKUP_DIR, BEST_NAME, HISTORY_NAME, LAST_NAME, TENSORBOARD_DIR, RunFolder,
                                      RunIdentity)
 from pancreas_seg.vocabulary import BASE_CNN, OPTIMIZER_NAMES, RNN_MODEL
 
 log = logging.getLogger(__name__)
-
-FUSED = "fused"
 
 
 @dataclass
