@@ -16,6 +16,7 @@ training. This module is keras-free; the trainer saves and loads the models them
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -275,3 +276,14 @@ def locate_model(path: str | os.PathLike) -> tuple[RunFolder, Path]:
         raise InputError(model_path, f"no {CONFIG_NAME} beside the model; the preprocessing of the run "
                                      "is unknown (keep the model in its run folder)")
     return run, model_path
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """Columns of a stage's ``history.csv`` (Keras's CSVLogger): ``{column: values}``, empty when the
+    file is absent or empty."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = rows[0].keys() if rows else []
+    return {name: [float(row[name]) for row in rows if row.get(name) not in ("", None)] for name in columns}

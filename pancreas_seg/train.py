@@ -18,7 +18,6 @@ models kept, so they are not trained again.
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
 import os
@@ -44,7 +43,7 @@ from pancreas_seg.models.birnn import build_cnn_rnn, set_cnn_trainable
 from pancreas_seg.models.build import build_model, default_jit_compile, transfer_weights
 from pancreas_seg.models.pnet import FUSED
 from pancreas_seg.run_folder import (BACKUP_DIR, BEST_NAME, HISTORY_NAME, LAST_NAME, TENSORBOARD_DIR, RunFolder,
-                                     RunIdentity)
+                                     RunIdentity, read_history)
 from pancreas_seg.vocabulary import BASE_CNN, OPTIMIZER_NAMES, RNN_MODEL
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,16 @@ def precision_policy(mixed: bool) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _optimizer(config: ExperimentConfig, learning_rate: float) -> keras.optimizers.Optimizer:
+def _learning_rate(config: ExperimentConfig, learning_rate: float,
+                   stage_steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """``learning_rate``, or its cosine decay to zero over the ``stage_steps`` optimiser steps of a stage."""
+    if config.train.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, stage_steps))
+    return learning_rate
+
+
+def _optimizer(config: ExperimentConfig, learning_rate: float, stage_steps: int = 1) -> keras.optimizers.Optimizer:
+    learning_rate = _learning_rate(config, learning_rate, stage_steps)
     if config.train.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate)
     if config.train.optimizer == "sgd":
@@ -82,10 +90,13 @@ def _optimizer(config: ExperimentConfig, learning_rate: float) -> keras.optimize
     raise ValueError(f"unknown optimizer {config.train.optimizer!r}; choose one of {OPTIMIZER_NAMES}")
 
 
-def compile_model(model: keras.Model, config: ExperimentConfig, learning_rate: float) -> keras.Model:
-    """Eq. 4: the chosen loss on Ŷ plus on every side output U_k; DSC of Ŷ as the metric."""
+def compile_model(model: keras.Model, config: ExperimentConfig, learning_rate: float,
+                  epochs: int = 1) -> keras.Model:
+    """Eq. 4: the chosen loss on Ŷ plus on every side output U_k; DSC of Ŷ as the metric.
+    ``epochs``: the stage's length, over which a cosine learning-rate schedule decays."""
     dice = [BinaryDice(config.train.threshold)]
-    model.compile(optimizer=_optimizer(config, learning_rate),
+    stage_steps = epochs * config.train.steps_per_epoch
+    model.compile(optimizer=_optimizer(config, learning_rate, stage_steps),
                   loss=deep_supervision_losses(model, config.train.loss),
                   metrics={FUSED: dice} if isinstance(model.output, dict) else dice,
                   jit_compile=default_jit_compile())
@@ -105,7 +116,7 @@ def _supervised(model: keras.Model, flow_batches: Iterator) -> Iterator:
 
 
 def _callbacks(stage_dir: Path, monitor: str, mode: str, patience: int | None) -> list[keras.callbacks.Callback]:
-    seen = _read_history(stage_dir / HISTORY_NAME).get(monitor)  # a resumed stage keeps its best so far
+    seen = read_history(stage_dir / HISTORY_NAME).get(monitor)  # a resumed stage keeps its best so far
     best = (max(seen) if mode == "max" else min(seen)) if seen else None
     callbacks = [
         keras.callbacks.BackupAndRestore(str(stage_dir / BACKUP_DIR)),
@@ -147,7 +158,7 @@ class Trainer:
         stage_dir = self.run.stage_dir(stage)
         stage_dir.mkdir(parents=True, exist_ok=True)
         if (stage_dir / BACKUP_DIR).is_dir():
-            done = len(_read_history(stage_dir / HISTORY_NAME).get("epoch", []))
+            done = len(read_history(stage_dir / HISTORY_NAME).get("epoch", []))
             log.info("%s: resuming stage %s after epoch %d of %d", self.run.root, stage, done, epochs)
         train_cfg = self.config.train
         train_flow = batched(flow_cls(train_cases, self.config.data, shuffle=True), batch_size,
@@ -168,7 +179,7 @@ class Trainer:
         best = stage_dir / BEST_NAME
         chosen_path = best if best.is_file() else stage_dir / LAST_NAME
         chosen = keras.saving.load_model(chosen_path, safe_mode=True, compile=False)
-        history = _read_history(self.run.history_path(stage))
+        history = read_history(self.run.history_path(stage))
         score = max(history.get(monitor, [np.nan])) if mode == "max" else min(history.get(monitor, [np.nan]))
         self.state.finish(stage, model=str(chosen_path.relative_to(self.run.root)),
                           epochs=len(history.get("epoch", [])), best=float(score))
@@ -193,7 +204,7 @@ class Trainer:
                 grown = build_model(replace(cnn_cfg, units=k), self.config.data.input_size)
                 if model is not None:
                     transfer_weights(model, grown)
-                compile_model(grown, self.config, train_cfg.learning_rate)
+                compile_model(grown, self.config, train_cfg.learning_rate, train_cfg.epochs_per_unit)
                 model = self._fit(stage, grown, SliceStackFlow, self.data.train, train_cfg.epochs_per_unit,
                                   train_cfg.batch_size, train_cfg.patience, f"val_side_{k}_loss", "min")
         if self.state.done("full"):
@@ -202,7 +213,7 @@ class Trainer:
             full = build_model(cnn_cfg, self.config.data.input_size)
             if model is not None:
                 transfer_weights(model, full)
-            compile_model(full, self.config, train_cfg.learning_rate)
+            compile_model(full, self.config, train_cfg.learning_rate, train_cfg.epochs_full)
             model = self._fit("full", full, SliceStackFlow, self.data.train, train_cfg.epochs_full,
                               train_cfg.batch_size, train_cfg.patience)
         if train_cfg.epochs_finetune > 0:
@@ -210,7 +221,7 @@ class Trainer:
                 model = self._stage_model("finetune")
             else:
                 target = self.state.get("full")["best"]
-                compile_model(model, self.config, train_cfg.learning_rate)
+                compile_model(model, self.config, train_cfg.learning_rate, train_cfg.epochs_finetune)
                 model = self._fit("finetune", model, SliceStackFlow, self.data.train + self.data.validation,
                                   train_cfg.epochs_finetune, train_cfg.batch_size, None, stop_at=target)
         return model
@@ -223,7 +234,7 @@ class Trainer:
         else:
             model = build_cnn_rnn(self.config.model, cnn, self.config.data.input_size)
             set_cnn_trainable(model, False)
-            compile_model(model, self.config, train_cfg.learning_rate)
+            compile_model(model, self.config, train_cfg.learning_rate, train_cfg.epochs_rnn)
             model = self._fit("rnn", model, SequenceFlow, self.data.train, train_cfg.epochs_rnn,
                               train_cfg.sequence_batch_size, train_cfg.patience)
         if train_cfg.epochs_end_to_end <= 0:
@@ -231,7 +242,7 @@ class Trainer:
         if self.state.done("end_to_end"):
             return self._stage_model("end_to_end")
         set_cnn_trainable(model, True)
-        compile_model(model, self.config, train_cfg.finetune_learning_rate)
+        compile_model(model, self.config, train_cfg.finetune_learning_rate, train_cfg.epochs_end_to_end)
         return self._fit("end_to_end", model, SequenceFlow, self.data.train + self.data.validation,
                          train_cfg.epochs_end_to_end, train_cfg.sequence_batch_size, train_cfg.patience)
 
@@ -264,16 +275,6 @@ class _StopWhenReached(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs and logs.get(self.monitor, -np.inf) >= self.target:
             self.model.stop_training = True
-
-
-def _read_history(path: Path) -> dict[str, list[float]]:
-    """Columns of a Keras CSVLogger file (empty when absent or empty)."""
-    if not path.is_file():
-        return {}
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    columns = rows[0].keys() if rows else []
-    return {name: [float(row[name]) for row in rows if row.get(name) not in ("", None)] for name in columns}
 
 
 def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore, fold: Fold,

@@ -30,6 +30,9 @@ CROP_MODES: tuple[CropMode, ...] = get_args(CropMode)
 OptimizerName = Literal["adam", "sgd"]
 OPTIMIZER_NAMES: tuple[OptimizerName, ...] = get_args(OptimizerName)
 
+LrSchedule = Literal["constant", "cosine"]  # learning rate over a stage: fixed, or cosine decay to zero (train)
+LR_SCHEDULES: tuple[LrSchedule, ...] = get_args(LrSchedule)
+
 DistributeMode = Literal["none", "data_parallel", "multi_worker"]  # all local accelerators; several machines (module distribute)
 DISTRIBUTE_MODES: tuple[DistributeMode, ...] = get_args(DistributeMode)
 

@@ -95,3 +95,14 @@ def test_mixed_precision_trains_and_restores_the_policy(tiny_store, tmp_path):
     assert np.isfinite(result.final_dice)
     outputs = loaded.predict(np.full((1, 32, 32, 3), 0.5, np.float32), verbose=0)
     assert outputs["fused"].shape == (1, 32, 32, 1) and np.all(np.isfinite(outputs["fused"]))
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_stage():
+    config = apply_overrides(preset("testing"), ["train.lr_schedule=cosine", "train.steps_per_epoch=10"])
+    optimizer = train_module._optimizer(config, 1e-3, stage_steps=30)
+    schedule = optimizer._learning_rate  # the schedule object, evaluated at a step below
+    assert float(schedule(0)) == pytest.approx(1e-3)
+    assert float(schedule(15)) == pytest.approx(0.5e-3, rel=1e-5)  # half-way down the cosine
+    assert float(schedule(30)) == pytest.approx(0.0, abs=1e-9)
+    constant = train_module._optimizer(preset("testing"), 1e-3, stage_steps=30)
+    assert float(constant.learning_rate) == pytest.approx(1e-3)

@@ -12,7 +12,7 @@ from pancreas_seg.experiment.tables import QUOTED
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 SCRIPTS = ("table1_losses", "table2_architectures", "table3_birnn", "table4_sota", "fig5_threshold",
-           "fig6_volume", "fig7_sorted_cases", "fig8_probability_maps", "fig9_3d")
+           "fig6_volume", "fig7_sorted_cases", "fig8_probability_maps", "fig9_3d", "learning_curves")
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def scripts(monkeypatch):
 
 
 def test_every_script_writes_its_table_and_figures(tiny_store, tmp_path, stubs, scripts, capsys):
-    """All nine scripts on the tiny store with the stub trainer: files named after the script."""
+    """All ten scripts on the tiny store with the stub trainer: files named after the script."""
     trainer, _ = stubs
     figures = tmp_path / "figures"
     for name, module in scripts.items():
@@ -32,7 +32,11 @@ def test_every_script_writes_its_table_and_figures(tiny_store, tmp_path, stubs, 
         assert (figures / f"{name}.md").is_file() and (figures / f"{name}.csv").is_file()
         assert "ours (CT store store, testing preset)" in (figures / f"{name}.md").read_text()
     assert {p.name for p in figures.glob("*.png")} == {
-        "fig5_threshold.png", "fig6_volume.png", "fig7_sorted_cases.png", "fig8_probability_maps.png", "fig9_3d.png"}
+        "fig5_threshold.png", "fig6_volume.png", "fig7_sorted_cases.png", "fig8_probability_maps.png", "fig9_3d.png",
+        "learning_curves.png"}
+    curves = list(csv.DictReader((figures / "learning_curves.csv").open()))
+    jac_best = [r for r in curves if r["method"] == "JAC" and r["metric"].startswith("validation DSC (%), best")][0]
+    assert float(jac_best["ours_mean"]) == pytest.approx(50.0)  # the stub's history: 0.25, then 0.5
     # 6 configs (pnet_msa/jac, ce, cbce, hnn, unet, pnet64) + cnn_rnn, folds 0 and 1 each
     assert len(trainer.calls) == 7 * 2
     table4 = (figures / "table4_sota.md").read_text()
@@ -58,7 +62,7 @@ def test_help_lists_flags_and_public_presets(scripts, capsys):
     text = capsys.readouterr().out
     for flag in ("--data", "--modality", "--folds", "--preset", "--out", "--figures"):
         assert flag in text
-    assert "{quick,paper}" in text and "testing" not in text
+    assert "{quick,cpu,paper}" in text and "testing" not in text
 
 
 @pytest.mark.slow
@@ -83,9 +87,10 @@ def test_table3_end_to_end_with_real_training(tiny_store, tmp_path, scripts):
 
 @pytest.mark.parametrize("flags, expected", [
     ([], "runs/figures"),  # the README's main command: CT only, never over the shipped CT+MRI table
-    (["--modality", "both"], "figures"),
-    (["--modality", "both", "--folds", "0"], "runs/figures"),
-    (["--modality", "both", "--set", "train.epochs_full=1"], "runs/figures"),
+    (["--modality", "both"], "runs/figures"),  # the quick preset: not what the repository ships
+    (["--modality", "both", "--preset", "cpu"], "figures"),
+    (["--modality", "both", "--preset", "cpu", "--folds", "0"], "runs/figures"),
+    (["--modality", "both", "--preset", "cpu", "--set", "train.epochs_full=1"], "runs/figures"),
     (["--modality", "both", "--preset", "paper"], "runs/figures"),
     (["--modality", "both", "--data", "stores/nih"], "runs/figures"),
     (["--figures", "mine"], "mine"),
