@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
@@ -15,9 +16,13 @@ from scipy import stats
 from pancreas_seg import metrics
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.experiment.crossval import SURFACE_SUFFIX, CrossValResult
+from pancreas_seg.run_folder import RunFolder, read_history
 
 FIG5_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))  # Fig. 5: output thresholds 0.05..0.95
 VOLUME_BAND = 0.15  # Fig. 6: ±15 % over-/under-segmentation band
+VALIDATION_DSC_COLUMNS = ("val_fused_dice", "val_dice")  # history.csv column of the validation DSC of Ŷ
+#                                                           (several outputs: prefixed by the fused one's name)
+LATE_FRACTION = 0.25  # learning curves: "flattened" = the best validation DSC gains little in this last share
 
 
 def threshold_curves(result: CrossValResult, store: CaseStore,
@@ -110,3 +115,43 @@ def pancreas_slice(mask: np.ndarray) -> int:
     """Axial slice ``[Z, Y, X]`` with the largest pancreas area (Fig. 8); the middle slice if none."""
     area = mask.reshape(mask.shape[0], -1).astype(bool).sum(axis=1)
     return int(np.argmax(area)) if area.any() else mask.shape[0] // 2
+
+
+@dataclass(frozen=True)
+class LearningCurve:
+    """Validation DSC of the full-model stage against training slices seen, one row per fold."""
+
+    slices: np.ndarray  # [E] training stacks seen at the end of each epoch
+    dsc: np.ndarray  # [folds, E] validation DSC in [0, 1]; nan past a fold's last epoch (early stop)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return np.nanmean(self.dsc, axis=0)
+
+    def late_gain(self, fraction: float = LATE_FRACTION) -> float:
+        """How much the best mean validation DSC rose in the last ``fraction`` of the epochs (in [0, 1]
+        DSC units): under 0.02 is the issue's "flattened" (less than 2 points)."""
+        mean = self.mean
+        cut = min(len(mean) - 1, max(1, int(math.floor(len(mean) * (1.0 - fraction)))))
+        return float(np.nanmax(mean) - np.nanmax(mean[:cut]))
+
+
+def _validation_dsc(history: dict[str, list[float]], where: Path) -> list[float]:
+    for column in VALIDATION_DSC_COLUMNS:
+        if history.get(column):
+            return history[column]
+    raise ValueError(f"{where}: no validation DSC column ({' or '.join(VALIDATION_DSC_COLUMNS)})")
+
+
+def learning_curve(result: CrossValResult, stage: str = "full") -> LearningCurve:
+    """Each fold's validation DSC per epoch of ``stage`` (``history.csv`` of its run folder)."""
+    curves = []
+    for fold in result.folds:
+        path = RunFolder(fold.run_dir).history_path(stage)
+        curves.append(_validation_dsc(read_history(path), path))
+    epochs = max((len(c) for c in curves), default=0)
+    dsc = np.full((len(curves), epochs), np.nan)
+    for row, curve in zip(dsc, curves):
+        row[:len(curve)] = curve
+    train = result.config.train
+    return LearningCurve(np.arange(1, epochs + 1) * train.steps_per_epoch * train.batch_size, dsc)

@@ -38,6 +38,34 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------------
+# learning curves (ours; the paper shows none): validation DSC against training slices seen
+# ---------------------------------------------------------------------------
+
+def plot_learning_curves(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+                         path: str | os.PathLike, subtitle: str = "") -> Path:
+    """One panel per modality, one curve per loss: mean validation DSC (%) over folds, each fold thin.
+
+    Args:
+        panels: ``{panel title: {label: (slices seen [E], validation DSC [folds, E] in [0, 1])}}``.
+    """
+    fig = new_figure(PANEL_INCHES * 1.4 * len(panels), PANEL_INCHES)
+    axes = fig.subplots(1, len(panels), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for index, (label, (slices, dsc)) in enumerate(curves.items()):
+            color = f"C{index}"
+            dsc = np.asarray(dsc, np.float64) * 100.0
+            for fold in dsc:
+                ax.plot(slices, fold, color=color, alpha=0.25, linewidth=0.8)
+            ax.plot(slices, np.nanmean(dsc, axis=0), color=color, marker="o", markersize=3, label=label)
+        ax.set(title=title, xlabel="training slices seen", ylabel="validation DSC (%)", ylim=(0, 100))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize="small")
+    if subtitle:
+        fig.suptitle(subtitle, fontsize="small")
+    return save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------
 # Fig. 5: DSC against the output threshold
 # ---------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from pancreas_seg.run_folder import RunFolder
 from pancreas_seg.vocabulary import BASE_CNN, RNN_MODEL
 
 STUB_PROBABILITY = 0.8  # stub predictor: this probability inside the blob, 0 outside
+STUB_HISTORY = "epoch,loss,val_fused_dice\n0,0.9,0.25\n1,0.5,0.5\n"  # what Keras's CSVLogger writes
 BLOB_HU = 70  # between the blob's 100 HU and the body's 40 HU (tests/conftest.py blob_case)
 
 
@@ -30,7 +31,8 @@ class StubTrainer:
         if not state.done("full"):
             run.stage_dir("full").mkdir(parents=True, exist_ok=True)
             (run.stage_dir("full") / "best.keras").write_bytes(b"cnn")
-            state.finish("full", model="full/best.keras", best=0.5, epochs=1)
+            (run.stage_dir("full") / "history.csv").write_text(STUB_HISTORY)
+            state.finish("full", model="full/best.keras", best=0.5, epochs=2)
         if config.model.name == RNN_MODEL:
             state.finish("rnn", model="rnn/best.keras", best=0.6, epochs=1)
         run.model_path.write_bytes(config.model.name.encode())

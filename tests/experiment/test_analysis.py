@@ -6,8 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from pancreas_seg.experiment.analysis import interslice_share, threshold_curves, volume_fit
+from pancreas_seg.experiment.analysis import (LearningCurve, interslice_share, learning_curve, threshold_curves,
+                                              volume_fit)
 from pancreas_seg.experiment.crossval import run_cross_validation
+from pancreas_seg.run_folder import RunFolder
 from tests.experiment.conftest import testing_config as _config
 
 
@@ -53,3 +55,22 @@ def test_volume_fit_hand_worked_imperfect_line():
     assert fit.within_band == pytest.approx(1 / 3) and fit.n == 3
     flat = volume_fit(manual, [15.0, 15.0, 15.0])  # no variance in the automatic volumes: R² undefined
     assert (flat.slope, flat.intercept) == pytest.approx((0.0, 15.0)) and math.isnan(flat.r2)
+
+
+def test_learning_curve_reads_each_folds_history(tiny_store, tmp_path, stubs):
+    result = run_cross_validation(_config(), tiny_store, tmp_path, folds=[0, 1], progress=False)
+    # fold 1 stopped early after one epoch of another run: its missing epoch is nan
+    RunFolder(result.folds[1].run_dir).history_path("full").write_text("epoch,val_dice\n0,0.75\n")
+    curve = learning_curve(result)
+    train = result.config.train
+    np.testing.assert_array_equal(curve.slices, [train.steps_per_epoch * train.batch_size * e for e in (1, 2)])
+    np.testing.assert_allclose(curve.dsc, [[0.25, 0.5], [0.75, np.nan]])
+    np.testing.assert_allclose(curve.mean, [0.5, 0.5])
+
+
+def test_learning_curve_late_gain_is_the_rise_of_the_best_in_the_last_quarter():
+    slices = np.arange(1, 9) * 100
+    rising = LearningCurve(slices, np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]))
+    assert rising.late_gain() == pytest.approx(0.8 - 0.6)  # best of epochs 7-8 over best of epochs 1-6
+    flat = LearningCurve(slices, np.array([[0.1, 0.5, 0.7, 0.75, 0.74, 0.76, 0.75, 0.755]]))
+    assert flat.late_gain() == pytest.approx(0.0)  # the last quarter never beats epoch 6
