@@ -84,17 +84,24 @@ class InplaneTransform:
         return resize(cropped, shape, order=0, anti_aliasing=False, preserve_range=True).astype(np.uint8)
 
     def invert(self, probability: np.ndarray) -> np.ndarray:
-        """``[Z, size, size]`` map on the network grid → ``[Z, Y, X]`` float32 on the scan's grid."""
+        """``[Z, size, size]`` map on the network grid → ``[Z, Y, X]`` float32 on the scan's grid.
+
+        Slices that are zero throughout (outside the region of interest) stay zero without being
+        resized: the linear resize works slice by slice, so the result is the same, only sooner."""
         y0, y1, x0, x1 = self.box
         height, width = self.original_shape
         source = probability.astype(np.float32, copy=False)
-        shape = (probability.shape[0], y1 - y0, x1 - x0)
-        box_map = source if source.shape == shape else resize(source, shape, order=1, anti_aliasing=False,
-                                                               preserve_range=True)
+        kept = np.flatnonzero(source.reshape(len(source), -1).any(axis=1))
         out = np.zeros((probability.shape[0], height, width), np.float32)
+        if kept.size == 0:
+            return out
+        shape = (kept.size, y1 - y0, x1 - x0)
+        box_map = source[kept]
+        if box_map.shape != shape:
+            box_map = resize(box_map, shape, order=1, anti_aliasing=False, preserve_range=True)
         sy0, sx0 = max(0, y0), max(0, x0)
         sy1, sx1 = min(height, y1), min(width, x1)
-        out[:, sy0:sy1, sx0:sx1] = box_map[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0]
+        out[kept, sy0:sy1, sx0:sx1] = box_map[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0]
         return out
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from skimage.transform import resize
 
 from pancreas_seg.config import DataConfig
 from pancreas_seg.data.preprocess import (InplaneTransform, body_box, normalize_intensity, plan_inplane,
@@ -43,6 +44,18 @@ def test_transform_inverts_back_onto_the_scan_grid(crop):
     assert back.shape == case.mask.shape
     overlap = (back & case.mask.astype(bool)).sum() / case.mask.sum()
     assert overlap > 0.85
+
+
+def test_invert_skips_zero_slices_with_the_same_result_as_resizing_them():
+    transform = InplaneTransform((48, 40), (-4, 44, -4, 44), 16)
+    probability = np.zeros((6, 16, 16), np.float32)
+    probability[2:4] = np.random.default_rng(0).random((2, 16, 16))
+    box_map = resize(probability, (6, 48, 48), order=1, anti_aliasing=False, preserve_range=True)
+    whole = np.zeros((6, 48, 40), np.float32)
+    whole[:, :44, :] = box_map[:, 4:, 4:44]  # the box starts 4 px before the image and ends past its rows
+    np.testing.assert_allclose(transform.invert(probability), whole, atol=1e-6)
+    assert transform.invert(probability)[[0, 1, 4, 5]].max() == 0.0
+    assert not transform.invert(np.zeros((3, 16, 16), np.float32)).any()
 
 
 def test_transform_survives_json_round_trip():
