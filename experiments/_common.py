@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ class Context:
             else:
                 from pancreas_seg.data.builtin import ensure_store
 
-                self._stores[name] = ensure_store(name, self.config(name).data.builtin_set,
+                self._stores[name] = ensure_store(name, self.config(name).data.builtin_set, jobs=os.cpu_count() or 1,
                                                   progress=not self.args.quiet)
         return self._stores[name]
 
