@@ -130,7 +130,8 @@ class LearningCurve:
 
     def late_gain(self, fraction: float = LATE_FRACTION) -> float:
         """How much the best mean validation DSC rose in the last ``fraction`` of the epochs (in [0, 1]
-        DSC units): under 0.02 is the issue's "flattened" (less than 2 points)."""
+        DSC units); under 0.02 (2 points) counts as flattened. Under a decaying learning rate a curve
+        flattens also because the steps shrink, so a small gain there shows less convergence."""
         mean = self.mean
         cut = min(len(mean) - 1, max(1, int(math.floor(len(mean) * (1.0 - fraction)))))
         return float(np.nanmax(mean) - np.nanmax(mean[:cut]))
