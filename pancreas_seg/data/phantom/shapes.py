@@ -153,15 +153,24 @@ class Tube(Shape):
 
 
 @dataclass
-class Offset(Shape):
-    """``shape`` grown by ``d`` mm (shrunk when ``d < 0``)."""
+class Derived(Shape):
+    """A shape made from ``shape``: it moves with it and, unless it says otherwise, keeps its box."""
 
     shape: Shape
-    d: float
 
     @property
     def moves(self):
         return self.shape.moves
+
+    def bbox(self):
+        return self.shape.bbox()
+
+
+@dataclass
+class Offset(Derived):
+    """``shape`` grown by ``d`` mm (shrunk when ``d < 0``)."""
+
+    d: float
 
     def bbox(self):
         lo, hi = self.shape.bbox()
@@ -196,18 +205,10 @@ class Union(Shape):
 
 
 @dataclass
-class Intersect(Shape):
+class Intersect(Derived):
     """Points inside ``shape`` and inside ``limit`` (bbox of ``shape``)."""
 
-    shape: Shape
     limit: Shape
-
-    @property
-    def moves(self):
-        return self.shape.moves
-
-    def bbox(self):
-        return self.shape.bbox()
 
     def sdf(self, u, v, w):
         return np.maximum(self.shape.sdf(u, v, w), self.limit.sdf(u, v, w))
@@ -234,20 +235,12 @@ class Below(Shape):
 
 
 @dataclass
-class Clefts(Shape):
+class Clefts(Derived):
     """Thin sheets inside ``shape``: where a smooth random field ``g`` (sum of plane waves, unit sd)
     is within ``t`` of zero. ``t`` sets the filled volume fraction ``erf(t / sqrt 2)``."""
 
-    shape: Shape
     waves: np.ndarray  # [n, 4]: unit direction * 2 pi / wavelength (3), phase
     t: float
-
-    @property
-    def moves(self):
-        return self.shape.moves
-
-    def bbox(self):
-        return self.shape.bbox()
 
     def sdf(self, u, v, w):
         f = self.shape.sdf(u, v, w)
@@ -260,16 +253,11 @@ class Clefts(Shape):
 
 
 @dataclass
-class Bumpy(Shape):
+class Bumpy(Derived):
     """``shape`` with its surface displaced by a sum of random plane waves (sd ``amp`` mm)."""
 
-    shape: Shape
     amp: float
     waves: np.ndarray  # [n, 4]: unit direction * 2 pi / wavelength (3), phase
-
-    @property
-    def moves(self):
-        return self.shape.moves
 
     def bbox(self):
         lo, hi = self.shape.bbox()
