@@ -33,9 +33,8 @@ def build(ctx: Context) -> list[Path]:
         for loss in LOSSES:
             curve = learning_curve(ctx.run(modality, loss=loss))
             curves[LOSS_LABELS[loss]] = (curve.slices, curve.dsc)
-            last = curve.dsc[np.arange(len(curve.dsc)), np.sum(~np.isnan(curve.dsc), axis=1) - 1]
             rows.append(Row(modality, LOSS_LABELS[loss], {
-                "slices": int(curve.slices[-1]), "last": summarize(last),
+                "slices": int(curve.slices[-1]), "last": summarize(curve.last),
                 "best": summarize(np.nanmax(curve.dsc, axis=1)), "late_gain": 100.0 * curve.late_gain()}, {}))
         panels[modality] = curves
     figure = plot_learning_curves(panels, ctx.figure_path(), subtitle=ctx.label)

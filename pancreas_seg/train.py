@@ -74,14 +74,16 @@ def precision_policy(mixed: bool) -> Iterator[None]:
 
 
 def _learning_rate(config: ExperimentConfig, learning_rate: float,
-                   stage_steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """``learning_rate``, or its cosine decay to zero over the ``stage_steps`` optimiser steps of a stage."""
-    if config.train.lr_schedule == "cosine":
+                   stage_steps: int | None) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """``learning_rate``, or its cosine decay to zero over the ``stage_steps`` optimiser steps of a
+    stage; constant when no stage length is given (evaluation, benchmarks)."""
+    if config.train.lr_schedule == "cosine" and stage_steps is not None:
         return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, stage_steps))
     return learning_rate
 
 
-def _optimizer(config: ExperimentConfig, learning_rate: float, stage_steps: int = 1) -> keras.optimizers.Optimizer:
+def _optimizer(config: ExperimentConfig, learning_rate: float,
+               stage_steps: int | None = None) -> keras.optimizers.Optimizer:
     learning_rate = _learning_rate(config, learning_rate, stage_steps)
     if config.train.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate)
@@ -91,11 +93,11 @@ def _optimizer(config: ExperimentConfig, learning_rate: float, stage_steps: int 
 
 
 def compile_model(model: keras.Model, config: ExperimentConfig, learning_rate: float,
-                  epochs: int = 1) -> keras.Model:
+                  epochs: int | None = None) -> keras.Model:
     """Eq. 4: the chosen loss on Ŷ plus on every side output U_k; DSC of Ŷ as the metric.
     ``epochs``: the stage's length, over which a cosine learning-rate schedule decays."""
     dice = [BinaryDice(config.train.threshold)]
-    stage_steps = epochs * config.train.steps_per_epoch
+    stage_steps = None if epochs is None else epochs * config.train.steps_per_epoch
     model.compile(optimizer=_optimizer(config, learning_rate, stage_steps),
                   loss=deep_supervision_losses(model, config.train.loss),
                   metrics={FUSED: dice} if isinstance(model.output, dict) else dice,

@@ -106,3 +106,5 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_stage():
     assert float(schedule(30)) == pytest.approx(0.0, abs=1e-9)
     constant = train_module._optimizer(preset("testing"), 1e-3, stage_steps=30)
     assert float(constant.learning_rate) == pytest.approx(1e-3)
+    no_stage = train_module._optimizer(config, 1e-3)  # evaluation, benchmarks: no stage to decay over
+    assert float(no_stage.learning_rate) == pytest.approx(1e-3)

@@ -128,6 +128,11 @@ class LearningCurve:
     def mean(self) -> np.ndarray:
         return np.nanmean(self.dsc, axis=0)
 
+    @property
+    def last(self) -> np.ndarray:
+        """[folds] each fold's validation DSC at its own last epoch."""
+        return self.dsc[np.arange(len(self.dsc)), np.sum(~np.isnan(self.dsc), axis=1) - 1]
+
     def late_gain(self, fraction: float = LATE_FRACTION) -> float:
         """How much the best mean validation DSC rose in the last ``fraction`` of the epochs (in [0, 1]
         DSC units); under 0.02 (2 points) counts as flattened. Under a decaying learning rate a curve

@@ -66,6 +66,7 @@ def test_learning_curve_reads_each_folds_history(tiny_store, tmp_path, stubs):
     np.testing.assert_array_equal(curve.slices, [train.steps_per_epoch * train.batch_size * e for e in (1, 2)])
     np.testing.assert_allclose(curve.dsc, [[0.25, 0.5], [0.75, np.nan]])
     np.testing.assert_allclose(curve.mean, [0.5, 0.5])
+    np.testing.assert_allclose(curve.last, [0.5, 0.75])  # each fold's own last epoch
 
 
 def test_learning_curve_late_gain_is_the_rise_of_the_best_in_the_last_quarter():
