@@ -108,3 +108,31 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_stage():
     assert float(constant.learning_rate) == pytest.approx(1e-3)
     no_stage = train_module._optimizer(config, 1e-3)  # evaluation, benchmarks: no stage to decay over
     assert float(no_stage.learning_rate) == pytest.approx(1e-3)
+
+
+def _fitted_weights(prebuild: bool) -> tuple[list[np.ndarray], int, int]:
+    """A tiny PNet-MSA fitted on fixed batches: (weights, variables before fit, variables after)."""
+    config = preset("testing")
+    keras.utils.set_random_seed(0)
+    model = train_module.compile_model(train_module.build_model(config.model, 32), config, 1e-3)
+    rng = np.random.default_rng(0)
+    batches = [(rng.random((2, 32, 32, 3), dtype=np.float32),
+                (rng.random((2, 32, 32, 1)) > 0.8).astype(np.float32)) for _ in range(3)]
+    if prebuild:
+        train_module.build_training_state(model, batches[0][0][:1], batches[0][1][:1])
+
+    def variables() -> int:
+        return len(model.optimizer.variables) + len(model.metrics_variables)
+
+    before = variables()
+    targets = ((x, train_module.deep_supervision_targets(model, y)) for x, y in batches)
+    model.fit(targets, steps_per_epoch=3, epochs=1, verbose=0)
+    return [w.numpy() for w in model.weights], before, variables()
+
+
+def test_training_state_built_before_fit_changes_no_result():
+    built, before, after = _fitted_weights(prebuild=True)
+    assert after == before  # nothing left for the traced train step to create (it would be traced twice)
+    plain, plain_before, plain_after = _fitted_weights(prebuild=False)
+    assert plain_after > plain_before  # without it Keras creates them while tracing
+    assert all(np.array_equal(a, b) for a, b in zip(built, plain))
