@@ -160,6 +160,43 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return (mask ^ eroded)[(slice(1, -1),) * mask.ndim]
 
 
+class _Distances(NamedTuple):
+    """Directed distances (mm) between two masks: from every surface voxel of one to the other's
+    surface, and from every voxel of one to the other mask (0 inside it). ``inf`` towards an empty mask."""
+
+    surface_pred_to_gt: np.ndarray
+    surface_gt_to_pred: np.ndarray
+    pred_to_gt: np.ndarray
+    gt_to_pred: np.ndarray
+
+
+def _directed_distances(pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, ...]) -> _Distances:
+    """Every directed distance of :class:`_Distances` from one distance transform per mask.
+
+    Works on the bounding box of both masks, where the Euclidean distance transform with
+    ``sampling=spacing`` is exact (the box holds both masks whole, so padding with background is
+    the same as cropping with a margin), so a small organ in a 512x512x240 volume costs little.
+    The nearest voxel of a mask to a voxel outside it is a surface voxel (an inner voxel has a
+    closer neighbour in the mask), so the distance transform of a mask's surface also gives the
+    point-set distances: the same outside the mask, 0 inside.
+    """
+    box = _union_box(pred, gt)
+    if box is None:
+        return _Distances(*(np.zeros(0),) * 4)
+    pred, gt = pred[box], gt[box]
+    surface_pred, surface_gt = surface(pred), surface(gt)
+    to_pred, to_gt = _distance_map(surface_pred, spacing), _distance_map(surface_gt, spacing)
+    return _Distances(to_gt[surface_pred], to_pred[surface_gt],
+                      np.where(gt, 0.0, to_gt)[pred], np.where(pred, 0.0, to_pred)[gt])
+
+
+def _distance_map(target: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """Distance (mm) from every voxel to the nearest True voxel of ``target`` (``inf`` if it has none)."""
+    if not target.any():
+        return np.full(target.shape, np.inf)
+    return ndimage.distance_transform_edt(~target, sampling=spacing)
+
+
 def surface_distances(pred: np.ndarray, gt: np.ndarray,
                       spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Directed surface distances in mm.
@@ -168,30 +205,10 @@ def surface_distances(pred: np.ndarray, gt: np.ndarray,
     the distance to the nearest surface voxel of ``gt``, and vice versa, as
     float64 1-D arrays (order: C order of the voxels). A distance to an empty
     surface is ``inf``.
-
-    Works on the bounding box of both masks plus a 1-voxel margin, where the
-    Euclidean distance transform with ``sampling=spacing`` is exact, so a small
-    organ in a 512×512×240 volume costs little.
     """
     pred, gt = _check_pair(pred, gt)
-    spacing = _check_spacing(spacing, pred.ndim)
-    box = _union_box(pred, gt)
-    if box is None:
-        return np.zeros(0), np.zeros(0)
-    # The box holds both masks whole, so padding with background is the same
-    # as cropping the array with a margin, and it also works at the array border.
-    surf_pred = surface(pred[box])
-    surf_gt = surface(gt[box])
-    return (_distances_to(surf_pred, surf_gt, spacing),
-            _distances_to(surf_gt, surf_pred, spacing))
-
-
-def _distances_to(points: np.ndarray, target: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-    """Distance (mm) from each True voxel of ``points`` to the nearest True voxel of ``target``."""
-    n = int(np.count_nonzero(points))
-    if not target.any():
-        return np.full(n, np.inf)
-    return ndimage.distance_transform_edt(~target, sampling=spacing)[points]
+    distances = _directed_distances(pred, gt, _check_spacing(spacing, pred.ndim))
+    return distances.surface_pred_to_gt, distances.surface_gt_to_pred
 
 
 class SurfaceMetrics(NamedTuple):
@@ -299,13 +316,14 @@ def case_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]) -> 
     tp, n_pred, n_gt = _counts(pred, gt)
     volume_pred = n_pred * math.prod(spacing) / MM3_PER_ML
     volume_gt = n_gt * math.prod(spacing) / MM3_PER_ML
-    dist = _surface_metrics(*surface_distances(pred, gt, spacing))
+    distances = _directed_distances(pred, gt, spacing)
+    dist = _surface_metrics(distances.surface_pred_to_gt, distances.surface_gt_to_pred)
     return {
         "DSC": _ratio(2.0 * tp, n_pred + n_gt, True),
         "JI": _ratio(tp, n_pred + n_gt - tp, True),
         "precision": _ratio(tp, n_pred, n_gt == 0),
         "recall": _ratio(tp, n_gt, n_pred == 0),
-        "AVD_pointset_mm": pointset_avd(pred, gt, spacing),
+        "AVD_pointset_mm": _pointset_avd(distances),
         "AVD_mm": dist.avd,
         "HD95_mm": dist.hd95,
         "ASSD_mm": dist.assd,
@@ -401,16 +419,15 @@ def pointset_avd(a: np.ndarray, b: np.ndarray, spacing: Sequence[float]) -> floa
     ``nan`` when exactly one mask is empty, 0.0 when both are.
     """
     a, b = _check_pair(a, b)
-    spacing = _check_spacing(spacing, a.ndim)
-    if not a.any() and not b.any():
+    return _pointset_avd(_directed_distances(a, b, _check_spacing(spacing, a.ndim)))
+
+
+def _pointset_avd(distances: _Distances) -> float:
+    if distances.pred_to_gt.size == 0 and distances.gt_to_pred.size == 0:
         return 0.0
-    if not a.any() or not b.any():
+    if distances.pred_to_gt.size == 0 or distances.gt_to_pred.size == 0:
         return math.nan
-    box = _union_box(a, b)
-    a, b = a[box], b[box]
-    a_to_b = ndimage.distance_transform_edt(~b, sampling=spacing)[a].mean()
-    b_to_a = ndimage.distance_transform_edt(~a, sampling=spacing)[b].mean()
-    return float(max(a_to_b, b_to_a))
+    return float(max(distances.pred_to_gt.mean(), distances.gt_to_pred.mean()))
 
 
 def interslice_pointset_avd(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
