@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,6 +60,7 @@ PREDICTIONS_FILE = "test_predictions.npz"
 METRICS_FILE = "test_metrics.json"
 DATA_FILE = "data.json"
 FOLDS_FILE = "folds.json"
+FAST_ZLIB_LEVEL = 1  # zlib level of the cached probability maps (the default 6 takes twice as long)
 PROBABILITY_DTYPE = np.float16  # cached probability maps: ~1e-3 resolution, half the disk
 RNN_STAGES = ("rnn", "end_to_end")  # trainer stages that belong to the BiRNN, not the CNN
 
@@ -243,10 +245,18 @@ def _predict_fold(run_dir: Path, config: ExperimentConfig, store: CaseStore, cas
         maps[cid] = np.clip(probability, 0.0, 1.0).astype(PROBABILITY_DTYPE)
 
     def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **maps)
+        _save_npz_fast(tmp, maps)
 
     atomic_write(run_dir / PREDICTIONS_FILE, write)
+
+
+def _save_npz_fast(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed`` at zlib level 1: half the time of its default level for 3 % more disk
+    on probability maps (``np.load`` reads either)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=FAST_ZLIB_LEVEL) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array)
 
 
 def _fold_results(run_dir: Path, config: ExperimentConfig, store: CaseStore, fold: Fold, progress: bool,

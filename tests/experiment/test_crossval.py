@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from pancreas_seg.data.store import CaseStore
@@ -14,6 +15,7 @@ from pancreas_seg.metrics import METRIC_KEYS
 from pancreas_seg.run_folder import RunFolder
 from pancreas_seg.vocabulary import RNN_MODEL
 from tests.conftest import blob_case
+from tests.experiment.conftest import BLOB_HU, STUB_PROBABILITY
 from tests.experiment.conftest import testing_config as _config
 
 
@@ -32,6 +34,10 @@ def test_second_run_trains_and_predicts_nothing(tiny_store, tmp_path, stubs):
     assert second.case_metrics() == first.case_metrics()
     assert first.summary("DSC").mean == pytest.approx(1.0)
     assert first.root.name.startswith("pnet_msa-") and (first.root / "fold_0" / "test_predictions.npz").is_file()
+    for case_id in tiny_store.case_ids:  # the cached maps read back as predicted (float16)
+        scan = tiny_store.read_case(case_id).image
+        expected = np.where(scan > BLOB_HU, STUB_PROBABILITY, 0.0).astype(np.float16)
+        assert np.array_equal(first.probability(case_id), expected)
 
 
 def test_fold_metrics_are_cached_in_evaluate_format(tiny_store, tmp_path, stubs):
