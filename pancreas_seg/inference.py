@@ -318,12 +318,34 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
     """
     timings = {} if timings is None else timings
     check_modality(scan, models, scan.source.get("path", "scan"))
-    data_config = models[0].config.data
     with timed(timings, "preprocess"):
         canonical, reorientation = to_canonical(scan)
-        volume, transform = prepare_volume(canonical.array, canonical.spacing, canonical.modality, data_config)
+        volume, transform = prepare_volume(canonical.array, canonical.spacing, canonical.modality,
+                                           models[0].config.data)
         canonical_affine, slice_mm = canonical.affine, canonical.spacing[0]
         del canonical
+    total, threshold, work = network_probability(volume, slice_mm, models, options, timings)
+    del volume
+    with timed(timings, "postprocess"):
+        probability, mask = postprocess(total, transform, threshold, options.largest_component)
+        del total
+        changes = abnormal_changes_mm(mask, canonical_affine) if scan.modality == "CT" else None
+        probability, mask = reorientation.restore(probability), reorientation.restore(mask)
+    for stage in ("cnn", "birnn"):
+        timings.setdefault(stage, 0.0)
+    return Prediction(probability, mask, threshold, timings, changes, work)
+
+
+def network_probability(volume: np.ndarray, slice_mm: float, models: Sequence[LoadedModel],
+                        options: PredictOptions = PredictOptions(),
+                        timings: dict[str, float] | None = None) -> tuple[np.ndarray, float, RoiWork]:
+    """The mean probability of ``models`` on a volume already on the network grid ``[Z, S, S]``
+    (``prepare_volume`` with the models' data config; only read), on the region of interest or
+    dense as ``options`` say; with the mask threshold and the work done.
+
+    ``slice_mm``: slice spacing (localisation samples a slice every few mm).
+    """
+    timings = {} if timings is None else timings
     threshold = default_threshold(models) if options.threshold is None else options.threshold
     total, work = None, RoiWork("dense")
     if not options.dense:
@@ -335,15 +357,7 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
         for model in models:
             total += model_probabilities(model, volume, options.batch_size, options.tta, timings, options.precision)
         total /= len(models)
-    del volume
-    with timed(timings, "postprocess"):
-        probability, mask = postprocess(total, transform, threshold, options.largest_component)
-        del total
-        changes = abnormal_changes_mm(mask, canonical_affine) if scan.modality == "CT" else None
-        probability, mask = reorientation.restore(probability), reorientation.restore(mask)
-    for stage in ("cnn", "birnn"):
-        timings.setdefault(stage, 0.0)
-    return Prediction(probability, mask, threshold, timings, changes, work)
+    return total, threshold, work
 
 
 def abnormal_changes_mm(mask: np.ndarray, affine: np.ndarray) -> list[float]:

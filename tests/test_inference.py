@@ -10,7 +10,7 @@ import pytest
 
 from pancreas_seg import inference
 from pancreas_seg.config import DataConfig, ExperimentConfig, ModelConfig, preset, to_dict
-from pancreas_seg.data.preprocess import InplaneTransform, plan_inplane
+from pancreas_seg.data.preprocess import InplaneTransform, plan_inplane, prepare_volume
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.orientation import to_canonical
 from pancreas_seg.io.scan import Scan
@@ -191,3 +191,18 @@ def test_storage_orientation_does_not_change_the_prediction(axcodes):
     assert probability.shape == stored.shape
     in_reference_storage, _ = to_canonical(Scan(probability, stored.affine, "CT"))
     assert np.max(np.abs(in_reference_storage.array - expected)) <= 1e-3
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_network_probability_of_a_prepared_volume_is_predict_scans(dense):
+    # cross-validation predicts from cached prepared cases: the same probability as from the scan
+    rng = np.random.default_rng(1)
+    scan = Scan(rng.integers(-200, 300, (8, 32, 40)).astype(np.int16), np.diag([-0.8, -0.8, 2.0, 1.0]), "CT")
+    model = loaded(neighbourhood_model(48), identity_config(48))
+    options = inference.PredictOptions(dense=dense)
+    expected = inference.predict_scan(scan, [model], options).probability
+    volume, transform = prepare_volume(scan.array, scan.spacing, "CT", model.config.data)
+    volume.flags.writeable = False  # prepared cases are read-only memory maps
+    total, threshold, _ = inference.network_probability(volume, scan.spacing[0], [model], options)
+    assert threshold == model.config.train.threshold
+    np.testing.assert_array_equal(transform.invert(total), expected)

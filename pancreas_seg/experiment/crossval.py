@@ -40,13 +40,14 @@ import numpy as np
 
 from pancreas_seg import evaluate, metrics
 from pancreas_seg.config import ExperimentConfig, config_hash
+from pancreas_seg.data.dataflow import prepare_cases
+from pancreas_seg.data.preprocess import PreparedCase
 from pancreas_seg.data.splits import Fold, load_folds, save_folds, select_fold, store_folds
 from pancreas_seg.data.store import Case, CaseStore
 from pancreas_seg.errors import InputError
 from pancreas_seg.experiment.rows import MODEL_LABELS
 from pancreas_seg.vocabulary import BASE_CNN, RNN_MODEL
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json
-from pancreas_seg.io.scan import Scan
 from pancreas_seg.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ PROBABILITY_DTYPE = np.float16  # cached probability maps: ~1e-3 resolution, hal
 RNN_STAGES = ("rnn", "end_to_end")  # trainer stages that belong to the BiRNN, not the CNN
 
 TrainFn = Callable[..., Any]  # train(config, workdir, store, fold, progress=...) as pancreas_seg.train.train
-PredictorFactory = Callable[[Path, ExperimentConfig], Callable[[Scan], np.ndarray]]
+Predictor = Callable[[Case, PreparedCase], np.ndarray]  # (case, the case on the network grid) -> probability
+PredictorFactory = Callable[[Path, ExperimentConfig], Predictor]
 
 
 def model_dir(config: ExperimentConfig, out_root: str | os.PathLike) -> Path:
@@ -164,15 +166,22 @@ def _default_train(config: ExperimentConfig, workdir: Path, store: CaseStore, fo
     return train(config, workdir, store, fold, progress=progress)
 
 
-def _default_predictor(model_path: Path, config: ExperimentConfig) -> Callable[[Scan], np.ndarray]:
-    """Load a fold's run folder once; return ``scan -> [Z, Y, X] float32`` probability on the scan's
-    grid (:func:`pancreas_seg.inference.predict_scan`, no TTA, no component filtering)."""
+def _default_predictor(model_path: Path, config: ExperimentConfig) -> Predictor:
+    """Load a fold's run folder once; return ``(case, prepared) -> [Z, Y, X] float32`` probability on
+    the case's grid, as :func:`pancreas_seg.inference.predict_scan` gives it for the stored scan (no
+    TTA, no component filtering), from the case already prepared for the network (every model of a
+    table shares the test cases' preprocessing)."""
     from pancreas_seg import inference
 
     loaded = inference.load_model(model_path.parent)
     if loaded.config_hash != config_hash(config):
         raise RuntimeError(f"{model_path.parent} holds a run of config {loaded.config_hash}, expected {config_hash(config)}")
-    return lambda scan: inference.predict_scan(scan, [loaded]).probability
+
+    def predict(case: Case, prepared: PreparedCase) -> np.ndarray:
+        total, _, _ = inference.network_probability(prepared.image, case.spacing[0], [loaded])
+        return prepared.transform.invert(total)
+
+    return predict
 
 
 def _ensure_model(config: ExperimentConfig, store: CaseStore, out_root: Path, fold: Fold,
@@ -232,14 +241,18 @@ def _score_case(probability: np.ndarray, case: Case, threshold: float) -> tuple[
 
 def _predict_fold(run_dir: Path, config: ExperimentConfig, store: CaseStore, case_ids: Sequence[str],
                   progress: bool, predictor_factory: PredictorFactory) -> None:
-    """Predict every test case of a fold into ``test_predictions.npz`` (float16, compressed)."""
+    """Predict every test case of a fold into ``test_predictions.npz`` (float16, compressed), from
+    the test cases prepared for the network once per store and preprocessing (``prepare_cases``'s
+    cache, shared by every model of the tables)."""
     from tqdm import tqdm
 
     predict = predictor_factory(RunFolder(run_dir).model_path, config)
+    prepared = prepare_cases(store, case_ids, config.data, progress=False)
     maps = {}
-    for cid in tqdm(case_ids, desc=f"predict {run_dir.parent.name}/{run_dir.name}", disable=not progress):
+    for cid, ready in tqdm(list(zip(case_ids, prepared)), desc=f"predict {run_dir.parent.name}/{run_dir.name}",
+                           disable=not progress):
         case = store.read_case(cid)
-        probability = np.asarray(predict(Scan(case.image, case.affine, case.modality, case.source)))
+        probability = np.asarray(predict(case, ready))
         if probability.shape != case.image.shape:
             raise RuntimeError(f"prediction of {cid} has shape {probability.shape}, scan {case.image.shape}")
         maps[cid] = np.clip(probability, 0.0, 1.0).astype(PROBABILITY_DTYPE)
@@ -311,8 +324,8 @@ def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: s
     Args:
         folds: fold indices to run (default: all ``config.data.folds``).
         train_fn: the trainer (default :func:`pancreas_seg.train.train`); tests pass a stub.
-        predictor_factory: ``(model_path, config) -> (Scan -> [Z, Y, X] float32)``; default loads
-            the Keras model and calls :func:`pancreas_seg.inference.predict_scan`.
+        predictor_factory: ``(model_path, config) -> ((case, prepared case) -> [Z, Y, X] float32)``;
+            default loads the Keras model and predicts as :func:`pancreas_seg.inference.predict_scan`.
     """
     if store.modality != config.data.modality:
         raise InputError(store.root, f"store holds {store.modality} cases, the experiment is for {config.data.modality}")

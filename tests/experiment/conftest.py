@@ -48,9 +48,9 @@ class StubPredictor:
     def __call__(self, model_path, config):
         self.loads += 1
 
-        def predict(scan):
+        def predict(case, prepared):
             self.scans += 1
-            return np.where(scan.array > BLOB_HU, STUB_PROBABILITY, 0.0).astype(np.float32)
+            return np.where(case.image > BLOB_HU, STUB_PROBABILITY, 0.0).astype(np.float32)
 
         return predict
 
