@@ -37,7 +37,7 @@ presets:
   quick  the paper's models shrunk to run on a 2-core CPU: 96x96 slices, 16 channels, a few
          epochs, no unit-by-unit growth ({quick_time}).
   cpu    the committed results: quick's shapes trained 5x longer with a cosine learning-rate
-         decay; every CT table and figure took 93 min on a 2-core CPU (MRI not yet timed).
+         decay; every table and figure, CT and MRI, about 2 h 10 min on a 2-core CPU (README).
   paper  the paper's protocol (Sec. IV-A): 512x512 slices, 64 channels, full training budgets;
          meant for a GPU and real data (--data).
 
