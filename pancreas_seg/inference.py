@@ -50,12 +50,13 @@ from pancreas_seg.run_folder import locate_model
 from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, RNN_MODEL, Precision
 
 __all__ = ["LoadedModel", "PredictOptions", "Prediction", "load_model", "load_models", "predict_scan",
-           "model_probabilities", "cnn_probabilities", "cnn_slices", "birnn_probabilities", "postprocess",
+           "network_probability", "model_probabilities", "cnn_probabilities", "cnn_slices", "birnn_probabilities", "postprocess",
            "largest_component", "timed"]
 
 logger = logging.getLogger(__name__)
 
 COMPONENT_CONNECTIVITY = 3  # scipy rank-3 structure: 26-connected components in 3D
+KNOWN_FILL_BATCHES = 8  # CNN batches computed per step around already known slices (bounded memory)
 
 # ---------------------------------------------------------------------------
 # models
@@ -227,24 +228,25 @@ class Prediction:
 
 def model_probabilities(model: LoadedModel, volume: np.ndarray, batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
                         tta: bool = False, timings: dict[str, float] | None = None,
-                        precision: str = "float32") -> np.ndarray:
+                        precision: str = "float32", known: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """One model (CNN, then its BiRNN if any) on every slice and pixel of a prepared ``[Z, S, S]``
     volume (dense) -> ``[Z, S, S]`` float32.
 
     With ``tta`` the mean with the prediction of the left-right (X) flipped volume, flipped back.
-    Time spent is added to ``timings["cnn"]`` and ``timings["birnn"]``.
+    ``known``: ``{slice: [S, S]}`` CNN probabilities already computed on the whole grid (localisation),
+    used instead of computing them again. Time spent is added to ``timings["cnn"]`` and ``timings["birnn"]``.
     """
     timings = {} if timings is None else timings
     context = model.config.data.context_slices
     cnn = model.any_size_cnn(resolve_precision(precision))
     batch_size = memory_batch_size(cnn, volume.shape[1], volume.shape[2], batch_size)
-    views: list[Callable[[np.ndarray], np.ndarray]] = [lambda v: v]
+    views: list[tuple[Callable[[np.ndarray], np.ndarray], dict[int, np.ndarray]]] = [(lambda v: v, known or {})]
     if tta:
-        views.append(lambda v: v[:, :, ::-1])  # its own inverse
+        views.append((lambda v: v[:, :, ::-1], {}))  # its own inverse
     total = np.zeros(volume.shape, np.float32)
-    for view in views:
+    for view, view_known in views:
         with timed(timings, "cnn"):
-            probability = cnn_probabilities(cnn, view(volume), batch_size, context=context)
+            probability = _cnn_with_known(cnn, view(volume), batch_size, context, view_known)
         if model.birnn is not None:
             with timed(timings, "birnn"):
                 probability = birnn_probabilities(model.birnn, probability)
@@ -252,6 +254,23 @@ def model_probabilities(model: LoadedModel, volume: np.ndarray, batch_size: int 
         del probability
     total /= len(views)
     return total
+
+
+def _cnn_with_known(cnn: keras.Model, volume: np.ndarray, batch_size: int, context: int,
+                    known: dict[int, np.ndarray]) -> np.ndarray:
+    """:func:`cnn_probabilities` of ``volume``, computing only the slices ``known`` lacks."""
+    if not known:
+        return cnn_probabilities(cnn, volume, batch_size, context=context)
+    depth, height, width = volume.shape
+    probability = np.empty(volume.shape, np.float32)
+    missing = [k for k in range(depth) if k not in known]
+    chunk = KNOWN_FILL_BATCHES * batch_size  # bounded extra memory, one padded batch per chunk at most
+    for start in range(0, len(missing), chunk):
+        part = missing[start:start + chunk]
+        probability[part] = cnn_slices(cnn, volume, part, (0, height, 0, width), batch_size, context=context)
+    for k, slice_probability in known.items():
+        probability[k] = slice_probability
+    return probability
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -347,15 +366,18 @@ def network_probability(volume: np.ndarray, slice_mm: float, models: Sequence[Lo
     """
     timings = {} if timings is None else timings
     threshold = default_threshold(models) if options.threshold is None else options.threshold
-    total, work = None, RoiWork("dense")
+    total, work, known = None, RoiWork("dense"), [{} for _ in models]
     if not options.dense:
-        total, work = roi_probabilities(models, volume, slice_mm, threshold, options, timings)
+        total, work, known = roi_probabilities(models, volume, slice_mm, threshold, options, timings)
     if total is None:
-        if work.mode != "dense":
-            work = RoiWork(work.mode, 1.0 + work.slices_fraction, 1.0 + work.pixels_fraction, work.roi)
+        if work.mode != "dense":  # dense after the region's work, less the slices it already has
+            reused = sum(len(k) for k in known) / (len(models) * (2 if options.tta else 1) * volume.shape[0])
+            work = RoiWork(work.mode, work.slices_fraction + 1.0 - reused, work.pixels_fraction + 1.0 - reused,
+                           work.roi)
         total = np.zeros(volume.shape, np.float32)
-        for model in models:
-            total += model_probabilities(model, volume, options.batch_size, options.tta, timings, options.precision)
+        for model, model_known in zip(models, known):
+            total += model_probabilities(model, volume, options.batch_size, options.tta, timings, options.precision,
+                                         known=model_known)
         total /= len(models)
     return total, threshold, work
 

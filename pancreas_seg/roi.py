@@ -20,6 +20,12 @@ On the prepared network grid ``[Z, S, S]`` (:func:`~pancreas_seg.data.preprocess
    far slices and pixels decay; measured in ``benchmarks/predict_speed.py``).
 4. **Check.** A mask (``> threshold``) that reaches an edge of the trusted region that is not the
    grid's edge means pancreas may lie outside it: the scan is predicted densely instead.
+
+A region whose computed crop and slices cost at least ``DENSE_INSTEAD_FRACTION`` of dense CNN work
+(a localiser answering on most slices; at 512 px the paper CNN's receptive field already widens
+any box to the whole slice) is predicted densely at once: the same cost, and no risk of paying for
+the region and then for a dense fallback. Every dense prediction after localisation reuses the
+localisation slices' CNN outputs.
 """
 from __future__ import annotations
 
@@ -44,6 +50,7 @@ LOCALISE_FRACTION = 0.5  # hits: probability above this fraction of the mask thr
 INPLANE_SLACK_PX = 16  # network-grid px added around the localised pixels (shape change between samples)
 BIRNN_MARGIN_SLICES = 8  # slices past the trusted range given to the BiRNN (its state settles)
 BIRNN_CONTEXT_PX = 16  # px past the trusted box given to the BiRNN (its memory grows with the area)
+DENSE_INSTEAD_FRACTION = 0.8  # a region costing this share of dense CNN work is predicted densely at once
 
 
 @dataclass(frozen=True)
@@ -62,9 +69,10 @@ class Roi:
 
 @dataclass
 class RoiWork:
-    """What the prediction did: ``mode`` ``"roi"``, ``"dense"`` (asked), ``"dense_no_pancreas"`` or
-    ``"dense_edge"`` (fallbacks: dense after the region's work); CNN slices and pixels processed as
-    fractions of dense prediction's (a fallback's above 1)."""
+    """What the prediction did: ``mode`` ``"roi"``, ``"dense"`` (asked), or a dense fallback after
+    localisation: ``"dense_no_pancreas"``, ``"dense_large_region"`` (the region would have cost
+    nearly dense work), ``"dense_edge"`` (after the region's work); CNN slices and pixels processed
+    as fractions of dense prediction's (above 1 after ``"dense_edge"``)."""
 
     mode: str
     slices_fraction: float = 1.0
@@ -202,10 +210,13 @@ def _localise(models: Sequence[LoadedModel], volume: np.ndarray, slice_mm: float
 
 
 def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_mm: float, threshold: float,
-                      options: PredictOptions, timings: dict[str, float]) -> tuple[np.ndarray | None, RoiWork]:
+                      options: PredictOptions,
+                      timings: dict[str, float]) -> tuple[np.ndarray | None, RoiWork, list[dict[int, np.ndarray]]]:
     """The mean probability of ``models`` (and TTA views) on the region of interest of a prepared
-    ``[Z, S, S]`` volume, 0 elsewhere (:mod:`pancreas_seg.roi`); ``(None, work)`` when the scan must
-    be predicted densely (nothing localised, or a mask reaching the region's open edge).
+    ``[Z, S, S]`` volume, 0 elsewhere (:mod:`pancreas_seg.roi`); ``None`` when the scan must be
+    predicted densely (nothing localised, a region costing nearly dense work, or a mask reaching
+    the region's open edge). Also, per model, ``{slice: [S, S] CNN probability}`` of the slices
+    computed on the whole grid (localisation), which a dense prediction can reuse.
 
     ``slice_mm``: slice spacing. Localisation time is added to ``timings["cnn"]`` and, on its own,
     ``timings["localise"]``.
@@ -217,32 +228,50 @@ def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_m
     samples = len(known[0])
     timings["localise"] = timings.get("localise", 0.0) + time.perf_counter() - start
     timings["cnn"] = timings.get("cnn", 0.0) + time.perf_counter() - start
+    views = (False, True) if options.tta else (False,)
+    dense = len(models) * len(views) * depth
+    localised = RoiWork("dense_no_pancreas", len(models) * samples / dense, len(models) * samples / dense)
     if roi is None:
         logger.info("localisation found no pancreas: predicting every slice")
-        return None, RoiWork("dense_no_pancreas", samples / depth, samples / depth)
+        return None, localised, known
+    crops = [crop_box(roi.box, *_margin(model, precision, options), size) for model in models]
+    if region_share(roi, crops, depth, size, any(m.birnn is not None for m in models)) >= DENSE_INSTEAD_FRACTION:
+        logger.info("the region of interest would cost nearly dense work: predicting every slice")
+        return None, RoiWork("dense_large_region", localised.slices_fraction, localised.pixels_fraction, roi), known
     y0, y1, x0, x1 = roi.box
     total = np.zeros((roi.z1 - roi.z0, y1 - y0, x1 - x0), np.float32)
-    views = (False, True) if options.tta else (False,)
     slices, pixels = len(models) * samples, len(models) * samples * size * size
     for model, model_known in zip(models, known):
         cnn = model.any_size_cnn(precision)
-        margin, alignment = crop_margin(cnn)
-        margin = margin if options.roi_margin is None else options.roi_margin
+        margin = _margin(model, precision, options)
         for flipped in views:
             part, done = _roi_view(model, cnn, volume[:, :, ::-1] if flipped else volume,
                                    roi.mirrored(size) if flipped else roi, {} if flipped else model_known,
-                                   (margin, alignment), options, timings)
+                                   margin, options, timings)
             total += part[:, :, ::-1] if flipped else part
             slices, pixels = slices + done[0], pixels + done[1]
     total /= len(models) * len(views)
     if touches_open_edge(total > threshold, roi, volume.shape):
         logger.info("the mask reaches the edge of the region of interest: predicting every slice")
-        dense = len(models) * len(views) * depth
-        return None, RoiWork("dense_edge", slices / dense, pixels / (dense * size * size), roi)
+        return None, RoiWork("dense_edge", slices / dense, pixels / (dense * size * size), roi), known
     canvas = np.zeros(volume.shape, np.float32)
     canvas[roi.z0:roi.z1, y0:y1, x0:x1] = total
-    dense = len(models) * len(views) * depth
-    return canvas, RoiWork("roi", slices / dense, pixels / (dense * size * size), roi)
+    return canvas, RoiWork("roi", slices / dense, pixels / (dense * size * size), roi), known
+
+
+def _margin(model: LoadedModel, precision: str, options: PredictOptions) -> tuple[int, int]:
+    """``(margin, alignment)`` of a model's crops: its receptive field's unless ``options.roi_margin``."""
+    margin, alignment = crop_margin(model.any_size_cnn(precision))
+    return (margin if options.roi_margin is None else options.roi_margin), alignment
+
+
+def region_share(roi: Roi, crops: Sequence[Box], depth: int, size: int, birnn: bool) -> float:
+    """CNN work of predicting ``roi`` with each model's crop, as a share of dense work: the trusted
+    slices (and the BiRNN's margin slices) times the crop's pixels, averaged over the models."""
+    margin = BIRNN_MARGIN_SLICES if birnn else 0
+    slices = min(depth, roi.z1 + margin) - max(0, roi.z0 - margin)
+    pixels = [(y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in crops]
+    return slices * float(np.mean(pixels)) / (depth * size * size)
 
 
 def _roi_view(model: LoadedModel, cnn: keras.Model, volume: np.ndarray, roi: Roi, known: dict[int, np.ndarray],

@@ -146,7 +146,25 @@ def test_roi_margin_option_trades_exactness_for_work():
 def test_nothing_localised_falls_back_to_dense():
     prediction, dense = _roi_and_dense(block_scan(bright=False), blur_loaded())
     assert prediction.work.mode == "dense_no_pancreas"
-    np.testing.assert_array_equal(prediction.probability, dense.probability)
+    assert prediction.work.slices_fraction == pytest.approx(1.0)  # the localisation slices are reused
+    np.testing.assert_allclose(prediction.probability, dense.probability, atol=1e-6)
+
+
+def test_a_region_costing_nearly_dense_work_is_predicted_densely_at_once(monkeypatch):
+    monkeypatch.setattr(roi, "DENSE_INSTEAD_FRACTION", 0.05)  # the block's region costs more than this
+    prediction, dense = _roi_and_dense(block_scan(), blur_loaded())
+    assert prediction.work.mode == "dense_large_region" and prediction.work.roi is not None
+    assert prediction.work.slices_fraction == pytest.approx(1.0)  # no slice computed twice
+    np.testing.assert_allclose(prediction.probability, dense.probability, atol=1e-6)
+
+
+def test_region_share_counts_slices_crops_and_the_birnn_margin():
+    region = roi.Roi(10, 20, (0, 32, 0, 32))
+    assert roi.region_share(region, [(0, 64, 0, 32)], 40, 64, birnn=False) == pytest.approx(10 * 0.5 / 40)
+    with_birnn = (10 + 2 * roi.BIRNN_MARGIN_SLICES) * 0.5 / 40
+    assert roi.region_share(region, [(0, 64, 0, 32)], 40, 64, birnn=True) == pytest.approx(with_birnn)
+    clipped = roi.region_share(roi.Roi(0, 40, (0, 64, 0, 64)), [(0, 64, 0, 64)], 40, 64, birnn=True)
+    assert clipped == pytest.approx(1.0)
 
 
 def test_a_mask_reaching_the_open_edge_falls_back_to_dense(monkeypatch):
