@@ -230,14 +230,14 @@ def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_m
     timings["cnn"] = timings.get("cnn", 0.0) + time.perf_counter() - start
     views = (False, True) if options.tta else (False,)
     dense = len(models) * len(views) * depth
-    localised = RoiWork("dense_no_pancreas", len(models) * samples / dense, len(models) * samples / dense)
+    localised = len(models) * samples / dense  # share of dense CNN work done by localisation (whole slices)
     if roi is None:
         logger.info("localisation found no pancreas: predicting every slice")
-        return None, localised, known
+        return None, RoiWork("dense_no_pancreas", localised, localised), known
     crops = [crop_box(roi.box, *_margin(model, precision, options), size) for model in models]
     if region_share(roi, crops, depth, size, any(m.birnn is not None for m in models)) >= DENSE_INSTEAD_FRACTION:
         logger.info("the region of interest would cost nearly dense work: predicting every slice")
-        return None, RoiWork("dense_large_region", localised.slices_fraction, localised.pixels_fraction, roi), known
+        return None, RoiWork("dense_large_region", localised, localised, roi), known
     y0, y1, x0, x1 = roi.box
     total = np.zeros((roi.z1 - roi.z0, y1 - y0, x1 - x0), np.float32)
     slices, pixels = len(models) * samples, len(models) * samples * size * size
