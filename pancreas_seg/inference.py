@@ -370,10 +370,6 @@ def network_probability(volume: np.ndarray, slice_mm: float, models: Sequence[Lo
     if not options.dense:
         total, work, known = roi_probabilities(models, volume, slice_mm, threshold, options, timings)
     if total is None:
-        if work.mode != "dense":  # dense after the region's work, less the slices it already has
-            reused = sum(len(k) for k in known) / (len(models) * (2 if options.tta else 1) * volume.shape[0])
-            work = RoiWork(work.mode, work.slices_fraction + 1.0 - reused, work.pixels_fraction + 1.0 - reused,
-                           work.roi)
         total = np.zeros(volume.shape, np.float32)
         for model, model_known in zip(models, known):
             total += model_probabilities(model, volume, options.batch_size, options.tta, timings, options.precision,

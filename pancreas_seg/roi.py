@@ -215,8 +215,9 @@ def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_m
     """The mean probability of ``models`` (and TTA views) on the region of interest of a prepared
     ``[Z, S, S]`` volume, 0 elsewhere (:mod:`pancreas_seg.roi`); ``None`` when the scan must be
     predicted densely (nothing localised, a region costing nearly dense work, or a mask reaching
-    the region's open edge). Also, per model, ``{slice: [S, S] CNN probability}`` of the slices
-    computed on the whole grid (localisation), which a dense prediction can reuse.
+    the region's open edge; the work then counts the dense prediction that follows, which reuses the
+    localisation). Also, per model, ``{slice: [S, S] CNN probability}`` of the slices computed on the
+    whole grid (localisation), for that dense prediction.
 
     ``slice_mm``: slice spacing. Localisation time is added to ``timings["cnn"]`` and, on its own,
     ``timings["localise"]``.
@@ -228,22 +229,22 @@ def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_m
     samples = len(known[0])
     timings["localise"] = timings.get("localise", 0.0) + time.perf_counter() - start
     timings["cnn"] = timings.get("cnn", 0.0) + time.perf_counter() - start
-    views = (False, True) if options.tta else (False,)
-    dense = len(models) * len(views) * depth
-    localised = len(models) * samples / dense  # share of dense CNN work done by localisation (whole slices)
+    # a fallback before the region's work costs dense work (1): the localisation slices are reused
     if roi is None:
         logger.info("localisation found no pancreas: predicting every slice")
-        return None, RoiWork("dense_no_pancreas", localised, localised), known
-    crops = [crop_box(roi.box, *_margin(model, precision, options), size) for model in models]
+        return None, RoiWork("dense_no_pancreas"), known
+    margins = [_margin(model, precision, options) for model in models]
+    crops = [crop_box(roi.box, *margin, size) for margin in margins]
     if region_share(roi, crops, depth, size, any(m.birnn is not None for m in models)) >= DENSE_INSTEAD_FRACTION:
         logger.info("the region of interest would cost nearly dense work: predicting every slice")
-        return None, RoiWork("dense_large_region", localised, localised, roi), known
+        return None, RoiWork("dense_large_region", roi=roi), known
+    views = (False, True) if options.tta else (False,)
+    dense = len(models) * len(views) * depth
     y0, y1, x0, x1 = roi.box
     total = np.zeros((roi.z1 - roi.z0, y1 - y0, x1 - x0), np.float32)
     slices, pixels = len(models) * samples, len(models) * samples * size * size
-    for model, model_known in zip(models, known):
+    for model, model_known, margin in zip(models, known, margins):
         cnn = model.any_size_cnn(precision)
-        margin = _margin(model, precision, options)
         for flipped in views:
             part, done = _roi_view(model, cnn, volume[:, :, ::-1] if flipped else volume,
                                    roi.mirrored(size) if flipped else roi, {} if flipped else model_known,
@@ -253,7 +254,8 @@ def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_m
     total /= len(models) * len(views)
     if touches_open_edge(total > threshold, roi, volume.shape):
         logger.info("the mask reaches the edge of the region of interest: predicting every slice")
-        return None, RoiWork("dense_edge", slices / dense, pixels / (dense * size * size), roi), known
+        rest = 1.0 - len(models) * samples / dense  # the dense prediction after the region's work
+        return None, RoiWork("dense_edge", slices / dense + rest, pixels / (dense * size * size) + rest, roi), known
     canvas = np.zeros(volume.shape, np.float32)
     canvas[roi.z0:roi.z1, y0:y1, x0:x1] = total
     return canvas, RoiWork("roi", slices / dense, pixels / (dense * size * size), roi), known

@@ -172,6 +172,7 @@ def test_a_mask_reaching_the_open_edge_falls_back_to_dense(monkeypatch):
     monkeypatch.setattr(roi, "LOCALISE_FRACTION", 1.9)  # 0.95: only the block's core is localised
     prediction, dense = _roi_and_dense(block_scan(), blur_loaded())
     assert prediction.work.mode == "dense_edge"
+    assert 1.0 < prediction.work.slices_fraction < 2.0  # the region's work, then dense less the localisation
     np.testing.assert_array_equal(prediction.mask, dense.mask)
 
 
