@@ -7,7 +7,11 @@ slices); half the patches hold pancreas. The BiRNN keeps its near-identity initi
 (:mod:`pancreas_seg.models.birnn`). The result is a run folder (``config.json`` + ``model.keras``)
 cached in ``--cache``: a second call returns it at once. About 12 min on 2 cores.
 
+``--from-cnn RUN`` instead wraps the PNet-MSA of a run trained by ``pancreas-seg train`` (e.g. the
+``paper`` preset on a GPU, ``benchmarks/paper_fold.py``) with the same BiRNN, at that run's input size.
+
     python benchmarks/localiser_model.py --cache /tmp/localiser
+    python benchmarks/localiser_model.py --cache /tmp/localiser-gpu --from-cnn runs/paper_fold/run
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import numpy as np
 from pancreas_seg.config import DataConfig, ExperimentConfig
 from pancreas_seg.data.phantom import PhantomConfig, generate_case
 from pancreas_seg.data.preprocess import prepare_volume, slice_stack
+from pancreas_seg.inference import load_model
 from pancreas_seg.losses import cross_entropy, jaccard_loss
 from pancreas_seg.models.birnn import build_cnn_rnn
 from pancreas_seg.models.build import transfer_weights
@@ -101,13 +106,24 @@ def train_localiser(cache: Path, steps: int = STEPS, seed: int = 0) -> Path:
     return run.root
 
 
+def wrap_trained_cnn(cnn_run: Path, cache: Path) -> Path:
+    """The run folder ``cache``: the PNet-MSA of the run ``cnn_run`` under a near-identity BiRNN."""
+    loaded = load_model(cnn_run)
+    if loaded.config.model.name != "pnet_msa":
+        raise SystemExit(f"{cnn_run}: a pnet_msa run is needed, it holds {loaded.config.model.name}")
+    config = replace(loaded.config, model=replace(loaded.config.model, name="cnn_rnn"))
+    export_run(build_cnn_rnn(config.model, cnn=loaded.cnn), config, cache)
+    return RunFolder(cache).root
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, required=True, help="run folder to create or reuse")
     parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--from-cnn", type=Path, help="a trained pnet_msa run folder to wrap instead of training")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    print(train_localiser(args.cache, args.steps))
+    print(wrap_trained_cnn(args.from_cnn, args.cache) if args.from_cnn else train_localiser(args.cache, args.steps))
     return 0
 
 

@@ -12,6 +12,7 @@ dense run's and with the phantom's truth, and dense voxels the run lost.
     python benchmarks/predict_speed.py --cache /tmp/localiser                     # 512 x 512 x 240
     python benchmarks/predict_speed.py --cache /tmp/localiser --slices 600 --runs roi:auto   # memory
     python benchmarks/predict_speed.py --model runs/fold0 --runs roi:auto dense:auto roi:auto:64
+    KERAS_BACKEND=jax python benchmarks/predict_speed.py --model runs/fold0 --runs dense:auto --repeat 3  # GPU
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import numpy as np
 from pancreas_seg import inference
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE
 from pancreas_seg.data.phantom import PhantomConfig, generate_case
+from pancreas_seg.distribute import describe_devices
 from pancreas_seg.io.nifti import read_nifti, write_nifti
 from pancreas_seg.metrics import dice
 
@@ -57,20 +59,24 @@ def conv_flops(model: keras.Model) -> float:
 
 
 def predict_once(run: Path, image: Path, mode: str, precision: str, margin: int | None, batch_size: int,
-                 mask_out: Path) -> dict:
-    """One prediction in this (fresh) process: timings, work, peak memory; the mask saved to ``mask_out``."""
+                 mask_out: Path, repeat: int = 1) -> dict:
+    """``repeat`` predictions of the scan in this (fresh) process: the timings of each (the first
+    includes tracing and compilation), the work and peak memory; the last mask saved to ``mask_out``."""
     models = inference.load_models([run])
-    start = time.perf_counter()
-    scan = read_nifti(image, modality="CT", kind="image")
-    timings = {"read": time.perf_counter() - start}
     options = inference.PredictOptions(batch_size=batch_size, dense=mode == "dense", precision=precision,
                                        roi_margin=margin)
-    prediction = inference.predict_scan(scan, models, options, timings)
+    repeats = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        scan = read_nifti(image, modality="CT", kind="image")
+        timings = {"read": time.perf_counter() - start}
+        prediction = inference.predict_scan(scan, models, options, timings)
+        repeats.append(timings)
     np.save(mask_out, prediction.mask)
-    work = asdict(prediction.work)
-    return {"timings": timings, "work": work, "precision": inference.resolve_precision(precision),
+    return {"timings": repeats[0], "repeats": repeats, "work": asdict(prediction.work),
+            "precision": inference.resolve_precision(precision),
             "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_GIB,
-            "flops_per_slice": conv_flops(models[0].cnn)}
+            "flops_per_slice": conv_flops(models[0].cnn), "devices": describe_devices()}
 
 
 def _in_fresh_process(*args) -> dict:
@@ -78,10 +84,14 @@ def _in_fresh_process(*args) -> dict:
         return pool.submit(predict_once, *args).result()
 
 
+def _total(timings: dict) -> float:
+    return sum(timings.get(stage, 0.0) for stage in STAGES if stage != "localise")
+
+
 def _print_run(name: str, result: dict, slices: int) -> None:
     timings, work = result["timings"], result["work"]
-    total = sum(timings.get(stage, 0.0) for stage in STAGES if stage != "localise")
-    print(f"{name}  ({result['precision']}, mode {work['mode']})")
+    total = _total(timings)
+    print(f"{name}  ({result['precision']}, mode {work['mode']}, {result['devices']})")
     for stage in STAGES:
         seconds = timings.get(stage, 0.0)
         note = "  (part of cnn)" if stage == "localise" else ""
@@ -92,6 +102,10 @@ def _print_run(name: str, result: dict, slices: int) -> None:
     flops = result["flops_per_slice"] * slices * work["pixels_fraction"]
     print(f"  CNN {flops / max(timings.get('cnn', 0.0), 1e-9) / 1e9:.1f} GFLOP/s; "
           f"peak resident memory {result['peak_gib']:.2f} GiB")
+    for number, again in enumerate(result["repeats"][1:], start=2):
+        stages = ", ".join(f"{stage} {again.get(stage, 0.0):.2f}" for stage in STAGES)
+        print(f"  again ({number}): total {_total(again):.2f} s ({stages} s); "
+              f"CNN {flops / max(again.get('cnn', 0.0), 1e-9) / 1e9:.1f} GFLOP/s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS,
                         help="mode:precision[:margin px], mode roi or dense (default margin: receptive field)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_PREDICT_BATCH_SIZE)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="predictions per run in its process (the first includes compilation)")
     args = parser.parse_args(argv)
     if (args.model is None) == (args.cache is None):
         parser.error("give --cache or --model")
@@ -123,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             mode, precision, *margin = name.split(":")
             margin = int(margin[0]) if margin else None
             results[name] = _in_fresh_process(run, image, mode, precision, margin, args.batch_size,
-                                              tmp / f"{len(masks)}.npy")
+                                              tmp / f"{len(masks)}.npy", args.repeat)
             masks[name] = np.load(tmp / f"{len(masks)}.npy")
             _print_run(name, results[name], args.slices)
     reference = next((name for name in args.runs if name.startswith("dense")), None)
@@ -131,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         line = f"{name}: DSC with truth {dice(mask, truth):.4f}"
         if reference is not None and name != reference:
             lost = int((masks[reference].astype(bool) & ~mask.astype(bool)).sum())
-            seconds = sum(results[name]["timings"].get(s, 0.0) for s in STAGES if s != "localise")
-            ref_seconds = sum(results[reference]["timings"].get(s, 0.0) for s in STAGES if s != "localise")
+            seconds, ref_seconds = _total(results[name]["timings"]), _total(results[reference]["timings"])
             line += (f"; with {reference}: DSC {dice(mask, masks[reference]):.4f}, {lost} of its "
                      f"{int(masks[reference].sum())} voxels lost, time ratio {ref_seconds / seconds:.2f}x")
         print(line)

@@ -18,7 +18,7 @@ import numpy as np
 
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE
 from pancreas_seg.data.preprocess import slice_stack
-from pancreas_seg.models.build import default_jit_compile
+from pancreas_seg.models.build import default_jit_compile, on_gpu
 from pancreas_seg.models.pnet import FUSED, WeightedFusion
 from pancreas_seg.vocabulary import PRECISIONS
 
@@ -54,7 +54,7 @@ def resolve_precision(precision: str) -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
-    on_cpu = keras.backend.backend() == "tensorflow" and not keras.distribution.list_devices("gpu")
+    on_cpu = keras.backend.backend() == "tensorflow" and not on_gpu()
     return "bfloat16" if on_cpu and cpu_has_bfloat16() else "float32"
 
 
@@ -84,8 +84,12 @@ def widest_feature(cnn: keras.Model) -> int:
     return max(int(tensor.shape[-1]) for layer in cnn.layers for tensor in keras.tree.flatten(layer.output))
 
 
-def memory_batch_size(cnn: keras.Model, height: int, width: int, limit: int) -> int:
-    """Stacks per CNN call whose feature maps fit ``CNN_MEMORY_BUDGET_BYTES``, at most ``limit``, at least 1."""
+def memory_batch_size(cnn: keras.Model, height: int, width: int, limit: int, gpu: bool | None = None) -> int:
+    """Stacks per CNN call whose feature maps fit ``CNN_MEMORY_BUDGET_BYTES`` of host memory, at most
+    ``limit``, at least 1. On a GPU (``gpu``; default: whether the backend computes on one) the maps
+    live in the GPU's memory, not the host's: ``limit``."""
+    if gpu if gpu is not None else on_gpu():
+        return max(1, limit)
     per_slice = height * width * widest_feature(cnn) * FLOAT32_BYTES * LIVE_FEATURE_MAPS
     return max(1, min(limit, CNN_MEMORY_BUDGET_BYTES // per_slice))
 

@@ -169,11 +169,13 @@ class _Data:
 class Trainer:
     """Runs the stages of :func:`train` for one fold in one work folder."""
 
-    def __init__(self, config: ExperimentConfig, run: RunFolder, data: _Data, progress: bool):
+    def __init__(self, config: ExperimentConfig, run: RunFolder, data: _Data, progress: bool,
+                 callbacks: Sequence[keras.callbacks.Callback] = ()):
         self.config = config
         self.run = run
         self.data = data
         self.progress = progress
+        self.callbacks = list(callbacks)
         self.state = run.state
 
     def _fit(self, stage: str, model: keras.Model, flow_cls, train_cases: Sequence[PreparedCase],
@@ -193,7 +195,7 @@ class Trainer:
         val_flow = flow_cls(self.data.validation, self.config.data, shuffle=False, augment=False)
         val_steps = max(1, math.ceil(len(val_flow) / batch_size))
         val_batches = batched(val_flow, batch_size, repeat=True, remainder=True)
-        callbacks = _callbacks(stage_dir, monitor, mode, patience)
+        callbacks = _callbacks(stage_dir, monitor, mode, patience) + self.callbacks
         if _state_built_while_tracing():
             inputs, mask = next(iter(val_flow))
             build_training_state(model, inputs[None], mask[None])
@@ -308,8 +310,12 @@ class _StopWhenReached(keras.callbacks.Callback):
 
 
 def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore, fold: Fold,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, callbacks: Sequence[keras.callbacks.Callback] = (),
+          jobs: int = 1) -> TrainResult:
     """Train ``config.model`` on one cross-validation fold; resumable in ``workdir``.
+
+    ``callbacks`` join every stage's own (e.g. a benchmark's timer); ``jobs``: processes preparing
+    the cases that are not prepared yet.
 
     Writes ``config.json``, per-stage folders (``history.csv``, ``best.keras``, ``last.keras``,
     TensorBoard logs), ``model.keras`` (the selected final model), ``last.keras`` and
@@ -324,11 +330,12 @@ def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore
         if run.state.stages:
             log.info("%s: resuming; finished stages %s are kept", run.root, ", ".join(run.state.stages))
         keras.utils.set_random_seed(config.train.seed)
-        cases = prepare_cases(store, sorted(set(fold.train) | set(fold.validation)), config.data, progress=progress)
+        cases = prepare_cases(store, sorted(set(fold.train) | set(fold.validation)), config.data,
+                              progress=progress, jobs=jobs)
         by_id = {c.case_id: c for c in cases}
         data = _Data([by_id[c] for c in fold.train], [by_id[c] for c in fold.validation])
         with precision_policy(config.train.mixed_precision):
-            trainer = Trainer(_worker_config(config, worker), run, data, progress)
+            trainer = Trainer(_worker_config(config, worker), run, data, progress, callbacks)
             model = trainer.train_cnn()
             if config.model.name == RNN_MODEL:
                 model = trainer.train_rnn(model)

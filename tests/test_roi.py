@@ -237,6 +237,7 @@ def test_batch_size_follows_the_memory_of_the_feature_maps():
     assert networks.memory_batch_size(cnn, 512, 512, 64) == networks.CNN_MEMORY_BUDGET_BYTES // per_slice
     assert networks.memory_batch_size(cnn, 16, 16, 5) == 5
     assert networks.memory_batch_size(cnn, 4096, 4096, 8) == 1
+    assert networks.memory_batch_size(cnn, 4096, 4096, 8, gpu=True) == 8  # the GPU's memory, not the host's
 
 
 def test_cli_dense_and_precision_flags_reach_the_report(tmp_path, runs, capsys):

@@ -10,6 +10,7 @@ files opened memory-mapped, so forked prefetch workers share them instead of cop
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import multiprocessing
@@ -20,11 +21,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 from tensorpack.dataflow import BatchData, DataFlow, MultiProcessRunnerZMQ, RepeatedData
-from tqdm import tqdm
 
 from pancreas_seg.config import DataConfig
 from pancreas_seg.data.preprocess import (InplaneTransform, PreparedCase, prepare_volume, preprocessing_hash,
                                           slice_stack)
+from pancreas_seg.data.parallel import pending, run_cases
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 
@@ -53,26 +54,28 @@ def _save_prepared(folder: Path, prepared: PreparedCase) -> None:
 
 
 def prepare_cases(store: CaseStore, case_ids: Sequence[str], config: DataConfig,
-                  cache_dir: str | os.PathLike | None = None, progress: bool = True) -> list[PreparedCase]:
+                  cache_dir: str | os.PathLike | None = None, progress: bool = True, jobs: int = 1) -> list[PreparedCase]:
     """Cases on the network grid, from the cache when present, else prepared and cached.
 
     The cache lives in ``cache_dir`` (default ``<store>/prepared``) under a folder named after
     :func:`~pancreas_seg.data.preprocess.preprocessing_hash`, so changing the window or size
-    never reuses stale arrays.
+    never reuses stale arrays. Missing cases are prepared in ``jobs`` processes.
     """
     key = preprocessing_hash(replace(config, modality=store.modality))
     folder = Path(cache_dir or store.root / PREPARED_DIR) / key
     folder.mkdir(parents=True, exist_ok=True)
-    prepared = []
-    for case_id in tqdm(case_ids, desc="prepare cases", disable=not progress, leave=False):
-        cached = _load_prepared(folder, case_id)
-        if cached is None:
-            case = store.read_case(case_id)
-            image, transform = prepare_volume(case.image, case.spacing, case.modality, config)
-            _save_prepared(folder, PreparedCase(case_id, image, transform.apply_mask(case.mask), transform))
-            cached = _load_prepared(folder, case_id)
-        prepared.append(cached)
-    return prepared
+    todo, _ = pending(case_ids, lambda case_id: (folder / f"{case_id}.json").is_file())
+    work = functools.partial(_prepare_and_cache, store.root, config, folder)
+    for _ in run_cases(work, todo, jobs=jobs, desc="prepare cases", progress=progress):
+        pass
+    return [_load_prepared(folder, case_id) for case_id in case_ids]
+
+
+def _prepare_and_cache(store_root: Path, config: DataConfig, folder: Path, case_id: str) -> None:
+    """Prepare one case of the store at ``store_root`` and cache it in ``folder`` (a worker's task)."""
+    case = CaseStore(store_root).read_case(case_id)
+    image, transform = prepare_volume(case.image, case.spacing, case.modality, config)
+    _save_prepared(folder, PreparedCase(case_id, image, transform.apply_mask(case.mask), transform))
 
 
 def _worker_rng(seed: int) -> np.random.Generator:

@@ -149,6 +149,12 @@ def default_jit_compile() -> bool | str:
     ``benchmarks/train_speed.py``: PNet-MSA 16 ch at 128 px trains at 13 vs 29 slices/s on 2 cores);
     on accelerators and under JAX, where compilation is the norm, ``"auto"`` stays.
     """
-    if keras.backend.backend() == "tensorflow" and not keras.distribution.list_devices("gpu"):
+    if keras.backend.backend() == "tensorflow" and not on_gpu():
         return False
     return "auto"
+
+
+def on_gpu() -> bool:
+    """Whether the backend computes on a GPU (its default devices; a backend without one says CPU
+    rather than raising, as asking Keras for ``"gpu"`` devices does under JAX)."""
+    return any(device.lower().startswith("gpu") for device in keras.distribution.list_devices())
