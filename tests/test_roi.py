@@ -240,6 +240,15 @@ def test_batch_size_follows_the_memory_of_the_feature_maps():
     assert networks.memory_batch_size(cnn, 4096, 4096, 8, gpu=True) == 8  # the GPU's memory, not the host's
 
 
+def test_gpu_is_read_from_the_backend_devices(monkeypatch):
+    from pancreas_seg.models import build
+
+    monkeypatch.setattr(keras.distribution, "list_devices", lambda device_type=None: ["cpu:0"])
+    assert not build.on_gpu()
+    monkeypatch.setattr(keras.distribution, "list_devices", lambda device_type=None: ["gpu:0", "gpu:1"])
+    assert build.on_gpu()
+
+
 def test_cli_dense_and_precision_flags_reach_the_report(tmp_path, runs, capsys):
     from pancreas_seg.cli import main
     from pancreas_seg.io.nifti import read_nifti, write_nifti

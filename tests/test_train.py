@@ -80,6 +80,29 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_store, tmp_path, monkeypa
     assert [line.split(",")[0] for line in history[1:]] == ["0", "1"]
 
 
+class _OneEpochPerStage(keras.callbacks.Callback):
+    """Counts epochs and stops every stage after its first (what a time budget does)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs += 1
+        self.model.stop_training = True
+
+
+def test_callbacks_join_every_stage(tiny_store, tmp_path):
+    config = tiny_config("pnet_msa", "model.units=2", "train.epochs_per_unit=3", "train.epochs_full=3",
+                         "train.patience=5", "train.epochs_finetune=0")
+    clock = _OneEpochPerStage()
+    train(config, tmp_path / "run", tiny_store, FOLD, progress=False, callbacks=[clock])
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["order"] == ["unit_1", "full"]
+    assert [state["stages"][stage]["epochs"] for stage in state["order"]] == [1, 1]
+    assert clock.epochs == 2
+
+
 def test_resume_with_another_config_is_refused(tiny_store, tmp_path):
     config = tiny_config("unet", "train.epochs_finetune=0")
     train(config, tmp_path / "run", tiny_store, FOLD, progress=False)

@@ -19,6 +19,17 @@ def test_prepare_cases_caches_and_reuses(tiny_store, tmp_path):
     assert first[0].image.shape == (12, 32, 32) and first[0].mask.dtype == np.uint8
 
 
+def test_cases_prepared_in_worker_processes_equal_those_prepared_here(tiny_store, tmp_path):
+    here = prepare_cases(tiny_store, tiny_store.case_ids, CONFIG, cache_dir=tmp_path / "here", progress=False)
+    pooled = prepare_cases(tiny_store, tiny_store.case_ids, CONFIG, cache_dir=tmp_path / "pool", progress=False,
+                           jobs=2)
+    assert [c.case_id for c in pooled] == tiny_store.case_ids
+    for one, other in zip(here, pooled):
+        np.testing.assert_array_equal(one.image, other.image)
+        np.testing.assert_array_equal(one.mask, other.mask)
+        assert one.transform == other.transform
+
+
 def test_slice_stacks_match_their_case(tiny_store, tmp_path):
     cases = prepare_cases(tiny_store, tiny_store.case_ids, CONFIG, cache_dir=tmp_path, progress=False)
     flow = SliceStackFlow(cases, CONFIG, shuffle=False)
