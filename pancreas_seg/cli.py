@@ -280,8 +280,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> Command:
     parser.add_argument("--threshold", type=_probability, help="mask threshold (default: the run's train.threshold)")
     parser.add_argument("--tta", action="store_true", help="average with the left-right flipped prediction")
     parser.add_argument("--largest-component", action="store_true", help="keep the largest connected component")
-    parser.add_argument("--dense", action="store_true",
-                        help="run the networks on every slice and pixel (default: only the region of interest)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--dense", action="store_const", const=True, dest="dense",
+                       help="run the networks on every slice and pixel (the default on a GPU)")
+    where.add_argument("--roi", action="store_const", const=False, dest="dense",
+                       help="run them only on the region that can hold pancreas (the default elsewhere)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="CNN arithmetic (default auto: bfloat16 on CPUs with AMX, else float32)")
     parser.add_argument("--save-probability", action="store_true", help="also write the probability map (_prob)")

@@ -34,6 +34,7 @@ from pancreas_seg.io.scan import Scan
 from pancreas_seg.metrics import ABNORMAL_SHAPE_CHANGE_MM
 from pancreas_seg.metrics import volume_ml as volume_of
 from pancreas_seg.plots import qc_figure
+from pancreas_seg.roi import RoiWork
 
 logger = logging.getLogger(__name__)
 
@@ -242,8 +243,8 @@ def quality_flags(prediction: Prediction, volume_ml: float) -> dict:
 def build_report(item: ScanInput, scan: Scan, prediction: Prediction, models: Sequence[LoadedModel],
                  options: PredictOptions, outputs: OutputOptions, paths: OutputPaths,
                  failed: dict[str, str] | None = None) -> dict:
-    """The JSON report of one case (input, volume, slice range, quality flags, timings, models,
-    threshold, options, outputs written and optional outputs that failed)."""
+    """The JSON report of one case (input, volume, slice range, quality flags, timings, the work
+    done, models, threshold, options, outputs written and optional outputs that failed)."""
     failed = failed or {}
     volume_ml = volume_of(prediction.mask, scan.spacing)
     written = {"mask": str(paths.mask), "report": str(paths.report)}
@@ -265,6 +266,7 @@ def build_report(item: ScanInput, scan: Scan, prediction: Prediction, models: Se
         "quality": quality_flags(prediction, volume_ml),
         "threshold": prediction.threshold,
         "timings_s": {**timings, "total": round(sum(timings.values()), 4)},
+        "work": _work(prediction.work),
         "models": [model.describe() for model in models],
         "flags": {**{f.name: getattr(options, f.name) for f in fields(options)},
                   **{f.name: getattr(outputs, f.name) for f in fields(outputs)}},
@@ -272,6 +274,14 @@ def build_report(item: ScanInput, scan: Scan, prediction: Prediction, models: Se
         "failed_outputs": dict(failed),
         VERSION_KEY: __version__,
     }
+
+
+def _work(work: RoiWork) -> dict:
+    """What the networks computed: ``mode`` (``"roi"``, ``"dense"`` or a dense fallback), the shares
+    of dense CNN slices and pixels, and the region of interest on the network grid."""
+    return {"mode": work.mode, "slices_fraction": round(work.slices_fraction, 4),
+            "pixels_fraction": round(work.pixels_fraction, 4),
+            "region": None if work.roi is None else {"slices": [work.roi.z0, work.roi.z1], "box_yx": list(work.roi.box)}}
 
 
 def _scan_modality(item: ScanInput, models: Sequence[LoadedModel], options: PredictOptions) -> str | None:

@@ -126,6 +126,16 @@ def test_roi_prediction_matches_dense_on_a_controlled_model():
     np.testing.assert_allclose(prediction.probability[inside], dense.probability[inside], atol=1e-5)
 
 
+def test_default_is_dense_on_a_gpu_and_the_region_elsewhere(monkeypatch):
+    scan, model = block_scan(), blur_loaded()
+    monkeypatch.setattr(inference, "on_gpu", lambda: True)
+    assert inference.predict_scan(scan, [model], inference.PredictOptions(precision="float32")).work.mode == "dense"
+    asked = inference.PredictOptions(precision="float32", dense=False)
+    assert inference.predict_scan(scan, [model], asked).work.mode == "roi"
+    monkeypatch.setattr(inference, "on_gpu", lambda: False)
+    assert inference.predict_scan(scan, [model], inference.PredictOptions(precision="float32")).work.mode == "roi"
+
+
 def test_too_small_a_margin_changes_the_roi_prediction(monkeypatch):
     monkeypatch.setattr(roi, "crop_margin", lambda model: (0, 1))
     prediction, dense = _roi_and_dense(block_scan(), blur_loaded())
@@ -260,7 +270,9 @@ def test_cli_dense_and_precision_flags_reach_the_report(tmp_path, runs, capsys):
         assert main(["predict", str(tmp_path / "ct.nii.gz"), "-o", str(out), "--model", str(runs["identity"]),
                      "--quiet", "--modality", "CT", *flags]) == 0, capsys.readouterr().err
         report = json.loads((tmp_path / f"{name}.json").read_text())
-        assert report["flags"]["dense"] == (name == "dense")
+        assert report["flags"]["dense"] == (True if name == "dense" else None)  # None: by the device
+        assert (report["work"]["mode"] == "dense") == (name == "dense")  # on a CPU the region by default
+        assert report["work"]["slices_fraction"] == pytest.approx(1.0) or name == "roi"
         assert report["flags"]["precision"] == ("float32" if name == "dense" else "auto")
         masks[name] = read_nifti(out, kind="label").array
     assert masks["dense"].sum() > 0 and dice(masks["roi"], masks["dense"]) >= 0.99
