@@ -97,8 +97,8 @@ def test_scans(run: Path, store, case_ids, config, margins, jobs: int) -> list[d
     """Dense and region-of-interest predictions of the test scans: seconds, work, DSC, voxels lost."""
     models = inference.load_models([run])
     prepared = prepare_cases(store, case_ids, config.data, progress=False, jobs=jobs)
-    variants = {"dense": inference.PredictOptions(dense=True), "roi": inference.PredictOptions()}
-    variants.update({f"roi:{m}": inference.PredictOptions(roi_margin=m) for m in margins})
+    variants = {"dense": inference.PredictOptions(dense=True), "roi": inference.PredictOptions(dense=False)}
+    variants.update({f"roi:{m}": inference.PredictOptions(dense=False, roi_margin=m) for m in margins})
     rows = []
     for case_id, ready in zip(case_ids, prepared):
         case = store.read_case(case_id)
