@@ -146,7 +146,9 @@ def test_a_terminated_write_leaves_no_temporary(tmp_path, signum):
     """A process killed mid-write (SIGTERM from a scheduler, Ctrl-C) removes its temporary file and
     says so in one line, exit code 128 + signal number."""
     script = (
-        "import sys, time\n"
+        "import signal, sys, time\n"
+        # Ctrl-C's default handler, also when the tests run as a background job (started with SIGINT ignored)
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from pancreas_seg.cli import run_guarded\n"
         "from pancreas_seg.io.atomic import atomic_write\n"
         "def write(tmp):\n"
