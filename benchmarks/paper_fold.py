@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="work folder (the run is in OUT/run)")
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=4.0, help="training budget; stops after the epoch passing it")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides of the paper preset")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the paper preset")
     parser.add_argument("--margins", type=int, nargs="*", default=[], help="region margins (px) to measure too")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes building and preparing data")
     args = parser.parse_args(argv)

@@ -14,9 +14,9 @@ Pipeline of one scan (:func:`predict_scan`)::
 On a CPU the networks run by default only on the region that can hold pancreas
 (:mod:`pancreas_seg.roi`: localised on sparse slices, widened by the CNN's receptive field; 0
 elsewhere), in bfloat16 where the CPU makes it faster (:mod:`pancreas_seg.networks`); on a GPU, and
-with ``PredictOptions(dense=True)``, they run on every slice and pixel. Memory stays bounded by a few ``[Z, S, S]`` / ``[Z, Y, X]`` float32
-volumes: the CNN sees a batch of stacks sized to its feature maps' memory and only its one-channel
-output is kept.
+with ``PredictOptions(dense=True)``, they run on every slice and pixel. Memory stays bounded by a
+few ``[Z, S, S]`` / ``[Z, Y, X]`` float32 volumes: the CNN sees a batch of stacks sized to its
+feature maps' memory and only its one-channel output is kept.
 
 A model (:func:`load_model`) is a run folder (``config.json`` + ``model.keras``) or a ``.keras``
 file with ``config.json`` beside it (:mod:`pancreas_seg.run_folder`). Reading scans from files and

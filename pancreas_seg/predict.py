@@ -281,7 +281,8 @@ def _work(work: RoiWork) -> dict:
     of dense CNN slices and pixels, and the region of interest on the network grid."""
     return {"mode": work.mode, "slices_fraction": round(work.slices_fraction, 4),
             "pixels_fraction": round(work.pixels_fraction, 4),
-            "region": None if work.roi is None else {"slices": [work.roi.z0, work.roi.z1], "box_yx": list(work.roi.box)}}
+            "region": None if work.roi is None else {"slices": [work.roi.z0, work.roi.z1],
+                                                     "box_yx": list(work.roi.box)}}
 
 
 def _scan_modality(item: ScanInput, models: Sequence[LoadedModel], options: PredictOptions) -> str | None:

@@ -54,7 +54,8 @@ def _save_prepared(folder: Path, prepared: PreparedCase) -> None:
 
 
 def prepare_cases(store: CaseStore, case_ids: Sequence[str], config: DataConfig,
-                  cache_dir: str | os.PathLike | None = None, progress: bool = True, jobs: int = 1) -> list[PreparedCase]:
+                  cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                  jobs: int = 1) -> list[PreparedCase]:
     """Cases on the network grid, from the cache when present, else prepared and cached.
 
     The cache lives in ``cache_dir`` (default ``<store>/prepared``) under a folder named after
