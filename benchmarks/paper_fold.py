@@ -9,8 +9,12 @@ apart), slices/s, the bound on a whole ``paper`` fold at that speed, and per tes
 prediction seconds (the first call of each shape includes compilation), the DSC of each mask with
 the truth and with the dense mask, and the dense voxels a region lost. Phantom results, not the paper's.
 
-    KERAS_BACKEND=jax python benchmarks/paper_fold.py --out /tmp/paper_fold --minutes 4 --margins 64 96 \\
-        --set train.stagewise=false train.epochs_full=40 train.steps_per_epoch=50 train.epochs_finetune=0
+The run measured on one H100 (README "On a GPU"; it trained 3.4 minutes)::
+
+    KERAS_BACKEND=jax python benchmarks/paper_fold.py --out /tmp/paper_fold --minutes 3.2 --margins 64 \\
+        --jobs 16 --set train.stagewise=false train.epochs_full=20 train.steps_per_epoch=100 \\
+        train.epochs_finetune=0 train.learning_rate=1e-3 train.lr_schedule=cosine train.workers=4 \\
+        data.focus_fraction=0.5 train.patience=40
 """
 from __future__ import annotations
 
