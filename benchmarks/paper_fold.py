@@ -97,7 +97,7 @@ def _predict(models, prepared, spacing_mm: float, options: inference.PredictOpti
         "mode": work.mode, "slices_fraction": work.slices_fraction, "pixels_fraction": work.pixels_fraction}
 
 
-def test_scans(run: Path, store, case_ids, config, margins, jobs: int) -> list[dict]:
+def predict_test_scans(run: Path, store, case_ids, config, margins, jobs: int) -> list[dict]:
     """Dense and region-of-interest predictions of the test scans: seconds, work, DSC, voxels lost."""
     models = inference.load_models([run])
     prepared = prepare_cases(store, case_ids, config.data, progress=False, jobs=jobs)
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
               f"per fold at this speed", flush=True)
     else:
         print(f"{result.workdir} was trained before: delete it to time training", flush=True)
-    summary["test"] = test_scans(result.workdir, store, fold.test, config, args.margins, args.jobs)
+    summary["test"] = predict_test_scans(result.workdir, store, fold.test, config, args.margins, args.jobs)
     for name in summary["test"][0]:
         if isinstance(summary["test"][0][name], dict):
             rows = [row[name] for row in summary["test"]]

@@ -50,8 +50,8 @@ from pancreas_seg.run_folder import locate_model
 from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, RNN_MODEL, Precision
 
 __all__ = ["LoadedModel", "PredictOptions", "Prediction", "load_model", "load_models", "predict_scan",
-           "network_probability", "model_probabilities", "cnn_probabilities", "cnn_slices", "birnn_probabilities", "postprocess",
-           "largest_component", "timed"]
+           "network_probability", "model_probabilities", "cnn_probabilities", "cnn_slices", "birnn_probabilities",
+           "postprocess", "largest_component", "timed"]
 
 logger = logging.getLogger(__name__)
 

@@ -310,12 +310,10 @@ class _StopWhenReached(keras.callbacks.Callback):
 
 
 def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore, fold: Fold,
-          progress: bool = True, callbacks: Sequence[keras.callbacks.Callback] = (),
-          jobs: int = 1) -> TrainResult:
+          progress: bool = True, callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Train ``config.model`` on one cross-validation fold; resumable in ``workdir``.
 
-    ``callbacks`` join every stage's own (e.g. a benchmark's timer); ``jobs``: processes preparing
-    the cases that are not prepared yet.
+    ``callbacks`` join every stage's own (e.g. a benchmark's timer).
 
     Writes ``config.json``, per-stage folders (``history.csv``, ``best.keras``, ``last.keras``,
     TensorBoard logs), ``model.keras`` (the selected final model), ``last.keras`` and
@@ -330,8 +328,7 @@ def train(config: ExperimentConfig, workdir: str | os.PathLike, store: CaseStore
         if run.state.stages:
             log.info("%s: resuming; finished stages %s are kept", run.root, ", ".join(run.state.stages))
         keras.utils.set_random_seed(config.train.seed)
-        cases = prepare_cases(store, sorted(set(fold.train) | set(fold.validation)), config.data,
-                              progress=progress, jobs=jobs)
+        cases = prepare_cases(store, sorted(set(fold.train) | set(fold.validation)), config.data, progress=progress)
         by_id = {c.case_id: c for c in cases}
         data = _Data([by_id[c] for c in fold.train], [by_id[c] for c in fold.validation])
         with precision_policy(config.train.mixed_precision):

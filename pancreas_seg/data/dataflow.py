@@ -67,7 +67,7 @@ def prepare_cases(store: CaseStore, case_ids: Sequence[str], config: DataConfig,
     folder.mkdir(parents=True, exist_ok=True)
     todo, _ = pending(case_ids, lambda case_id: (folder / f"{case_id}.json").is_file())
     work = functools.partial(_prepare_and_cache, store.root, config, folder)
-    for _ in run_cases(work, todo, jobs=jobs, desc="prepare cases", progress=progress):
+    for _ in run_cases(work, todo, jobs=jobs, desc="prepare cases", progress=progress and bool(todo)):
         pass
     return [_load_prepared(folder, case_id) for case_id in case_ids]
 
