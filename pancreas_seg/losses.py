@@ -86,16 +86,19 @@ def cross_entropy(y_true, y_pred):
 
 @keras.saving.register_keras_serializable(package="pancreas_seg")
 def class_balanced_cross_entropy(y_true, y_pred):
-    """HED's class-balanced cross-entropy [12], per sample ``[B]``.
+    """HED's class-balanced cross-entropy [12] over the mini-batch, per sample ``[B]``.
 
-    ``beta = |Y-| / |Y|`` per sample; ``-(beta sum_{Y+} log p + (1 - beta) sum_{Y-} log(1 - p)) / |Y|``.
-    HED sums over pixels; we divide by the pixel count |Y| so the scale matches :func:`cross_entropy`
-    (and the learning rate does not depend on the slice size). p clipped as in :func:`cross_entropy`.
+    ``beta = |Y-| / |Y|`` with Y the pixels of the whole batch, as HED takes it over the image it
+    is given and as the batch Jaccard loss takes its sums: a volume of slices, not one slice. Per
+    sample ``-(beta sum_{Y+} log p + (1 - beta) sum_{Y-} log(1 - p)) / |Y_s|`` (|Y_s| its pixel count;
+    HED sums, we divide so the scale matches :func:`cross_entropy`). With a per-slice beta a slice
+    without pancreas has beta = 1 and loss 0 whatever it predicts, so false positives there would
+    never be penalised; over a batch holding some pancreas they are. A batch without any
+    foreground still has beta = 1 and loss 0. p clipped as in :func:`cross_entropy`.
     """
     y_true = ops.cast(y_true, y_pred.dtype)
     p = _clipped(y_pred)
-    beta = 1.0 - _sample_mean(y_true)  # |Y-| / |Y|, shape [B]
-    beta = ops.reshape(beta, (-1,) + (1,) * (len(y_true.shape) - 1))
+    beta = 1.0 - ops.mean(y_true)  # |Y-| / |Y| over the batch, a scalar
     pixel = beta * y_true * ops.log(p) + (1.0 - beta) * (1.0 - y_true) * ops.log(1.0 - p)
     return -_sample_mean(pixel)
 

@@ -82,6 +82,21 @@ def test_batch_jaccard_gradient_is_eq15_over_the_batch():
     assert np.all(grad[1] > 0), "false positives on the empty slice must be pushed down"
 
 
+def test_cbce_penalises_false_positives_on_a_pancreas_free_slice():
+    """beta over the batch: |Y-| / |Y| = 7 / 8 for one foreground pixel in two 2x2 slices."""
+    y = np.zeros((2, 2, 2, 1), "float32")
+    y[0, 0, 0] = 1  # slice 0 has pancreas, slice 1 has none
+    p = np.full((2, 2, 2, 1), 0.9, "float32")  # false positives everywhere else
+    per_sample = keras.ops.convert_to_numpy(class_balanced_cross_entropy(y, p))
+    beta = 7 / 8
+    # slice 1: -(1 - beta) * 4 ln(0.1) / 4 = 0.125 * 2.302585 = 0.2878231
+    np.testing.assert_allclose(per_sample[1], -(1 - beta) * np.log(0.1), rtol=1e-5)
+    # slice 0: -(beta ln 0.9 + (1 - beta) 3 ln 0.1) / 4 = (0.0921950 + 0.8634694) / 4 = 0.2389161
+    np.testing.assert_allclose(per_sample[0], -(beta * np.log(0.9) + (1 - beta) * 3 * np.log(0.1)) / 4, rtol=1e-5)
+    _, grad = value_and_grad(class_balanced_cross_entropy, y, p)
+    assert np.all(grad[1] > 0), "false positives on the pancreas-free slice must be pushed down"
+
+
 @pytest.mark.parametrize("loss", list(LOSSES.values()))
 def test_gradient_matches_finite_differences(loss):
     y, p = random_case(1, shape=(2, 3, 3, 1))
