@@ -16,8 +16,14 @@ trunk when ``input_slices == 3`` (the paper fine-tunes HNN from VGG16, Sec. IV-A
 UNet (Ronneberger et al. 2015): 4 down / 4 up levels, two 3x3 'same' conv + ReLU per level,
 widths ``base_filters * 2**i`` (i = 0..4), 2x2 max-pool down, 2x2 stride-2 up-convolution halving
 the width, concatenation with the encoder skip, 1x1 conv + sigmoid -> "fused". He-normal init
-(the original's Gaussian with std sqrt(2/N)). Like the original there is no batch normalisation;
-'same' padding replaces the original's 'valid' so output and input sizes agree.
+(the original's Gaussian with std sqrt(2/N)). 'same' padding replaces the original's 'valid' so
+output and input sizes agree.
+
+Batch normalisation (ours, ``ModelConfig.baseline_batch_norm``, on by default): every 3x3 conv is
+followed by BN (no conv bias) before its ReLU, named ``block{s}_bn{j}`` / ``<level>_bn{j}``. The
+paper fine-tunes both from released weights; trained from scratch without normalisation, their
+activations grow without bound in the first epoch and the sigmoid output saturates at 0
+(README, "Deviations"). With ``baseline_batch_norm=False`` the layers are the originals' exactly.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ import keras
 from keras import layers
 
 from pancreas_seg.config import ModelConfig
-from pancreas_seg.models.pnet import FUSED, OUTPUT_BIAS_INIT, side_name
+from pancreas_seg.models.pnet import BN_MOMENTUM, FUSED, OUTPUT_BIAS_INIT, side_name
 
 REFERENCE_WIDTH = 64  # base width of the original VGG16 / UNet; widths scale by base_filters / 64
 VGG16_STAGES = ((1, 2), (2, 2), (4, 3), (8, 3), (8, 3))  # (width multiple of base, convs) per stage
@@ -45,6 +51,15 @@ def _check_size(input_size: int | None, depth: int) -> None:
         raise ValueError(f"input_size {input_size} is not divisible by {factor}")
 
 
+def _conv_relu(x, filters: int, conv_name: str, bn_name: str, batch_norm: bool):
+    """3x3 'same' conv + ReLU, with batch normalisation between them when ``batch_norm``."""
+    x = layers.Conv2D(filters, CONV_KERNEL, padding="same", use_bias=not batch_norm, kernel_initializer=INIT,
+                      name=conv_name)(x)
+    if batch_norm:
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=bn_name)(x)
+    return layers.ReLU(name=f"{conv_name}_relu")(x)
+
+
 def build_hnn(config: ModelConfig, input_size: int | None = None) -> keras.Model:
     """HNN: outputs ``{"fused", "side_1", ..., "side_5"}``, each ``[B, H, W, 1]`` in [0, 1]."""
     _check_size(input_size, len(VGG16_STAGES) - 1)
@@ -54,8 +69,8 @@ def build_hnn(config: ModelConfig, input_size: int | None = None) -> keras.Model
         if s > 1:
             x = layers.MaxPooling2D(POOL_SIZE, name=f"block{s - 1}_pool")(x)
         for j in range(1, convs + 1):
-            x = layers.Conv2D(_scaled(config.base_filters, multiple), CONV_KERNEL, padding="same",
-                              activation="relu", kernel_initializer=INIT, name=f"block{s}_conv{j}")(x)
+            x = _conv_relu(x, _scaled(config.base_filters, multiple), f"block{s}_conv{j}", f"block{s}_bn{j}",
+                           config.baseline_batch_norm)
         logit = layers.Conv2D(1, 1, bias_initializer=OUTPUT_BIAS_INIT, name=f"side{s}_conv")(x)
         if s > 1:
             logit = layers.UpSampling2D(POOL_SIZE ** (s - 1), interpolation="bilinear",
@@ -71,10 +86,9 @@ def build_hnn(config: ModelConfig, input_size: int | None = None) -> keras.Model
     return keras.Model(inputs, outputs, name="hnn")
 
 
-def _double_conv(x, filters: int, prefix: str):
+def _double_conv(x, filters: int, prefix: str, batch_norm: bool):
     for j in (1, 2):
-        x = layers.Conv2D(filters, CONV_KERNEL, padding="same", activation="relu", kernel_initializer=INIT,
-                          name=f"{prefix}_conv{j}")(x)
+        x = _conv_relu(x, filters, f"{prefix}_conv{j}", f"{prefix}_bn{j}", batch_norm)
     return x
 
 
@@ -84,14 +98,14 @@ def build_unet(config: ModelConfig, input_size: int | None = None) -> keras.Mode
     inputs = keras.Input((input_size, input_size, config.input_slices), name="slices")
     x, skips = inputs, []
     for i in range(UNET_DEPTH):
-        x = _double_conv(x, _scaled(config.base_filters, 2 ** i), f"enc{i + 1}")
+        x = _double_conv(x, _scaled(config.base_filters, 2 ** i), f"enc{i + 1}", config.baseline_batch_norm)
         skips.append(x)
         x = layers.MaxPooling2D(POOL_SIZE, name=f"enc{i + 1}_pool")(x)
-    x = _double_conv(x, _scaled(config.base_filters, 2 ** UNET_DEPTH), "bottom")
+    x = _double_conv(x, _scaled(config.base_filters, 2 ** UNET_DEPTH), "bottom", config.baseline_batch_norm)
     for i in reversed(range(UNET_DEPTH)):
         x = layers.Conv2DTranspose(_scaled(config.base_filters, 2 ** i), POOL_SIZE, strides=POOL_SIZE,
                                    kernel_initializer=INIT, name=f"dec{i + 1}_up")(x)
         x = layers.Concatenate(name=f"dec{i + 1}_concat")([skips[i], x])
-        x = _double_conv(x, _scaled(config.base_filters, 2 ** i), f"dec{i + 1}")
+        x = _double_conv(x, _scaled(config.base_filters, 2 ** i), f"dec{i + 1}", config.baseline_batch_norm)
     fused = layers.Conv2D(1, 1, activation="sigmoid", bias_initializer=OUTPUT_BIAS_INIT, name=FUSED)(x)
     return keras.Model(inputs, {FUSED: fused}, name="unet")

@@ -23,8 +23,8 @@ PARAMETER_COUNTS = {
     ("quick", "cnn_rnn"): 133_565,
     ("testing", "pnet_msa"): 13_614,
     ("testing", "pnet64"): 6_966,
-    ("testing", "hnn"): 57_931,
-    ("testing", "unet"): 121_725,
+    ("testing", "hnn"): 58_723,  # 57,931 without batch norm: + 3 per conv output channel (BN 4, no conv bias)
+    ("testing", "unet"): 122_829,  # 121,725 without batch norm
     ("testing", "cnn_rnn"): 13_761,
     ("testing", "birnn"): 147,
 }
