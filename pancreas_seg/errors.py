@@ -35,3 +35,12 @@ def one_line(exc: BaseException, max_chars: int = MAX_MESSAGE_CHARS) -> str:
     """An exception's message on one line, cut to ``max_chars`` characters."""
     text = " ".join(str(exc).split())
     return text if len(text) <= max_chars else text[:max_chars] + "..."
+
+
+class TrainingCollapsed(PancreasSegError):
+    """A training stage collapsed (non-finite values, the loss pinned at its ceiling, a constant
+    output): its model is no result, and the run stops instead of selecting from it."""
+
+    def __init__(self, stage: str, epoch: int, problem: str):
+        self.stage, self.epoch, self.problem = stage, epoch, problem
+        super().__init__(f"training collapsed in stage {stage}, epoch {epoch}: {problem}")

@@ -1,0 +1,88 @@
+"""Collapse detection while training: a run that stopped learning is an error, not a result.
+
+A network trained from scratch can die in its first epoch: activations grow without bound, the
+sigmoid output saturates and the Jaccard loss sits at 1 with a vanishing gradient (what UNet and
+HNN did here without batch normalisation). Model selection would then quietly keep a snapshot of
+the dead network. :class:`CollapseGuard` checks each epoch and raises
+:class:`~pancreas_seg.errors.TrainingCollapsed` naming the stage, the epoch and the symptom:
+
+* a non-finite loss or metric (checked after every step, as ``keras.callbacks.TerminateOnNaN``);
+* the Jaccard loss of the fused output pinned at its ceiling for the whole epoch
+  (epoch mean >= ``1 - SATURATION_TOLERANCE``);
+* a constant output: the fused probability on a fixed validation batch spans less than
+  ``CONSTANT_SPAN`` (e.g. exactly 0 everywhere).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import keras
+import numpy as np
+
+from pancreas_seg.errors import TrainingCollapsed
+
+SATURATION_TOLERANCE = 1e-3  # Jaccard loss within this of 1 for a whole epoch = saturated
+CONSTANT_SPAN = 1e-4  # max - min of the fused probability on the probe batch below this = constant output
+JACCARD_LOSSES = ("jac", "jac_slice")  # losses whose ceiling is 1
+
+
+def _fused(outputs: Any) -> np.ndarray:
+    """The fused probability of a model's outputs (a dict of maps, or one map)."""
+    if isinstance(outputs, Mapping):
+        outputs = outputs["fused"]
+    return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64)
+
+
+def non_finite(logs: Mapping[str, Any] | None) -> list[str]:
+    """Names of the logged values that are NaN or infinite."""
+    bad = []
+    for name, value in (logs or {}).items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if not math.isfinite(number):
+            bad.append(name)
+    return sorted(bad)
+
+
+class CollapseGuard(keras.callbacks.Callback):
+    """Raise :class:`TrainingCollapsed` when the stage's network has collapsed (module docstring).
+
+    Args:
+        stage: the stage's name, for the message.
+        loss: ``TrainConfig.loss``; the saturation check applies to the Jaccard losses.
+        fused_loss: the log key of the fused output's training loss (``"fused_loss"`` or ``"loss"``).
+        probe: one validation input batch, predicted at each epoch end for the constant-output check.
+
+    Epochs are named from 1, as a person counts them (``history.csv`` counts from 0).
+    """
+
+    def __init__(self, stage: str, loss: str, fused_loss: str, probe: np.ndarray):
+        super().__init__()
+        self.stage, self.loss, self.fused_loss, self.probe = stage, loss, fused_loss, probe
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = non_finite(logs)
+        if bad:
+            raise TrainingCollapsed(self.stage, self._epoch + 1, f"non-finite {', '.join(bad)} at step {batch}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        bad = non_finite(logs)
+        if bad:
+            raise TrainingCollapsed(self.stage, epoch + 1, f"non-finite {', '.join(bad)}")
+        value = logs.get(self.fused_loss)
+        if self.loss in JACCARD_LOSSES and value is not None and float(value) >= 1.0 - SATURATION_TOLERANCE:
+            raise TrainingCollapsed(self.stage, epoch + 1, f"the Jaccard loss of the fused output was {float(value):.4f} "
+                                                       "over the whole epoch (its ceiling: the output is saturated)")
+        fused = _fused(self.model(self.probe, training=False))
+        span = float(fused.max() - fused.min())
+        if span < CONSTANT_SPAN:
+            raise TrainingCollapsed(self.stage, epoch + 1, f"the fused output is constant ({float(fused.mean()):.4f} "
+                                                       "everywhere) on a validation batch")
