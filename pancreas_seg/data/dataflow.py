@@ -178,11 +178,39 @@ class SliceStackFlow(DataFlow):
             yield [stack, mask]
 
 
+def sequence_starts(cases: Sequence[PreparedCase], length: int, focus_fraction: float, margin: int,
+                    rng: np.random.Generator | None) -> list[tuple[int, int]]:
+    """``(case index, first slice)`` of the runs of ``length`` slices for one epoch.
+
+    Runs start every ``length // 2`` slices. As :func:`sample_positions` does for single slices:
+    all runs that touch the pancreas (± ``margin``) plus enough of the others that they make
+    ``1 − focus_fraction`` of the epoch, at random with ``rng``, evenly spaced without (validation),
+    so the recurrent stage sees pancreas-free slices in the same share as the CNN did.
+    """
+    starts = []
+    for case_index, case in enumerate(cases):
+        near, _ = focused_slices(case, margin)
+        candidates = np.arange(0, case.image.shape[0] - length + 1, max(1, length // 2))
+        if focus_fraction <= 0 or near.size == 0:
+            chosen = candidates
+        else:
+            touches = (candidates + length - 1 >= near[0]) & (candidates <= near[-1])
+            close, far = candidates[touches], candidates[~touches]
+            wanted = min(far.size, int(round(close.size * (1 - focus_fraction) / focus_fraction)))
+            if rng is None:
+                others = far[np.linspace(0, far.size - 1, wanted).astype(int)] if wanted else far[:0]
+            else:
+                others = rng.choice(far, size=wanted, replace=False)
+            chosen = np.sort(np.concatenate([close, others]))
+        starts.extend((case_index, int(s)) for s in chosen)
+    return starts
+
+
 class SequenceFlow(DataFlow):
     """Ordered runs of ``T`` consecutive slices of one case: ``[[T, S, S, C], [T, S, S, 1]]``.
 
-    Runs start so that they overlap the pancreas (plus ``focus_margin``) when the case has one;
-    a case shorter than ``T`` slices is skipped with a warning.
+    Runs near the pancreas and elsewhere in the CNN's proportion (:func:`sequence_starts`); a case
+    shorter than ``T`` slices is skipped with a warning.
     """
 
     def __init__(self, cases: Sequence[PreparedCase], config: DataConfig, shuffle: bool = True,
@@ -195,25 +223,19 @@ class SequenceFlow(DataFlow):
         self.shuffle = shuffle
         self.augment = config.augment if augment is None else augment
         self.rng = None
+        self._length = len(self._starts(None))
 
     def reset_state(self) -> None:
         self.rng = _worker_rng(self.config.seed)
 
-    def _starts(self) -> list[tuple[int, int]]:
-        starts = []
-        for case_index, case in enumerate(self.cases):
-            near, _ = focused_slices(case, self.config.focus_margin)
-            depth = case.image.shape[0]
-            first = 0 if near.size == 0 else max(0, near[0] - self.length + 1)
-            last = depth - self.length if near.size == 0 else min(depth - self.length, near[-1])
-            starts.extend((case_index, s) for s in range(first, last + 1, max(1, self.length // 2)))
-        return starts
+    def _starts(self, rng: np.random.Generator | None) -> list[tuple[int, int]]:
+        return sequence_starts(self.cases, self.length, self.config.focus_fraction, self.config.focus_margin, rng)
 
     def __len__(self) -> int:
-        return len(self._starts())
+        return self._length
 
     def __iter__(self) -> Iterator[list[np.ndarray]]:
-        starts = self._starts()
+        starts = self._starts(self.rng if self.shuffle else None)
         if self.shuffle:
             starts = [starts[i] for i in self.rng.permutation(len(starts))]
         context = self.config.context_slices

@@ -193,3 +193,20 @@ def set_cnn_trainable(model: keras.Model, trainable: bool) -> None:
     A frozen Keras BatchNormalization also runs in inference mode (moving statistics).
     """
     cnn_of(model).trainable = trainable
+
+
+def freeze_cnn_batch_norm(model: keras.Model) -> int:
+    """Put every batch norm of a CNN-RNN's CNN in inference mode (moving statistics, not updated)
+    while the rest stays trainable: end-to-end fine-tuning on one or two slice runs per step would
+    otherwise replace the statistics the CNN was trained with. Returns how many were frozen;
+    recompile afterwards."""
+    frozen = 0
+    pending = list(cnn_of(model).layers)
+    while pending:
+        layer = pending.pop()
+        if isinstance(layer, keras.Model):
+            pending.extend(layer.layers)
+        elif isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+            frozen += 1
+    return frozen

@@ -94,3 +94,27 @@ def test_prefetch_workers_deliver_batches(tiny_store, tmp_path):
     assert len(workers) == 2 and all(p.is_alive() for p in workers)
     close_flow(flow)
     assert not any(p.is_alive() for p in workers), "prefetch workers must stop when the flow is closed"
+
+
+def _case_with_pancreas_on(depth: int, first: int, last: int):
+    from pancreas_seg.data.preprocess import PreparedCase
+
+    mask = np.zeros((depth, 4, 4), np.uint8)
+    mask[first:last + 1, 1, 1] = 1
+    return PreparedCase("c", np.zeros((depth, 4, 4), np.float32), mask, None)
+
+
+def test_sequence_runs_include_pancreas_free_ones_in_the_cnn_share():
+    from pancreas_seg.data.dataflow import sequence_starts
+
+    case = _case_with_pancreas_on(100, 40, 49)  # near the pancreas (margin 0): slices 40-49
+    starts = sequence_starts([case], 4, focus_fraction=0.5, margin=0, rng=None)
+    firsts = np.array([s for _, s in starts])
+    touching = (firsts + 3 >= 40) & (firsts <= 49)
+    # candidates every 2 slices: 38..48 touch (6 runs); as many others, evenly spread, for a share of one half
+    assert touching.sum() == 6 and (~touching).sum() == 6
+    assert firsts[~touching].min() == 0 and firsts[~touching].max() == 96
+    drawn = sequence_starts([case], 4, 0.5, 0, np.random.default_rng(0))
+    assert len(drawn) == 12 and len(set(drawn)) == 12
+    only_near = sequence_starts([case], 4, focus_fraction=1.0, margin=0, rng=None)
+    assert len(only_near) == 6
