@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -29,6 +30,7 @@ from typing import Iterator, Sequence
 import keras
 import numpy as np
 
+from pancreas_seg.collapse import CollapseGuard
 from pancreas_seg.config import ExperimentConfig
 from pancreas_seg.data.dataflow import (SequenceFlow, SliceStackFlow, as_generator, batched, close_flow,
                                         prepare_cases)
@@ -39,7 +41,7 @@ from pancreas_seg.distribute import Worker, describe_devices, distribution_scope
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 from pancreas_seg.losses import BinaryDice, deep_supervision_losses, deep_supervision_targets
-from pancreas_seg.models.birnn import build_cnn_rnn, set_cnn_trainable
+from pancreas_seg.models.birnn import build_cnn_rnn, freeze_cnn_batch_norm, set_cnn_trainable
 from pancreas_seg.models.build import build_model, default_jit_compile, transfer_weights
 from pancreas_seg.models.pnet import FUSED
 from pancreas_seg.run_folder import (BACKUP_DIR, BEST_NAME, HISTORY_NAME, LAST_NAME, TENSORBOARD_DIR, RunFolder,
@@ -142,7 +144,10 @@ def _supervised(model: keras.Model, flow_batches: Iterator) -> Iterator:
         yield inputs, deep_supervision_targets(model, mask)
 
 
-def _callbacks(stage_dir: Path, monitor: str, mode: str, patience: int | None) -> list[keras.callbacks.Callback]:
+def _callbacks(config: ExperimentConfig, stage_dir: Path, monitor: str, mode: str,
+               patience: int | None) -> list[keras.callbacks.Callback]:
+    """Checkpoints, history and, for a stage that selects on validation (``patience`` given),
+    early stopping and the ``"plateau"`` learning-rate drops."""
     seen = read_history(stage_dir / HISTORY_NAME).get(monitor)  # a resumed stage keeps its best so far
     best = (max(seen) if mode == "max" else min(seen)) if seen else None
     callbacks = [
@@ -153,6 +158,10 @@ def _callbacks(stage_dir: Path, monitor: str, mode: str, patience: int | None) -
     ]
     if patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+        if config.train.lr_schedule == "plateau":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, mode=mode, factor=config.train.lr_factor, patience=config.train.lr_patience,
+                min_lr=config.train.min_learning_rate, min_delta=0.0))
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(stage_dir / TENSORBOARD_DIR), write_graph=False))
     return callbacks
@@ -181,9 +190,16 @@ class Trainer:
     def _fit(self, stage: str, model: keras.Model, flow_cls, train_cases: Sequence[PreparedCase],
              epochs: int, batch_size: int, patience: int | None, monitor: str | None = None,
              mode: str = "max", stop_at: float | None = None) -> keras.Model:
-        """Fit ``model`` on ``train_cases`` for one stage; returns the stage's best model by
-        ``monitor`` (default: validation DSC of Ŷ)."""
+        """Fit ``model`` on ``train_cases`` for one stage.
+
+        A stage trained on the training cases returns its best epoch by ``monitor`` (default:
+        validation DSC of Ŷ) and stops after ``patience`` epochs without a better one. A stage
+        that also trains on the validation cases (``stop_at`` given: Sec. IV-A's "until the
+        validation accuracy is back at Acc_t") returns its last epoch: a model is never chosen on
+        data it trained on. A collapse raises :class:`~pancreas_seg.errors.TrainingCollapsed`.
+        """
         monitor = monitor or dice_log_name(model)
+        selects = stop_at is None
         stage_dir = self.run.stage_dir(stage)
         stage_dir.mkdir(parents=True, exist_ok=True)
         if (stage_dir / BACKUP_DIR).is_dir():
@@ -195,7 +211,10 @@ class Trainer:
         val_flow = flow_cls(self.data.validation, self.config.data, shuffle=False, augment=False)
         val_steps = max(1, math.ceil(len(val_flow) / batch_size))
         val_batches = batched(val_flow, batch_size, repeat=True, remainder=True)
-        callbacks = _callbacks(stage_dir, monitor, mode, patience) + self.callbacks
+        probe = _probe_batch(val_flow, batch_size)
+        callbacks = _callbacks(self.config, stage_dir, monitor, mode, patience if selects else None)
+        callbacks.append(CollapseGuard(stage, train_cfg.loss, _fused_loss_name(model), probe))
+        callbacks += self.callbacks
         if _state_built_while_tracing():
             inputs, mask = next(iter(val_flow))
             build_training_state(model, inputs[None], mask[None])
@@ -205,16 +224,23 @@ class Trainer:
             model.fit(_supervised(model, as_generator(train_flow)), steps_per_epoch=train_cfg.steps_per_epoch,
                       epochs=epochs, validation_data=_supervised(model, as_generator(val_batches)),
                       validation_steps=val_steps, callbacks=callbacks, shuffle=False,  # the dataflow shuffles
-                      verbose=1 if self.progress else 0)
+                      verbose=_fit_verbosity(self.progress))
         finally:
             close_flow(train_flow)
         best = stage_dir / BEST_NAME
-        chosen_path = best if best.is_file() else stage_dir / LAST_NAME
+        chosen_path = best if selects and best.is_file() else stage_dir / LAST_NAME
         chosen = keras.saving.load_model(chosen_path, safe_mode=True, compile=False)
         history = read_history(self.run.history_path(stage))
-        score = max(history.get(monitor, [np.nan])) if mode == "max" else min(history.get(monitor, [np.nan]))
+        values = np.asarray(history.get(monitor, [np.nan]), dtype=np.float64)
+        if not selects:
+            selected = len(values) - 1
+        else:
+            selected = int(np.nanargmax(values) if mode == "max" else np.nanargmin(values))
+        slices_per_epoch = train_cfg.steps_per_epoch * batch_size
         self.state.finish(stage, model=str(chosen_path.relative_to(self.run.root)),
-                          epochs=len(history.get("epoch", [])), best=float(score))
+                          epochs=len(history.get("epoch", [])), best=float(values[selected]),
+                          selected_epoch=selected + 1, selected_slices=(selected + 1) * slices_per_epoch,
+                          samples_per_step=batch_size, selected_by="validation" if selects else "last epoch")
         shutil.rmtree(stage_dir / BACKUP_DIR, ignore_errors=True)
         return chosen
 
@@ -259,14 +285,17 @@ class Trainer:
         return model
 
     def train_rnn(self, cnn: keras.Model) -> keras.Model:
-        """Stage 4: BiRNN with the CNN frozen, then the CNN-RNN stack end to end (Sec. IV-D)."""
+        """Stage 4: BiRNN with the CNN frozen, selected on validation (its DSC is Acc_t), then the
+        CNN-RNN stack end to end on training + validation until the validation DSC is back at
+        Acc_t (Sec. IV-A, IV-D), the CNN's batch norm in inference mode (its statistics frozen:
+        a batch of one or two slice runs would replace them)."""
         train_cfg = self.config.train
         if self.state.done("rnn"):
             model = self._stage_model("rnn")
         else:
             model = build_cnn_rnn(self.config.model, cnn, self.config.data.input_size)
             set_cnn_trainable(model, False)
-            compile_model(model, self.config, train_cfg.learning_rate, train_cfg.epochs_rnn)
+            compile_model(model, self.config, train_cfg.rnn_learning_rate, train_cfg.epochs_rnn)
             model = self._fit("rnn", model, SequenceFlow, self.data.train, train_cfg.epochs_rnn,
                               train_cfg.sequence_batch_size, train_cfg.patience)
         if train_cfg.epochs_end_to_end <= 0:
@@ -274,9 +303,34 @@ class Trainer:
         if self.state.done("end_to_end"):
             return self._stage_model("end_to_end")
         set_cnn_trainable(model, True)
+        freeze_cnn_batch_norm(model)
         compile_model(model, self.config, train_cfg.finetune_learning_rate, train_cfg.epochs_end_to_end)
         return self._fit("end_to_end", model, SequenceFlow, self.data.train + self.data.validation,
-                         train_cfg.epochs_end_to_end, train_cfg.sequence_batch_size, train_cfg.patience)
+                         train_cfg.epochs_end_to_end, train_cfg.sequence_batch_size, None,
+                         stop_at=self.state.best("rnn"))
+
+
+def _probe_batch(flow, batch_size: int) -> np.ndarray:
+    """The first ``batch_size`` validation inputs, stacked: what the collapse check predicts."""
+    flow.reset_state()
+    inputs = []
+    for point in flow:
+        inputs.append(point[0])
+        if len(inputs) == batch_size:
+            break
+    return np.stack(inputs)
+
+
+def _fused_loss_name(model: keras.Model) -> str:
+    """Log key of the training loss of Ŷ: ``fused_loss`` when the model has several outputs."""
+    return f"{FUSED}_loss" if len(model.outputs) > 1 else "loss"
+
+
+def _fit_verbosity(progress: bool) -> int:
+    """Keras's per-step bar on a terminal, one line per epoch elsewhere (a log file, a job scheduler)."""
+    if not progress:
+        return 0
+    return 1 if sys.stderr.isatty() or sys.stdout.isatty() else 2
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):

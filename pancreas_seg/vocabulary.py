@@ -30,7 +30,8 @@ CROP_MODES: tuple[CropMode, ...] = get_args(CropMode)
 OptimizerName = Literal["adam", "sgd"]
 OPTIMIZER_NAMES: tuple[OptimizerName, ...] = get_args(OptimizerName)
 
-LrSchedule = Literal["constant", "cosine"]  # learning rate over a stage: fixed, or cosine decay to zero (train)
+LrSchedule = Literal["constant", "cosine", "plateau"]  # learning rate over a stage: fixed, cosine decay to zero, or
+# halved whenever the validation DSC stops improving (train)
 LR_SCHEDULES: tuple[LrSchedule, ...] = get_args(LrSchedule)
 
 DistributeMode = Literal["none", "data_parallel", "multi_worker"]  # all local accelerators; several machines (module distribute)

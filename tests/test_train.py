@@ -60,8 +60,8 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_store, tmp_path, monkeypa
                          "train.epochs_finetune=0")
     original = train_module._callbacks
 
-    def interrupting(stage_dir, *args):
-        callbacks = original(stage_dir, *args)
+    def interrupting(config, stage_dir, *args):
+        callbacks = original(config, stage_dir, *args)
         return callbacks + [_Interrupt()] if stage_dir.name == "full" else callbacks
 
     monkeypatch.setattr(train_module, "_callbacks", interrupting)
@@ -159,3 +159,46 @@ def test_training_state_built_before_fit_changes_no_result():
     plain, plain_before, plain_after = _fitted_weights(prebuild=False)
     assert plain_after > plain_before  # without it Keras creates them while tracing
     assert all(np.array_equal(a, b) for a, b in zip(built, plain))
+
+
+def _batch_norm_statistics(model) -> list[np.ndarray]:
+    return [np.array(w) for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+            for w in layer.non_trainable_weights]
+
+
+def _conv_kernels(model) -> list[np.ndarray]:
+    return [np.array(layer.kernel) for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+
+
+def test_end_to_end_stage_keeps_the_cnn_batch_norm_statistics(tiny_store, tmp_path):
+    from pancreas_seg.models.birnn import cnn_of
+
+    config = tiny_config("cnn_rnn", "train.stagewise=false", "train.epochs_finetune=0", "train.epochs_end_to_end=2")
+    train(config, tmp_path / "run", tiny_store, FOLD, progress=False)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["order"] == ["full", "rnn", "end_to_end"]
+    load = lambda stage: keras.saving.load_model(tmp_path / "run" / state["stages"][stage]["model"], compile=False)
+    before, after = cnn_of(load("rnn")), cnn_of(load("end_to_end"))
+    statistics = list(zip(_batch_norm_statistics(before), _batch_norm_statistics(after)))
+    assert statistics, "the CNN has batch norms to check"
+    for old, new in statistics:
+        np.testing.assert_array_equal(old, new)
+    moved = [not np.array_equal(a, b) for a, b in zip(_conv_kernels(before), _conv_kernels(after))]
+    assert any(moved), "the end-to-end stage must still train the CNN's kernels"
+    # trained on training + validation: the last epoch is kept, never one chosen on its own training data
+    assert state["stages"]["end_to_end"]["selected_by"] == "last epoch"
+    assert state["stages"]["full"]["selected_by"] == "validation"
+    full = state["stages"]["full"]
+    assert 1 <= full["selected_epoch"] <= full["epochs"]
+    assert full["selected_slices"] == full["selected_epoch"] * config.train.steps_per_epoch * config.train.batch_size
+
+
+def test_untrained_birnn_passes_the_cnn_probabilities_nearly_unchanged():
+    from pancreas_seg.config import ModelConfig
+    from pancreas_seg.models.birnn import build_birnn
+
+    rng = np.random.default_rng(0)
+    probabilities = np.clip(rng.normal(0.5, 0.35, size=(2, 5, 16, 16, 1)), 0, 1).astype("float32")
+    refined = build_birnn(ModelConfig(), 16, 5).predict(probabilities, verbose=0)
+    assert np.sqrt(np.mean((refined - probabilities) ** 2)) < 0.1
+    assert np.mean((refined > 0.5) == (probabilities > 0.5)) > 0.95
