@@ -15,11 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from pancreas_seg.cli import run_guarded, setup_logging
 from pancreas_seg.config import PRESETS, ExperimentConfig
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.errors import UsageError
-from pancreas_seg.experiment.crossval import CrossValResult, run_cross_validation
+from pancreas_seg.experiment.crossval import CrossValResult, run_cross_validation, validation_threshold_curves
 from pancreas_seg.experiment.rows import BASE_CNN, data_label, experiment_config, modality_name
 from pancreas_seg.experiment.tables import Column, Row, write_table
 from pancreas_seg.vocabulary import MODALITY_BY_FLAG
@@ -128,6 +130,12 @@ class Context:
             except ValueError as err:
                 raise UsageError(str(err)) from None
         return self._results[key]
+
+    def validation_curves(self, modality: str, thresholds: Sequence[float], model: str = BASE_CNN,
+                          loss: str = "jac") -> np.ndarray:
+        """Mean validation DSC per fold and output threshold of one row, ``[folds, T]`` (cached)."""
+        return validation_threshold_curves(self.run(modality, model, loss), self.store(modality), thresholds,
+                                           progress=not self.args.quiet)
 
     def table(self, rows: Sequence[Row], columns: Sequence[Column], title: str,
               notes: Sequence[str] = ()) -> list[Path]:

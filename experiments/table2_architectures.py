@@ -10,6 +10,7 @@ from pathlib import Path
 
 from _common import Context, main_guard, run_script
 
+from pancreas_seg.experiment.analysis import selection_note
 from pancreas_seg.experiment.crossval import summary_row
 from pancreas_seg.experiment.rows import MODEL_LABELS
 from pancreas_seg.experiment.tables import Row, metric_column, paper_rows
@@ -26,7 +27,8 @@ def build(ctx: Context) -> list[Path]:
         for model in MODELS:
             label = MODEL_LABELS[model]
             result = ctx.run(modality, model)
-            rows.append(Row(modality, label, summary_row(result, [c.key for c in COLUMNS]), paper.get(label, {})))
+            rows.append(Row(modality, label, summary_row(result, [c.key for c in COLUMNS]), paper.get(label, {}),
+                            selection_note(result)))
     return ctx.table(rows, COLUMNS, "Table II: CNN architectures (JAC loss, threshold 0.5)")
 
 

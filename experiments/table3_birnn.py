@@ -14,7 +14,7 @@ from pathlib import Path
 
 from _common import Context, main_guard, run_script
 
-from pancreas_seg.experiment.analysis import InterSliceShare, interslice_share
+from pancreas_seg.experiment.analysis import InterSliceShare, interslice_share, selection_note
 from pancreas_seg.experiment.crossval import summary_row
 from pancreas_seg.experiment.rows import MODEL_LABELS
 from pancreas_seg.experiment.tables import Column, Row, metric_column, paper_rows, reported_results
@@ -43,7 +43,8 @@ def build(ctx: Context) -> list[Path]:
             ours = {**summary_row(result, ["AVD_pointset_mm", "AVD_mm", "DSC"]), "interslice": share.avd,
                     "interslice_surface": interslice_share(result, "pred_surface").avd,
                     "abnormal": abnormal_share(share, modality)}
-            rows.append(Row(modality, MODEL_LABELS[model], ours, as_pointset(paper.get(MODEL_LABELS[model], {}))))
+            rows.append(Row(modality, MODEL_LABELS[model], ours, as_pointset(paper.get(MODEL_LABELS[model], {})),
+                            selection_note(result)))
         truth = interslice_share(result, "gt")
         mean_std = facts.get(f"{modality}_inter_slice_shape_change_AVD_mm")
         rows.append(Row(modality, GROUND_TRUTH, {"interslice": truth.avd, "abnormal": abnormal_share(truth, modality),

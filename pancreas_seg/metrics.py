@@ -132,6 +132,19 @@ def jaccard(pred: np.ndarray, gt: np.ndarray) -> float:
     return _ratio(tp, n_pred + n_gt - tp, True)
 
 
+def overlap_by_threshold(probability: np.ndarray, gt: np.ndarray,
+                         thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """DSC and JI of ``probability > t`` against ``gt`` for every ``t`` (Fig. 5), float64 ``[T]``
+    each; only voxels above the lowest threshold or in the organ are scored (the rest count for none)."""
+    probability, gt = np.asarray(probability), _as_mask(gt)
+    if probability.shape != gt.shape:
+        raise ValueError(f"probability {probability.shape} and mask {gt.shape} differ in shape")
+    relevant = (probability > min(thresholds)) | gt
+    probability, gt = probability[relevant], gt[relevant]
+    return (np.array([dice(probability > t, gt) for t in thresholds], dtype=np.float64),
+            np.array([jaccard(probability > t, gt) for t in thresholds], dtype=np.float64))
+
+
 def precision(pred: np.ndarray, gt: np.ndarray) -> float:
     """|Y ∩ Ŷ| / |Ŷ|; 1.0 when both are empty, ``nan`` when only ``pred`` is."""
     tp, n_pred, n_gt = _counts(*_check_pair(pred, gt))

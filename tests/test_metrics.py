@@ -296,3 +296,14 @@ def test_pointset_avd_empty_masks():
     empty, one = np.zeros((4, 4), bool), np.eye(4, dtype=bool)
     assert M.pointset_avd(empty, empty, (1, 1)) == 0.0
     assert math.isnan(M.pointset_avd(empty, one, (1, 1))) and math.isnan(M.pointset_avd(one, empty, (1, 1)))
+
+
+def test_overlap_by_threshold_hand_worked():
+    probability = np.array([0.9, 0.6, 0.3, 0.1, 0.0])
+    gt = np.array([1, 1, 1, 0, 0])
+    dsc, ji = M.overlap_by_threshold(probability, gt, [0.05, 0.5, 0.95])
+    # t=0.05: 4 predicted, 3 hit -> DSC 6/7, JI 3/4; t=0.5: 2 hit of 3 -> DSC 4/5, JI 2/3; t=0.95: none -> 0
+    np.testing.assert_allclose(dsc, [6 / 7, 4 / 5, 0.0])
+    np.testing.assert_allclose(ji, [3 / 4, 2 / 3, 0.0])
+    with pytest.raises(ValueError):
+        M.overlap_by_threshold(probability, gt[:4], [0.5])

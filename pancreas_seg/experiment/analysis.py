@@ -15,7 +15,7 @@ from scipy import stats
 
 from pancreas_seg import metrics
 from pancreas_seg.data.store import CaseStore
-from pancreas_seg.experiment.crossval import SURFACE_SUFFIX, CrossValResult
+from pancreas_seg.experiment.crossval import RNN_STAGES, SURFACE_SUFFIX, CrossValResult, stage_selection
 from pancreas_seg.run_folder import RunFolder, read_history
 
 FIG5_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))  # Fig. 5: output thresholds 0.05..0.95
@@ -34,14 +34,33 @@ def threshold_curves(result: CrossValResult, store: CaseStore,
     thresholds = np.asarray(thresholds, dtype=np.float64)
     if thresholds.size == 0 or thresholds.min() <= 0.0 or thresholds.max() >= 1.0:
         raise ValueError(f"thresholds must lie in (0, 1), got {thresholds.tolist()}")
-    columns = []
-    for cid, probability in result.probabilities():
-        gt = store.read_case(cid).mask.astype(bool)
-        # voxels below every threshold and outside the organ never count: score the rest only
-        relevant = (probability > thresholds.min()) | gt
-        probability, gt = probability[relevant], gt[relevant]
-        columns.append([metrics.dice(probability > t, gt) for t in thresholds])
+    columns = [metrics.overlap_by_threshold(probability, store.read_case(cid).mask, thresholds)[0]
+               for cid, probability in result.probabilities()]
     return np.array(columns, dtype=np.float64).T.reshape(len(thresholds), -1)
+
+
+def chosen_thresholds(validation_curves: np.ndarray, thresholds: Sequence[float] = FIG5_THRESHOLDS) -> np.ndarray:
+    """Each fold's output threshold with the best mean validation DSC, float64 ``[folds]``
+    (``validation_curves``: ``[folds, T]`` from
+    :func:`~pancreas_seg.experiment.crossval.validation_threshold_curves`); ties go to the lowest."""
+    curves = np.asarray(validation_curves, dtype=np.float64)
+    return np.asarray(thresholds, dtype=np.float64)[np.argmax(np.nan_to_num(curves, nan=-1.0), axis=1)]
+
+
+def overlap_at_fold_thresholds(result: CrossValResult, store: CaseStore,
+                               fold_thresholds: Sequence[float]) -> dict[str, np.ndarray]:
+    """``{"DSC": [cases], "JI": [cases]}`` of the test cases, each fold's cases at its own threshold
+    (``fold_thresholds[i]`` for ``result.folds[i]``), cases in ``result.case_ids`` order."""
+    if len(fold_thresholds) != len(result.folds):
+        raise ValueError(f"{len(fold_thresholds)} thresholds for {len(result.folds)} folds")
+    by_fold = {fold.index: float(t) for fold, t in zip(result.folds, fold_thresholds)}
+    dsc, ji = [], []
+    for cid, probability in result.probabilities():
+        threshold = by_fold[result.fold_of(cid).index]
+        case_dsc, case_ji = metrics.overlap_by_threshold(probability, store.read_case(cid).mask, [threshold])
+        dsc.append(case_dsc[0])
+        ji.append(case_ji[0])
+    return {"DSC": np.array(dsc, dtype=np.float64), "JI": np.array(ji, dtype=np.float64)}
 
 
 @dataclass(frozen=True)
@@ -121,8 +140,9 @@ def pancreas_slice(mask: np.ndarray) -> int:
 class LearningCurve:
     """Validation DSC of the full-model stage against training slices seen, one row per fold."""
 
-    slices: np.ndarray  # [E] training stacks seen at the end of each epoch
+    slices: np.ndarray  # [E] training samples seen at the end of each epoch (slice stacks; runs for the BiRNN)
     dsc: np.ndarray  # [folds, E] validation DSC in [0, 1]; nan past a fold's last epoch (early stop)
+    kept: np.ndarray  # [folds] 1-based epoch whose model the stage kept
 
     @property
     def mean(self) -> np.ndarray:
@@ -136,8 +156,11 @@ class LearningCurve:
     def late_gain(self, fraction: float = LATE_FRACTION) -> float:
         """How much the best mean validation DSC rose in the last ``fraction`` of the epochs (in [0, 1]
         DSC units); under 0.02 (2 points) counts as flattened. Under a decaying learning rate a curve
-        flattens also because the steps shrink, so a small gain there shows less convergence."""
+        flattens also because the steps shrink, so a small gain there shows less convergence; nan
+        with fewer than two epochs."""
         mean = self.mean
+        if len(mean) < 2:
+            return math.nan  # one epoch: no curve to have flattened
         cut = min(len(mean) - 1, max(1, int(math.floor(len(mean) * (1.0 - fraction)))))
         return float(np.nanmax(mean) - np.nanmax(mean[:cut]))
 
@@ -150,14 +173,36 @@ def _validation_dsc(history: dict[str, list[float]], where: Path) -> list[float]
 
 
 def learning_curve(result: CrossValResult, stage: str = "full") -> LearningCurve:
-    """Each fold's validation DSC per epoch of ``stage`` (``history.csv`` of its run folder)."""
-    curves = []
+    """Each fold's validation DSC per epoch of ``stage`` (``history.csv`` of its run folder) and the
+    epoch it kept (``state.json``; the best epoch for runs that predate that record)."""
+    curves, kept = [], []
     for fold in result.folds:
         path = RunFolder(fold.run_dir).history_path(stage)
-        curves.append(_validation_dsc(read_history(path), path))
+        curve = _validation_dsc(read_history(path), path)
+        curves.append(curve)
+        entry = stage_selection(fold.run_dir).get(stage, {})
+        kept.append(int(entry.get("selected_epoch", int(np.nanargmax(curve)) + 1)))
     epochs = max((len(c) for c in curves), default=0)
     dsc = np.full((len(curves), epochs), np.nan)
     for row, curve in zip(dsc, curves):
         row[:len(curve)] = curve
     train = result.config.train
-    return LearningCurve(np.arange(1, epochs + 1) * train.steps_per_epoch * train.batch_size, dsc)
+    per_step = train.sequence_batch_size if stage in RNN_STAGES else train.batch_size
+    return LearningCurve(np.arange(1, epochs + 1) * train.steps_per_epoch * per_step, dsc, np.array(kept, dtype=int))
+
+
+def selection_note(result: CrossValResult) -> str:
+    """Which epoch each fold kept, per training stage, for a table row's note, e.g.
+    ``"kept epoch/epochs run: full 9/15, 12/18 (2880–3840 slices)"``; the BiRNN stages count slice runs."""
+    per_stage: dict[str, list[dict]] = {}
+    for fold in result.folds:
+        for stage, entry in stage_selection(fold.run_dir).items():
+            per_stage.setdefault(stage, []).append(entry)
+    parts = []
+    for stage, entries in per_stage.items():
+        kept = ", ".join(f"{e.get('selected_epoch', '?')}/{e.get('epochs', '?')}" for e in entries)
+        seen = [e["selected_slices"] for e in entries if "selected_slices" in e]
+        unit = "runs" if stage in RNN_STAGES else "slices"
+        span = f" ({min(seen)}–{max(seen)} {unit})" if seen else ""
+        parts.append(f"{stage} {kept}{span}")
+    return "kept epoch/epochs run: " + "; ".join(parts) if parts else ""

@@ -8,6 +8,7 @@ cached under ``out_root``::
         folds.json                      the patient-level folds (Sec. IV-A)
         fold_<k>/                       the trainer's run folder (model.keras, config.json, stages)
             test_predictions.npz        probability map per test case, ``[Z, Y, X]`` float16
+            validation_thresholds.json  mean validation DSC per output threshold (threshold choice)
             test_metrics.json           the fold's evaluation at the config's threshold in the form of
                                         :mod:`pancreas_seg.evaluate`: ``rows`` (``case_id`` and
                                         :func:`~pancreas_seg.metrics.case_metrics` per test case) and
@@ -61,6 +62,7 @@ PREDICTIONS_FILE = "test_predictions.npz"
 METRICS_FILE = "test_metrics.json"
 DATA_FILE = "data.json"
 FOLDS_FILE = "folds.json"
+VALIDATION_CURVE_FILE = "validation_thresholds.json"
 FAST_ZLIB_LEVEL = 1  # zlib level of the cached probability maps (the default 6 takes twice as long)
 PROBABILITY_DTYPE = np.float16  # cached probability maps: ~1e-3 resolution, half the disk
 RNN_STAGES = ("rnn", "end_to_end")  # trainer stages that belong to the BiRNN, not the CNN
@@ -244,23 +246,61 @@ def _predict_fold(run_dir: Path, config: ExperimentConfig, store: CaseStore, cas
     """Predict every test case of a fold into ``test_predictions.npz`` (float16, compressed), from
     the test cases prepared for the network once per store and preprocessing (``prepare_cases``'s
     cache, shared by every model of the tables)."""
+    maps = dict(_predict_cases(run_dir, config, store, case_ids, progress, predictor_factory))
+
+    def write(tmp: Path) -> None:
+        _save_npz_fast(tmp, maps)
+
+    atomic_write(run_dir / PREDICTIONS_FILE, write)
+
+
+def _predict_cases(run_dir: Path, config: ExperimentConfig, store: CaseStore, case_ids: Sequence[str],
+                   progress: bool, predictor_factory: PredictorFactory) -> Iterable[tuple[str, np.ndarray]]:
+    """``(case_id, [Z, Y, X] float16 probability on the scan grid)`` of a fold model, case by case."""
     from tqdm import tqdm
 
     predict = predictor_factory(RunFolder(run_dir).model_path, config)
     prepared = prepare_cases(store, case_ids, config.data, progress=False)
-    maps = {}
     for cid, ready in tqdm(list(zip(case_ids, prepared)), desc=f"predict {run_dir.parent.name}/{run_dir.name}",
                            disable=not progress):
         case = store.read_case(cid)
         probability = np.asarray(predict(case, ready))
         if probability.shape != case.image.shape:
             raise RuntimeError(f"prediction of {cid} has shape {probability.shape}, scan {case.image.shape}")
-        maps[cid] = np.clip(probability, 0.0, 1.0).astype(PROBABILITY_DTYPE)
+        yield cid, np.clip(probability, 0.0, 1.0).astype(PROBABILITY_DTYPE)
 
-    def write(tmp: Path) -> None:
-        _save_npz_fast(tmp, maps)
 
-    atomic_write(run_dir / PREDICTIONS_FILE, write)
+def validation_threshold_curves(result: CrossValResult, store: CaseStore, thresholds: Sequence[float],
+                                progress: bool = True, *,
+                                predictor_factory: PredictorFactory | None = None) -> np.ndarray:
+    """Mean DSC of each fold's validation cases at every output threshold, float64 ``[folds, T]``:
+    what a threshold is chosen on without seeing the test cases (Table I, Fig. 5). Predicts the
+    validation cases once per fold model; the curve is cached in ``fold_<k>/validation_thresholds.json``
+    while the model file, the cases and the thresholds are unchanged."""
+    thresholds = [float(t) for t in thresholds]
+    by_index = {fold.index: fold for fold in store_folds(store, result.config.data)}
+    curves = []
+    for fold in result.folds:
+        cases = list(by_index[fold.index].validation)
+        path = fold.run_dir / VALIDATION_CURVE_FILE
+        key = {"model": _model_stamp(fold.run_dir), "cases": cases, "thresholds": thresholds}
+        cached = json.loads(path.read_text()) if path.is_file() else {}
+        if {k: cached.get(k) for k in key} != key:
+            per_case = [metrics.overlap_by_threshold(probability.astype(np.float32), store.read_case(cid).mask,
+                                                     thresholds)[0]
+                        for cid, probability in _predict_cases(fold.run_dir, result.config, store, cases, progress,
+                                                               predictor_factory or _default_predictor)]
+            cached = {**key, "mean_dsc": np.nanmean(np.array(per_case), axis=0).tolist()}
+            atomic_write_json(path, evaluate.nan_to_none(cached))
+        curves.append(evaluate.none_to_nan(cached["mean_dsc"]))
+    return np.array(curves, dtype=np.float64).reshape(len(result.folds), len(thresholds))
+
+
+def stage_selection(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """``{stage: {"selected_epoch", "epochs", "selected_slices", "selected_by", ...}}`` of a fold's run,
+    in training order, from its ``state.json`` (runs from before these keys give only ``epochs``)."""
+    state = RunFolder(run_dir).state
+    return {stage: state.get(stage) for stage in state.stages}
 
 
 def _save_npz_fast(path: Path, arrays: dict[str, np.ndarray]) -> None:

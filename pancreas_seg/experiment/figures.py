@@ -43,21 +43,27 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
 
 def plot_learning_curves(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
                          path: str | os.PathLike, subtitle: str = "") -> Path:
-    """One panel per modality, one curve per loss: mean validation DSC (%) over folds, each fold thin.
+    """One panel per entry, one curve per model: mean validation DSC (%) over folds, each fold thin,
+    each fold's kept epoch a star on its own curve.
 
     Args:
-        panels: ``{panel title: {label: (slices seen [E], validation DSC [folds, E] in [0, 1])}}``.
+        panels: ``{panel title: {label: (samples seen [E], validation DSC [folds, E] in [0, 1],
+            kept epoch per fold [folds], 1-based)}}``; a title ending in "BiRNN" counts slice runs.
     """
     fig = new_figure(PANEL_INCHES * 1.4 * len(panels), PANEL_INCHES)
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, curves) in zip(axes[0], panels.items()):
-        for index, (label, (slices, dsc)) in enumerate(curves.items()):
+        for index, (label, (slices, dsc, kept)) in enumerate(curves.items()):
             color = f"C{index}"
-            dsc = np.asarray(dsc, np.float64) * 100.0
-            for fold in dsc:
+            slices, dsc = np.asarray(slices), np.asarray(dsc, np.float64) * 100.0
+            for fold, epoch in zip(dsc, kept):
                 ax.plot(slices, fold, color=color, alpha=0.25, linewidth=0.8)
+                if 1 <= epoch <= len(fold):
+                    ax.plot(slices[epoch - 1], fold[epoch - 1], color=color, marker="*", markersize=8)
             ax.plot(slices, np.nanmean(dsc, axis=0), color=color, marker="o", markersize=3, label=label)
-        ax.set(title=title, xlabel="training slices seen", ylabel="validation DSC (%)", ylim=(0, 100))
+        unit = "slice runs" if title.endswith("BiRNN") else "slices"
+        ax.set(title=title, xlabel=f"training {unit} seen (★ kept epoch)", ylabel="validation DSC (%)",
+               ylim=(0, 100))
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize="small")
     if subtitle:
@@ -70,21 +76,29 @@ def plot_learning_curves(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.
 # ---------------------------------------------------------------------------
 
 def plot_threshold_curves(thresholds: Sequence[float], panels: Mapping[str, Mapping[str, np.ndarray]],
-                          path: str | os.PathLike, subtitle: str = "") -> Path:
+                          path: str | os.PathLike, subtitle: str = "",
+                          chosen: Mapping[str, Mapping[str, Sequence[float]]] | None = None) -> Path:
     """One panel per modality, one curve per loss: mean DSC (%) over cases ± std.
 
     Args:
         thresholds: ``[T]`` output thresholds in (0, 1).
         panels: ``{panel title: {loss label: DSC [T, cases] in [0, 1]}}``.
+        chosen: ``{panel title: {loss label: [threshold per fold]}}``, the validation-chosen
+            thresholds, marked as triangles on the x axis in the curve's colour.
     """
     fig = new_figure(PANEL_INCHES * 1.4 * len(panels), PANEL_INCHES)
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, curves) in zip(axes[0], panels.items()):
-        for label, dsc in curves.items():
+        for index, (label, dsc) in enumerate(curves.items()):
+            color = f"C{index}"
             dsc = np.asarray(dsc, np.float64) * 100.0
             mean, std = np.nanmean(dsc, axis=1), np.nanstd(dsc, axis=1)
-            ax.plot(thresholds, mean, marker="o", markersize=3, label=label)
-            ax.fill_between(thresholds, mean - std, mean + std, alpha=0.15)
+            ax.plot(thresholds, mean, color=color, marker="o", markersize=3, label=label)
+            ax.fill_between(thresholds, mean - std, mean + std, color=color, alpha=0.15)
+            marks = (chosen or {}).get(title, {}).get(label)
+            if marks is not None and len(marks):
+                ax.plot(marks, np.full(len(marks), 1.5 + index), linestyle="none", marker="^", color=color,
+                        markersize=6, label=f"{label}: validation-chosen t")
         ax.set(title=title, xlabel="output threshold", ylabel="DSC (%)", xlim=(0, 1))
         ax.grid(alpha=0.3)
         ax.legend()

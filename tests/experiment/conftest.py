@@ -14,6 +14,7 @@ from pancreas_seg.vocabulary import BASE_CNN, RNN_MODEL
 
 STUB_PROBABILITY = 0.8  # stub predictor: this probability inside the blob, 0 outside
 STUB_HISTORY = "epoch,loss,val_fused_dice\n0,0.9,0.25\n1,0.5,0.5\n"  # what Keras's CSVLogger writes
+STUB_RNN_HISTORY = "epoch,loss,val_dice\n0,0.4,0.6\n"
 BLOB_HU = 70  # between the blob's 100 HU and the body's 40 HU (tests/conftest.py blob_case)
 
 
@@ -32,9 +33,15 @@ class StubTrainer:
             run.stage_dir("full").mkdir(parents=True, exist_ok=True)
             (run.stage_dir("full") / "best.keras").write_bytes(b"cnn")
             (run.stage_dir("full") / "history.csv").write_text(STUB_HISTORY)
-            state.finish("full", model="full/best.keras", best=0.5, epochs=2)
+            state.finish("full", model="full/best.keras", best=0.5, epochs=2, selected_epoch=2,
+                         selected_slices=2 * config.train.steps_per_epoch * config.train.batch_size,
+                         selected_by="validation")
         if config.model.name == RNN_MODEL:
-            state.finish("rnn", model="rnn/best.keras", best=0.6, epochs=1)
+            run.stage_dir("rnn").mkdir(parents=True, exist_ok=True)
+            (run.stage_dir("rnn") / "history.csv").write_text(STUB_RNN_HISTORY)
+            state.finish("rnn", model="rnn/best.keras", best=0.6, epochs=1, selected_epoch=1,
+                         selected_slices=config.train.steps_per_epoch * config.train.sequence_batch_size,
+                         selected_by="validation")
         run.model_path.write_bytes(config.model.name.encode())
 
 

@@ -6,9 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from pancreas_seg.experiment.analysis import (LearningCurve, interslice_share, learning_curve, threshold_curves,
+from pancreas_seg.experiment.analysis import (LearningCurve, chosen_thresholds, interslice_share, learning_curve,
+                                              overlap_at_fold_thresholds, selection_note, threshold_curves,
                                               volume_fit)
-from pancreas_seg.experiment.crossval import run_cross_validation
+from pancreas_seg.experiment.crossval import run_cross_validation, validation_threshold_curves
+from pancreas_seg.data.splits import store_folds
 from pancreas_seg.run_folder import RunFolder
 from tests.experiment.conftest import testing_config as _config
 
@@ -67,11 +69,50 @@ def test_learning_curve_reads_each_folds_history(tiny_store, tmp_path, stubs):
     np.testing.assert_allclose(curve.dsc, [[0.25, 0.5], [0.75, np.nan]])
     np.testing.assert_allclose(curve.mean, [0.5, 0.5])
     np.testing.assert_allclose(curve.last, [0.5, 0.75])  # each fold's own last epoch
+    np.testing.assert_array_equal(curve.kept, [2, 2])  # from state.json, whatever the history says
 
 
 def test_learning_curve_late_gain_is_the_rise_of_the_best_in_the_last_quarter():
     slices = np.arange(1, 9) * 100
-    rising = LearningCurve(slices, np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]))
+    rising = LearningCurve(slices, np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]), np.array([8]))
     assert rising.late_gain() == pytest.approx(0.8 - 0.6)  # best of epochs 7-8 over best of epochs 1-6
-    flat = LearningCurve(slices, np.array([[0.1, 0.5, 0.7, 0.75, 0.74, 0.76, 0.75, 0.755]]))
+    flat = LearningCurve(slices, np.array([[0.1, 0.5, 0.7, 0.75, 0.74, 0.76, 0.75, 0.755]]), np.array([6]))
     assert flat.late_gain() == pytest.approx(0.0)  # the last quarter never beats epoch 6
+
+
+def test_chosen_thresholds_take_each_folds_best_validation_dsc_lowest_on_ties():
+    curves = np.array([[0.2, 0.6, 0.4], [0.7, 0.7, np.nan], [np.nan, np.nan, 0.1]])
+    np.testing.assert_array_equal(chosen_thresholds(curves, [0.25, 0.5, 0.75]), [0.5, 0.25, 0.75])
+
+
+def test_validation_thresholds_come_from_validation_cases_and_are_cached(tiny_store, tmp_path, stubs):
+    _, predictor = stubs
+    result = run_cross_validation(_config(), tiny_store, tmp_path, folds=[0, 1], progress=False)
+    scans = predictor.scans
+    curves = validation_threshold_curves(result, tiny_store, [0.5, 0.9], progress=False)
+    # the stub's map is 0.8 inside the blob: a perfect validation mask at 0.5, an empty one at 0.9
+    np.testing.assert_allclose(curves, [[1.0, 0.0], [1.0, 0.0]])
+    validation_cases = sum(len(fold.validation) for fold in store_folds(tiny_store, result.config.data)[:2])
+    assert predictor.scans - scans == validation_cases > 0
+    again = validation_threshold_curves(result, tiny_store, [0.5, 0.9], progress=False)
+    np.testing.assert_array_equal(again, curves)
+    assert predictor.scans - scans == validation_cases  # read back, not predicted again
+    validation_threshold_curves(result, tiny_store, [0.5, 0.7], progress=False)
+    assert predictor.scans - scans == 2 * validation_cases  # other thresholds: a new curve
+
+
+def test_overlap_at_fold_thresholds_scores_each_fold_at_its_own_threshold(tiny_store, tmp_path, stubs):
+    result = run_cross_validation(_config(), tiny_store, tmp_path, folds=[0, 1], progress=False)
+    overlap = overlap_at_fold_thresholds(result, tiny_store, [0.5, 0.9])
+    in_fold_0 = np.array([result.fold_of(cid).index == 0 for cid in result.case_ids])
+    # fold 0 at 0.5: the blob exactly (DSC = JI = 1); fold 1 at 0.9: nothing predicted (0)
+    np.testing.assert_allclose(overlap["DSC"], np.where(in_fold_0, 1.0, 0.0))
+    np.testing.assert_allclose(overlap["JI"], np.where(in_fold_0, 1.0, 0.0))
+    with pytest.raises(ValueError):
+        overlap_at_fold_thresholds(result, tiny_store, [0.5])
+
+
+def test_selection_note_names_each_folds_kept_epoch(tiny_store, tmp_path, stubs):
+    result = run_cross_validation(_config(), tiny_store, tmp_path, folds=[0, 1], progress=False)
+    slices = 2 * result.config.train.steps_per_epoch * result.config.train.batch_size
+    assert selection_note(result) == f"kept epoch/epochs run: full 2/2, 2/2 ({slices}–{slices} slices)"

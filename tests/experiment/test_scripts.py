@@ -35,8 +35,15 @@ def test_every_script_writes_its_table_and_figures(tiny_store, tmp_path, stubs, 
         "fig5_threshold.png", "fig6_volume.png", "fig7_sorted_cases.png", "fig8_probability_maps.png", "fig9_3d.png",
         "learning_curves.png"}
     curves = list(csv.DictReader((figures / "learning_curves.csv").open()))
-    jac_best = [r for r in curves if r["method"] == "JAC" and r["metric"].startswith("validation DSC (%), best")][0]
-    assert float(jac_best["ours_mean"]) == pytest.approx(50.0)  # the stub's history: 0.25, then 0.5
+    jac_kept = [r for r in curves if r["method"] == "JAC (full)" and r["metric"].startswith("validation DSC (%), kept")][0]
+    assert float(jac_kept["ours_mean"]) == pytest.approx(50.0)  # the stub's history: 0.25, then 0.5, epoch 2 kept
+    assert "kept epoch/epochs run: full 2/2, 2/2" in jac_kept["note"]
+    birnn = [r for r in curves if r["method"] == "PNet-MSA + BiRNN (rnn)" and r["metric"].startswith("samples")][0]
+    assert birnn["group"] == "CT: BiRNN" and "rnn 1/1, 1/1" in birnn["note"]
+    table1 = list(csv.DictReader((figures / "table1_losses.csv").open()))
+    chosen = [r for r in table1 if r["method"] == "CE (validation t)" and r["metric"] == "DSC (%)"][0]
+    # the stub's map is 0.8 in the blob: validation picks the lowest threshold of the best DSC, 0.05
+    assert chosen["note"] == "t per fold: 0.05, 0.05" and float(chosen["ours_mean"]) == pytest.approx(100.0)
     # 6 configs (pnet_msa/jac, ce, cbce, hnn, unet, pnet64) + cnn_rnn, folds 0 and 1 each
     assert len(trainer.calls) == 7 * 2
     table4 = (figures / "table4_sota.md").read_text()
