@@ -3,7 +3,8 @@
 Layout (every file written atomically)::
 
     config.json        {"config": ExperimentConfig, "config_hash", "backend", "identity"}
-    state.json         finished stages in order: {"order": [...], "stages": {stage: {model, epochs, best}}}
+    state.json         finished stages in order: {"order": [...], "stages": {stage: {model, epochs, best,
+                       selected_epoch (1-based), selected_slices, samples_per_step, selected_by}}}
     <stage>/           history.csv, best.keras, last.keras, tensorboard/, backup/ (while running)
     model.keras        the selected final model
     last.keras         the last epoch's model of the last stage
