@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, PRESETS
 from pancreas_seg.errors import PancreasSegError, UsageError
-from pancreas_seg.io.atomic import check_writable
+from pancreas_seg.io.atomic import check_output_file, check_output_folder, check_writable
 from pancreas_seg.vocabulary import LOSS_NAMES, MODALITIES, PRECISIONS, SCAN_MODELS
 
 EXIT_USER_ERROR = 2
@@ -90,11 +90,9 @@ def setup_logging(verbose: bool = False) -> None:
 
 def _convert_dicom(args: argparse.Namespace) -> int:
     from pancreas_seg.io.dicom import read_dicom_series
-    from pancreas_seg.io.nifti import NIFTI_SUFFIXES, split_nifti_name, write_nifti
+    from pancreas_seg.io.nifti import NIFTI_SUFFIXES, write_nifti
 
-    if split_nifti_name(args.output) is None:
-        raise UsageError(f"-o {args.output}: the output must end in {' or '.join(NIFTI_SUFFIXES)}")
-    check_writable(args.output)
+    check_output_file(args.output, NIFTI_SUFFIXES, "NIfTI scan")
     scan = read_dicom_series(args.folder, series=args.series, modality=args.modality)
     path = write_nifti(scan, args.output)
     z, y, x = scan.spacing
@@ -307,7 +305,7 @@ def _summarize(args: argparse.Namespace) -> int:
     from pancreas_seg.cohort import write_cohort_csv
 
     if args.output is not None:
-        check_writable(args.output)
+        check_output_file(args.output, (".csv",), "cohort table")
     path, rows = write_cohort_csv(args.folder, args.output)
     review = sum(1 for row in rows if row["needs_review"])
     print(f"{path}: {len(rows)} cases" + (f", {review} flagged for review" if review else ""))
@@ -325,7 +323,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pancreas_seg.evaluate import evaluate, format_table, write_results
 
     if args.output is not None:
-        check_writable(args.output)
+        check_output_folder(args.output)
     result = evaluate(args.pred, args.gt, labels=args.label, pred_labels=args.pred_label, progress=not args.quiet)
     print(format_table(result))
     if args.output is not None:

@@ -129,7 +129,8 @@ def test_convert_dicom_refuses_an_output_that_is_not_nifti(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     assert main(["convert-dicom", str(tmp_path / "in"), "-o", str(tmp_path / "x.txt")]) == EXIT_USER_ERROR
     assert message_lines(capsys.readouterr().err) == [
-        f"error: -o {tmp_path / 'x.txt'}: the output must end in .nii or .nii.gz"]
+        f"error: {tmp_path / 'x.txt'}: the NIfTI scan must be named *.nii or *.nii.gz; "
+        "an output never replaces a file of another kind"]
 
 
 def test_convert_dicom_checks_the_output_location_before_reading(tmp_path, capsys):

@@ -71,3 +71,44 @@ def test_predict_never_crashes_on_the_pydicom_corpus(tmp_path, capsys, runs, sou
     else:
         assert {"scan.nii.gz", "scan.json"} <= set(written)
         assert read_nifti(out_dir / "scan.nii.gz", kind="label").array.ndim == 3
+
+
+# ---------------------------------------------------------------------------
+# one output rule: an output replaces only a file of its own kind, checked before any work
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("victim", ["case.nii.gz", "case.json"])
+def test_summarize_never_writes_its_table_over_a_mask_or_report(tmp_path, capsys, victim):
+    from tests.test_cli_predict_evaluate import one_error_line
+
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / victim
+    target.write_bytes(b"precious")
+    assert main(["summarize", str(tmp_path / "out"), "-o", str(target)]) == EXIT_USER_ERROR
+    line = one_error_line(capsys)
+    assert str(target) in line and "cohort table must be named *.csv" in line
+    assert target.read_bytes() == b"precious"
+
+
+def test_evaluate_refuses_an_output_that_is_a_file_before_scoring(tmp_path, capsys):
+    from tests.test_cli_predict_evaluate import _label, one_error_line
+
+    _label(np.ones((2, 4, 4)), tmp_path / "pred.nii.gz")
+    _label(np.ones((2, 4, 4)), tmp_path / "gt.nii.gz")
+    (tmp_path / "report").write_text("precious")
+    code = main(["evaluate", "--pred", str(tmp_path / "pred.nii.gz"), "--gt", str(tmp_path / "gt.nii.gz"),
+                 "-o", str(tmp_path / "report"), "--quiet"])
+    assert code == EXIT_USER_ERROR
+    captured = capsys.readouterr()
+    assert captured.out == ""  # refused before any metric was computed or printed
+    assert captured.err.strip() == f"error: {tmp_path / 'report'}: is a file; -o names a folder to write into"
+    assert (tmp_path / "report").read_text() == "precious"
+
+
+def test_convert_dicom_refuses_a_folder_as_its_output(tmp_path, capsys):
+    from tests.test_cli_predict_evaluate import one_error_line
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "x.nii.gz").mkdir()
+    assert main(["convert-dicom", str(tmp_path / "in"), "-o", str(tmp_path / "x.nii.gz")]) == EXIT_USER_ERROR
+    assert "is a folder" in one_error_line(capsys)

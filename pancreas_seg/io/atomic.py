@@ -26,7 +26,7 @@ import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from pancreas_seg.errors import InputError
 
@@ -136,6 +136,31 @@ def check_writable(path: str | os.PathLike) -> None:
             os.unlink(name)
     except OSError as exc:
         raise InputError(path, f"cannot write here: {exc.strerror or exc}") from None
+
+
+def check_output_file(path: str | os.PathLike, suffixes: Sequence[str], kind: str) -> None:
+    """Fail early unless ``path`` can take a ``kind`` file: it ends in one of ``suffixes`` (so it can
+    only replace a file of its own kind, never a scan, mask or report read as input), is no folder,
+    and can be written (:func:`check_writable`).
+
+    Raises:
+        InputError: naming ``path`` and the problem.
+    """
+    path = Path(path)
+    if not any(path.name.lower().endswith(suffix) for suffix in suffixes) or path.name.lower() in suffixes:
+        raise InputError(path, f"the {kind} must be named *{' or *'.join(suffixes)}; "
+                               "an output never replaces a file of another kind")
+    if path.is_dir():
+        raise InputError(path, f"is a folder; name the {kind} file to write")
+    check_writable(path)
+
+
+def check_output_folder(path: str | os.PathLike) -> None:
+    """Fail early unless ``path`` is, or can become, a writable folder (an existing file is refused)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(path, "is a file; -o names a folder to write into")
+    check_writable(path)
 
 
 def _temporary_file(path: Path) -> Path:
