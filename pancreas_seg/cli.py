@@ -21,7 +21,7 @@ from pancreas_seg.io.atomic import check_output_file, check_output_folder, check
 from pancreas_seg.vocabulary import LOSS_NAMES, MODALITIES, PRECISIONS, SCAN_MODELS
 
 EXIT_USER_ERROR = 2
-EXIT_SOME_FAILED = 1  # batch prediction: some scans failed, the others were written
+EXIT_SOME_FAILED = 1  # batch prediction or summarize: some cases failed, the others were written
 EXIT_SIGNAL_BASE = 128  # the shell's exit code of a process ended by signal N is 128 + N (Ctrl-C: 130)
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # turned into Interrupted, as Ctrl-C into KeyboardInterrupt
 QUIET_LIBRARIES = ("highdicom",)  # libraries whose INFO logs are noise to our users
@@ -307,9 +307,13 @@ def _summarize(args: argparse.Namespace) -> int:
     if args.output is not None:
         check_output_file(args.output, (".csv",), "cohort table")
     path, rows = write_cohort_csv(args.folder, args.output)
-    review = sum(1 for row in rows if row["needs_review"])
-    print(f"{path}: {len(rows)} cases" + (f", {review} flagged for review" if review else ""))
-    return 0
+    review = sum(1 for row in rows if row["needs_review"] is True)
+    failed = [row for row in rows if row["status"] != "ok"]
+    print(f"{path}: {len(rows)} cases" + (f", {review} flagged for review" if review else "")
+          + (f", {len(failed)} failed" if failed else ""))
+    for row in failed:
+        print(f"{row['case_id']}: {row['status']} ({row['report']})", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else 0
 
 
 def _add_summarize(sub: argparse._SubParsersAction) -> Command:

@@ -29,7 +29,7 @@ VERSION_KEY = "pancreas_seg_version"  # present in every prediction report, and 
 REPORT_PATTERN = "*.json"
 COHORT_NAME = "cohort.csv"
 MODELS_SEPARATOR = ";"
-COLUMNS = ("case_id", "pancreas_volume_ml", "first_slice", "last_slice", "needs_review", "no_pancreas",
+COLUMNS = ("case_id", "status", "pancreas_volume_ml", "first_slice", "last_slice", "needs_review", "no_pancreas",
            "volume_implausible", "abnormal_shape_changes", "models", "total_s", "modality", "input", "report")
 
 Item = TypeVar("Item")
@@ -73,9 +73,11 @@ def is_finished(report_path: str | os.PathLike, mask_path: str | os.PathLike, mo
     return same_models and report.get("flags") == json.loads(json.dumps(flags))
 
 
-def find_reports(folder: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
+def find_reports(folder: str | os.PathLike) -> list[tuple[Path, dict[str, Any] | str]]:
     """``(path, report)`` of the prediction reports under ``folder`` (recursively, hidden entries
-    skipped), sorted by path; each file is read once.
+    skipped), sorted by path; each file is read once. A JSON file that cannot be read or parsed
+    comes with the reason instead of a report (a half-written or damaged report must not vanish
+    from the cohort); valid JSON without :data:`VERSION_KEY` is not a report and is left out.
 
     Raises:
         InputError: ``folder`` is not a folder.
@@ -83,28 +85,61 @@ def find_reports(folder: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "is not a folder of predictions")
-    paths = (p for p in sorted(folder.rglob(REPORT_PATTERN))
-             if not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    reports = ((path, read_report(path)) for path in paths)
-    return [(path, report) for path, report in reports if report is not None]
+    found: list[tuple[Path, dict[str, Any] | str]] = []
+    for path in sorted(folder.rglob(REPORT_PATTERN)):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
+            continue
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            found.append((path, f"unreadable report ({type(exc).__name__}: {exc})"))
+            continue
+        if isinstance(report, dict) and VERSION_KEY in report:
+            found.append((path, report))
+    return found
 
 
-def cohort_row(report: dict[str, Any], path: Path) -> dict[str, Any]:
-    """One CSV row of a report: volume (mL), slice range (0-based axial indices, empty without
-    pancreas), quality flags, models (``path#config_hash`` joined by ``;``), total time (s)."""
-    quality = report.get("quality", {})
+def _report_problem(report: dict[str, Any]) -> str | None:
+    """Why a report cannot stand for its case in the cohort table, or ``None``."""
+    if not isinstance(report.get("case_id"), str) or not report["case_id"]:
+        return "damaged report: no case_id"
+    for key in ("quality", "outputs", "timings_s"):
+        if not isinstance(report.get(key), dict):
+            return f"damaged report: {key} is {type(report.get(key)).__name__}, not an object"
+    mask = report["outputs"].get("mask")
+    if not mask or not Path(mask).is_file():
+        return f"mask missing: {mask}"
+    return None
+
+
+def cohort_row(report: dict[str, Any] | str, path: Path) -> dict[str, Any]:
+    """One CSV row of a report: status (``ok`` or ``failed: <reason>``), volume (mL), slice range
+    (0-based axial indices, empty without pancreas), quality flags, models (``path#config_hash``
+    joined by ``;``), total time (s). ``report`` is the reason when the file could not be read;
+    a failed row keeps only what can be trusted (case id, else the file's stem, and the report path)."""
+    problem = report if isinstance(report, str) else _report_problem(report)
+    if problem is not None:
+        case_id = report.get("case_id") if isinstance(report, dict) else None
+        row = dict.fromkeys(COLUMNS, "")
+        row.update(case_id=case_id if isinstance(case_id, str) and case_id else path.name.removesuffix(".json"),
+                   status=f"failed: {problem}", report=str(path))
+        return row
+    quality = report["quality"]
     first, last = report.get("slice_range") or ("", "")
     models = MODELS_SEPARATOR.join(f"{m.get('path')}#{m.get('config_hash')}" for m in report.get("models", []))
-    return {"case_id": report.get("case_id"), "pancreas_volume_ml": report.get("pancreas_volume_ml"),
+    return {"case_id": report["case_id"], "status": "ok", "pancreas_volume_ml": report.get("pancreas_volume_ml"),
             "first_slice": first, "last_slice": last, "needs_review": quality.get("needs_review"),
             "no_pancreas": quality.get("no_pancreas"), "volume_implausible": quality.get("volume_implausible"),
             "abnormal_shape_changes": quality.get("abnormal_shape_changes"), "models": models,
-            "total_s": report.get("timings_s", {}).get("total"), "modality": report.get("modality"),
+            "total_s": report["timings_s"].get("total"), "modality": report.get("modality"),
             "input": report.get("input"), "report": str(path)}
 
 
 def cohort_rows(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """The rows of every report under ``folder``, sorted by case id.
+
+    Rows of reports that cannot be used (unreadable, damaged, mask missing) are kept with
+    ``status`` ``failed: <reason>``.
 
     Raises:
         InputError: no report under ``folder``, or two reports of one case.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,27 @@ def test_summarize_refuses_a_folder_without_reports(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["summarize", str(tmp_path / "empty")]) == 2
     assert "holds no prediction report" in one_error_line(capsys)
+
+
+def test_summarize_lists_damaged_reports_and_missing_masks_as_failed(batch, tmp_path, runs, capsys):
+    out = tmp_path / "out"
+    predict(batch, out, runs["identity"])
+    cases = sorted(CASES)
+    (out / f"{cases[0]}.json").write_text('{"case_id": "half')  # half-written
+    damaged = json.loads((out / f"{cases[1]}.json").read_text())
+    damaged["quality"] = None
+    (out / f"{cases[1]}.json").write_text(json.dumps(damaged))
+    Path(json.loads((out / f"{cases[2]}.json").read_text())["outputs"]["mask"]).unlink()
+    capsys.readouterr()
+    assert main(["summarize", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert f"{len(CASES)} cases" in captured.out and "3 failed" in captured.out
+    with open(out / "cohort.csv", newline="") as handle:
+        rows = {row["case_id"]: row for row in csv.DictReader(handle)}
+    assert sorted(rows) == cases  # every case appears, none dropped
+    assert rows[cases[0]]["status"].startswith("failed: unreadable report")
+    assert rows[cases[1]]["status"] == "failed: damaged report: quality is NoneType, not an object"
+    assert rows[cases[2]]["status"].startswith("failed: mask missing")
+    assert rows[cases[1]]["pancreas_volume_ml"] == ""  # nothing from a damaged report is trusted
+    assert all(rows[c]["status"] == "ok" for c in cases[3:])
+    assert len(captured.err.strip().splitlines()) == 3
