@@ -196,17 +196,23 @@ def check_outputs(plan: Sequence[tuple[ScanInput, OutputPaths]]) -> None:
     """Refuse, before any scan is read, outputs that cannot be written or would replace an input scan.
 
     Raises:
-        InputError: naming the output and the reason (its folder cannot be written, or the input
-            it would overwrite).
+        InputError: naming the output and the reason (its folder cannot be written, the input it
+            would overwrite, or the two cases it belongs to: case ``x``'s probability map is case
+            ``x_prob``'s mask).
     """
     for folder in sorted({paths.mask.parent for _, paths in plan}):
         check_writable(folder)
     inputs = {item.path.resolve(): item.path for item, _ in plan}
-    for _, paths in plan:
+    owners: dict[Path, str] = {}
+    for item, paths in plan:
         for output in paths.files():
             if output.resolve() in inputs:
                 raise InputError(output, f"would overwrite the input scan {inputs[output.resolve()]}; "
                                          "choose another output")
+            owner = owners.setdefault(output.resolve(), item.case_id)
+            if owner != item.case_id:
+                raise InputError(output, f"is an output of both case {owner!r} and case {item.case_id!r}; "
+                                         "rename one of the inputs")
 
 
 @dataclass(frozen=True)

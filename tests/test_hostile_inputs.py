@@ -112,3 +112,20 @@ def test_convert_dicom_refuses_a_folder_as_its_output(tmp_path, capsys):
     (tmp_path / "x.nii.gz").mkdir()
     assert main(["convert-dicom", str(tmp_path / "in"), "-o", str(tmp_path / "x.nii.gz")]) == EXIT_USER_ERROR
     assert "is a folder" in one_error_line(capsys)
+
+
+def test_a_batch_whose_case_outputs_collide_is_refused_before_anything_is_written(tmp_path, capsys, runs):
+    from pancreas_seg.io.nifti import write_nifti
+    from tests.test_cli_predict_evaluate import ct_scan, one_error_line
+
+    batch = tmp_path / "scans"
+    batch.mkdir()
+    for case in ("x", "x_prob"):  # case x's probability map would be named like case x_prob's mask
+        write_nifti(ct_scan(), batch / f"{case}.nii.gz")
+    out = tmp_path / "out"
+    code = main(["predict", str(batch), "-o", str(out), "--model", str(runs["identity"]), "--save-probability",
+                 "--quiet"])
+    assert code == EXIT_USER_ERROR
+    line = one_error_line(capsys)
+    assert str(out / "x_prob.nii.gz") in line and "'x'" in line and "'x_prob'" in line
+    assert not out.exists() or not any(out.iterdir())
