@@ -314,6 +314,18 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def missing_sections(data: dict[str, Any]) -> list[str]:
+    """Sections of :class:`ExperimentConfig` absent from ``data`` (a config written whole has none)."""
+    return [section.name for section in fields(ExperimentConfig) if section.name not in data]
+
+
+def missing_keys(data: dict[str, Any]) -> list[str]:
+    """``section.key`` of every field absent from ``data``'s sections (keys newer than the writer)."""
+    return [f"{section.name}.{f.name}" for section in fields(ExperimentConfig)
+            for f in fields(section.default_factory)  # type: ignore[misc]
+            if isinstance(data.get(section.name), dict) and f.name not in data[section.name]]
+
+
 def from_dict(data: dict[str, Any]) -> ExperimentConfig:
     """Inverse of :func:`to_dict`; missing keys take their defaults, keys of :data:`REMOVED_KEYS`
     are dropped with a warning, other unknown keys and failed checks raise ``ValueError``."""

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pancreas_seg.config import ExperimentConfig, config_hash, from_dict, to_dict
+from pancreas_seg.config import ExperimentConfig, config_hash, from_dict, missing_keys, missing_sections, to_dict
 from pancreas_seg.data.splits import Fold
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.errors import InputError
@@ -189,17 +189,33 @@ class RunFolder:
                                         f"{difference}; use a new work folder")
 
     def read_config(self) -> tuple[ExperimentConfig, str]:
-        """``(config, config_hash)`` of the run.
+        """``(config, config_hash)`` of the run, the hash computed from the config as it will be used.
+
+        A config missing a whole section (``data``, ``model``, ``train``) is refused: its defaults
+        would run the model on another preprocessing without a word. Keys newer than the version
+        that wrote the run take their defaults, named in a warning, and the hash then differs from
+        the stored one (also warned): reports carry the hash of what was used.
 
         Raises:
-            InputError: ``config.json`` is missing or is not a run configuration.
+            InputError: ``config.json`` is missing, is not a run configuration or lacks a section.
         """
         payload = self._read_payload()
+        data = payload.get("config")
+        if isinstance(data, dict) and (absent := missing_sections(data)):
+            raise InputError(self.config_path, f"incomplete run configuration: section(s) {absent} missing; "
+                                               "the model's preprocessing is unknown")
         try:
-            config = from_dict(payload["config"])
+            config = from_dict(data)
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(self.config_path, f"not a run configuration ({type(exc).__name__}: {exc})") from None
-        return config, str(payload.get("config_hash") or config_hash(config))
+        if absent := missing_keys(data):
+            log.warning("%s: keys %s missing (written by an older version); their defaults are used",
+                        self.config_path, absent)
+        used = config_hash(config)
+        if payload.get("config_hash") not in (None, used):
+            log.warning("%s: stored config hash %s, %s as read; reports carry %s", self.config_path,
+                        payload.get("config_hash"), used, used)
+        return config, used
 
     def _read_payload(self) -> dict[str, Any]:
         try:

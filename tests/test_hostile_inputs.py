@@ -129,3 +129,34 @@ def test_a_batch_whose_case_outputs_collide_is_refused_before_anything_is_writte
     line = one_error_line(capsys)
     assert str(out / "x_prob.nii.gz") in line and "'x'" in line and "'x_prob'" in line
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_run_config_without_a_section_is_refused_and_a_missing_key_changes_the_reported_hash(tmp_path, capsys,
+                                                                                                runs):
+    import json
+
+    from pancreas_seg.config import config_hash
+    from pancreas_seg.io.nifti import write_nifti
+    from pancreas_seg.run_folder import RunFolder
+    from tests.test_cli_predict_evaluate import ct_scan, one_error_line
+
+    source = RunFolder(runs["identity"])
+    payload = json.loads(source.config_path.read_text())
+    image = tmp_path / "ct.nii.gz"
+    write_nifti(ct_scan(), image)
+
+    no_data = RunFolder(shutil.copytree(runs["identity"], tmp_path / "no_data"))
+    no_data.config_path.write_text(json.dumps({**payload, "config": {k: v for k, v in payload["config"].items()
+                                                                      if k != "data"}}))
+    code = main(["predict", str(image), "-o", str(tmp_path / "m.nii.gz"), "--model", str(no_data.root)])
+    assert code == EXIT_USER_ERROR
+    line = one_error_line(capsys)
+    assert str(no_data.config_path) in line and "section(s) ['data'] missing" in line
+    assert not (tmp_path / "m.nii.gz").exists()
+
+    older = RunFolder(shutil.copytree(runs["identity"], tmp_path / "older"))
+    config = json.loads(json.dumps(payload["config"]))
+    del config["model"]["baseline_batch_norm"]
+    older.config_path.write_text(json.dumps({**payload, "config": config, "config_hash": "written-by-old"}))
+    read, used = older.read_config()
+    assert used == config_hash(read) != "written-by-old"

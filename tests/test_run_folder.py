@@ -103,5 +103,8 @@ def test_read_config_refuses_what_is_not_a_run_config(tmp_path):
     with pytest.raises(InputError, match="not a run configuration"):
         run.read_config()
     run.config_path.write_text(json.dumps({"config": {"model": {"colour": "red"}}}))
+    with pytest.raises(InputError, match=r"incomplete run configuration: section\(s\) \['data', 'train'\] missing"):
+        run.read_config()
+    run.config_path.write_text(json.dumps({"config": {"data": {}, "model": {"colour": "red"}, "train": {}}}))
     with pytest.raises(InputError, match="not a run configuration"):
         run.read_config()
