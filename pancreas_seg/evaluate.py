@@ -109,12 +109,19 @@ class EvaluationResult:
     unmatched_pred: list[Path] = field(default_factory=list)
     unmatched_gt: list[Path] = field(default_factory=list)
 
+    @property
+    def both_empty(self) -> list[str]:
+        """Cases whose prediction and ground truth are both empty: DSC = JI = 1 by
+        :data:`BOTH_EMPTY_CONVENTION`, counted in the means and reported apart."""
+        return [row["case_id"] for row in self.rows if row["volume_pred_ml"] == 0 and row["volume_gt_ml"] == 0]
+
 
 # ---------------------------------------------------------------------------
 # finding and pairing cases
 # ---------------------------------------------------------------------------
 
 case_id = nifti_case_id  # file name without .nii / .nii.gz
+BOTH_EMPTY_CONVENTION = "DSC = JI = 1 when both masks are empty, counted in the means"
 
 
 def list_cases(folder: str | os.PathLike) -> dict[str, Path]:
@@ -130,6 +137,19 @@ def list_cases(folder: str | os.PathLike) -> dict[str, Path]:
             raise InputError(folder, f"two files for case {cid!r}: {cases[cid].name} and {path.name}")
         cases[cid] = path
     return cases
+
+
+def _without_auxiliary_outputs(cases: dict[str, Path], folder: Path) -> dict[str, Path]:
+    """``cases`` less the files that ``predict``'s reports in ``folder`` name as outputs other than
+    the mask (``CASE_prob.nii.gz``): a folder written by ``predict`` is evaluated as it stands."""
+    from pancreas_seg.cohort import find_reports
+
+    auxiliary = {Path(path).resolve() for _, report in find_reports(folder) if isinstance(report, dict)
+                 for name, path in (report.get("outputs") or {}).items() if name != "mask" and isinstance(path, str)}
+    kept = {cid: path for cid, path in cases.items() if path.resolve() not in auxiliary}
+    if len(kept) < len(cases):
+        logger.info("%s: %d probability maps written by predict left out", folder, len(cases) - len(kept))
+    return kept
 
 
 def _case_number(cid: str) -> int | None:
@@ -299,7 +319,7 @@ def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, labels: Sequence[in
     if pred.is_dir() != gt.is_dir():
         raise InputError(pred, f"give two files or two folders; ground truth {gt} is "
                                f"{'a folder' if gt.is_dir() else 'a file'}")
-    pred_cases, gt_cases = list_cases(pred), list_cases(gt)
+    pred_cases, gt_cases = _without_auxiliary_outputs(list_cases(pred), pred), list_cases(gt)
     for folder, cases in ((gt, gt_cases), (pred, pred_cases)):
         if not cases:
             raise InputError(folder, f"no {' or '.join(NIFTI_SUFFIXES)} files in this folder")
@@ -364,9 +384,11 @@ def metric_summaries(summary: Mapping[str, metrics.Summary]) -> dict[str, dict]:
 
 
 def summary_dict(result: EvaluationResult) -> dict:
-    """JSON-ready summary: case count, labels, :func:`metric_summaries`, unmatched files."""
+    """JSON-ready summary: case count, labels, :func:`metric_summaries`, unmatched files and the
+    cases with both masks empty."""
     return {
         "n_cases": len(result.rows),
+        "both_empty": {"n": len(result.both_empty), "cases": result.both_empty, "convention": BOTH_EMPTY_CONVENTION},
         "labels": list(result.labels),
         "pred_labels": None if result.pred_labels is None else list(result.pred_labels),
         "std": STD_CONVENTION,
@@ -414,6 +436,9 @@ def format_table(result: EvaluationResult) -> str:
     for key in keys:
         unit = DISPLAY[key].unit
         lines.append(f"  {f'{key} ({unit})':<{name_width}} {format_metric(key, result.summary[key])}")
+    if result.both_empty:
+        lines.append(f"{len(result.both_empty)} of these with both masks empty ({BOTH_EMPTY_CONVENTION}): "
+                     f"{', '.join(result.both_empty)}")
     for label, paths in (("predictions", result.unmatched_pred), ("ground truth files", result.unmatched_gt)):
         if paths:
             lines.append(f"unmatched {label} ({len(paths)}): {', '.join(p.name for p in paths)}")

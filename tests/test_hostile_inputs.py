@@ -160,3 +160,40 @@ def test_a_run_config_without_a_section_is_refused_and_a_missing_key_changes_the
     older.config_path.write_text(json.dumps({**payload, "config": config, "config_hash": "written-by-old"}))
     read, used = older.read_config()
     assert used == config_hash(read) != "written-by-old"
+
+
+def test_evaluate_takes_a_predict_folder_with_probability_maps_as_it_stands(tmp_path, capsys, runs):
+    from pancreas_seg.io.nifti import write_nifti
+    from tests.test_cli_predict_evaluate import ct_scan
+
+    scans, out, gt = tmp_path / "scans", tmp_path / "out", tmp_path / "gt"
+    scan = ct_scan()
+    write_nifti(scan, scans / "case_1.nii.gz")
+    assert main(["predict", str(scans), "-o", str(out), "--model", str(runs["identity"]), "--save-probability",
+                 "--quiet"]) == 0
+    assert (out / "case_1_prob.nii.gz").is_file()
+    truth = np.zeros(scan.shape, np.uint8)
+    truth[2:5, 10:20, 8:16] = 1
+    write_nifti(Scan(truth, scan.affine, "CT"), gt / "pancreas_0001.nii.gz")  # paired by its case number
+    capsys.readouterr()
+    assert main(["evaluate", "--pred", str(out), "--gt", str(gt), "--quiet"]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "pancreas_0001" in printed
+
+
+def test_evaluate_reports_cases_with_both_masks_empty_apart(tmp_path, capsys):
+    import json
+
+    from tests.test_cli_predict_evaluate import _label
+
+    for side in ("pred", "gt"):
+        (tmp_path / side).mkdir()
+        _label(np.zeros((2, 4, 4)), tmp_path / side / "case_1.nii.gz")
+        full = np.zeros((2, 4, 4))
+        full[0, :2, :2] = 1
+        _label(full, tmp_path / side / "case_2.nii.gz")
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "-o",
+                 str(tmp_path / "eval"), "--quiet"]) == 0
+    assert "1 of these with both masks empty (DSC = JI = 1 when both masks are empty" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["both_empty"]["n"] == 1 and summary["both_empty"]["cases"] == ["case_1"]
