@@ -91,9 +91,11 @@ def setup_logging(verbose: bool = False) -> None:
 def _convert_dicom(args: argparse.Namespace) -> int:
     from pancreas_seg.io.dicom import read_dicom_series
     from pancreas_seg.io.nifti import NIFTI_SUFFIXES, write_nifti
+    from pancreas_seg.predict import check_intensities
 
     check_output_file(args.output, NIFTI_SUFFIXES, "NIfTI scan")
     scan = read_dicom_series(args.folder, series=args.series, modality=args.modality)
+    check_intensities(scan, args.folder, calibration=False)  # corrupt HU are refused, not converted
     path = write_nifti(scan, args.output)
     z, y, x = scan.spacing
     print(f"{path}: {scan.shape[2]}x{scan.shape[1]}x{scan.shape[0]} voxels, {x:.3f}x{y:.3f}x{z:.3f} mm, {scan.modality}")

@@ -52,6 +52,9 @@ PLAUSIBLE_VOLUME_ML = (20.0, 250.0)  # adult pancreas volumes outside this range
 CT_AIR_MAX_HU = -500.0  # a HU-calibrated CT has air (about -1000 HU) around the body or in the bowel
 INTENSITY_PROBE_PERCENTILE = 0.5  # %, the low end of the intensities compared with air
 INTENSITY_PROBE_STEP = 4  # every 4th voxel along each axis is enough to find the low end
+PADDING_MIN_SHARE = 0.01  # a constant minimum over more than 1 % of the voxels is outside-field padding
+CT_POSSIBLE_HU = (-1200.0, 4000.0)  # HU that tissue, air, bone and contrast take (metal: a few voxels beyond)
+IMPOSSIBLE_SHARE = 0.01  # more than 1 % of the scanned field outside CT_POSSIBLE_HU: corrupt, not metal
 
 # ---------------------------------------------------------------------------
 # inputs
@@ -131,19 +134,43 @@ def find_inputs(path: str | os.PathLike, exclude: str | os.PathLike | None = Non
     return sorted(inputs, key=lambda item: item.case_id), True
 
 
-def check_intensities(scan: Scan, where: str | os.PathLike) -> None:
-    """Refuse a scan whose intensities do not look like its declared modality: CT is HU-calibrated
-    with air near -1000 HU, MRI has no such values. Meant for NIfTI, which names no modality.
+def _scanned_field(probe: np.ndarray) -> np.ndarray:
+    """``probe``'s values inside the scanned field: a constant fill at the minimum (outside-field
+    padding, -2000 or -3024 in many CT exports) over more than :data:`PADDING_MIN_SHARE` is left out."""
+    flat = probe.ravel()
+    lowest = flat.min()
+    padding = flat == lowest
+    return flat[~padding] if padding.mean() > PADDING_MIN_SHARE and not padding.all() else flat
+
+
+def check_intensities(scan: Scan, where: str | os.PathLike, calibration: bool = True) -> None:
+    """Refuse a scan whose intensities inside the scanned field (padding left out) do not look
+    like its modality. CT: more than :data:`IMPOSSIBLE_SHARE` of the field outside the HU range
+    that exists (signed values read as unsigned, a wrong rescale) is corrupt, always; with
+    ``calibration``, CT must also have air near -1000 HU (a series without its rescale intercept
+    has it near +24) and MRI must not. ``calibration`` is off when the user gave ``--modality``.
 
     Raises:
-        InputError: naming the modality and the low end of the intensities seen.
+        InputError: naming the modality and the intensities seen.
     """
     probe = scan.array[::INTENSITY_PROBE_STEP, ::INTENSITY_PROBE_STEP, ::INTENSITY_PROBE_STEP]
-    low = float(np.percentile(probe, INTENSITY_PROBE_PERCENTILE))
+    field = _scanned_field(probe).astype(np.float64)
+    if scan.modality == "CT":
+        low_hu, high_hu = CT_POSSIBLE_HU
+        outside = float(np.mean((field < low_hu) | (field > high_hu)))
+        if outside > IMPOSSIBLE_SHARE:
+            raise InputError(where, f"corrupt CT intensities: {outside:.1%} of the scanned field lies outside "
+                                    f"{low_hu:.0f}..{high_hu:.0f} HU (max {field.max():.0f}); signed pixel values "
+                                    "read as unsigned, or a wrong rescale slope/intercept?")
+    if not calibration:
+        return
+    low = float(np.percentile(field, INTENSITY_PROBE_PERCENTILE))
     has_air = low <= CT_AIR_MAX_HU
     if scan.modality == "CT" and not has_air:
-        raise InputError(where, f"does not look like CT: its lowest intensities ({INTENSITY_PROBE_PERCENTILE} % "
-                                f"percentile) are {low:.0f}, CT has air near -1000 HU; give --modality if it is")
+        raise InputError(where, f"does not look like HU-calibrated CT: inside the scanned field its lowest "
+                                f"intensities ({INTENSITY_PROBE_PERCENTILE} % percentile) are {low:.0f}, CT has "
+                                "air near -1000 HU (a series without RescaleIntercept has it near +24); give "
+                                "--modality CT if it is right")
     if scan.modality == "MRI" and has_air:
         raise InputError(where, f"does not look like MRI: intensities go down to {low:.0f} (HU of air?); give "
                                 "--modality MRI if it is")
@@ -308,8 +335,8 @@ def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedMod
     report's ``failed_outputs`` and never costs the mask.
 
     Raises:
-        InputError: unreadable scan, modality mismatch, intensities unlike the modality (NIfTI
-            without ``options.modality``), DICOM SEG asked for a NIfTI input or a series a SEG
+        InputError: unreadable scan, modality mismatch, corrupt CT intensities, intensities
+            unlike the modality (without ``options.modality``), DICOM SEG asked for a NIfTI input or a series a SEG
             cannot be derived from (checked before the prediction). Nothing is written then.
     """
     if outputs.dicom_seg and item.kind != "dicom":
@@ -319,8 +346,7 @@ def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedMod
         seg_source = check_seg_source(item.path, options.series) if outputs.dicom_seg else None
         series = options.series if seg_source is None else seg_source.series.uid
         scan = read_input(item, _scan_modality(item, models, options), series)
-    if item.kind == "nifti" and options.modality is None:
-        check_intensities(scan, item.path)
+    check_intensities(scan, item.path, calibration=options.modality is None)
     prediction = predict_scan(scan, models, options, timings)
     write_start = time.perf_counter()
     failed = _write_optional_outputs(item, scan, prediction, paths, outputs, seg_source)

@@ -41,7 +41,7 @@ def test_a_ct_model_refuses_an_mr_looking_nifti_unless_told(tmp_path, runs, caps
     write_nifti(mr_like, tmp_path / "mr.nii.gz")
     rc = main(["predict", str(tmp_path / "mr.nii.gz"), "-o", str(tmp_path / "p.nii.gz"), "--model", str(runs["identity"])])
     line = one_error_line(capsys)
-    assert rc == 2 and "does not look like CT" in line and "--modality" in line
+    assert rc == 2 and "does not look like HU-calibrated CT" in line and "--modality" in line
     assert not (tmp_path / "p.nii.gz").exists()
     rc = main(["predict", str(tmp_path / "mr.nii.gz"), "-o", str(tmp_path / "p.nii.gz"), "--model",
                str(runs["identity"]), "--modality", "CT"])

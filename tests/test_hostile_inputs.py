@@ -197,3 +197,86 @@ def test_evaluate_reports_cases_with_both_masks_empty_apart(tmp_path, capsys):
     assert "1 of these with both masks empty (DSC = JI = 1 when both masks are empty" in capsys.readouterr().out
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["both_empty"]["n"] == 1 and summary["both_empty"]["cases"] == ["case_1"]
+
+
+# ---------------------------------------------------------------------------
+# intensity sanity on the scanned field, for DICOM as for NIfTI
+# ---------------------------------------------------------------------------
+
+def _uncalibrated_ct() -> Scan:
+    """CT stored without its rescale intercept (air at about +24) inside -2000 outside-field padding."""
+    from tests.test_cli_predict_evaluate import ct_scan
+
+    scan = ct_scan()
+    array = scan.array.astype(np.int16) + 1024
+    array[:, :3, :] = -2000  # the padding alone would pass a low-percentile "air" test
+    return Scan(array, scan.affine, "CT")
+
+
+def test_a_nifti_ct_without_its_rescale_intercept_is_refused_despite_its_padding(tmp_path, capsys, runs):
+    from pancreas_seg.io.nifti import write_nifti
+    from tests.test_cli_predict_evaluate import one_error_line
+
+    write_nifti(_uncalibrated_ct(), tmp_path / "ct.nii.gz")
+    code = main(["predict", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "m.nii.gz"), "--model",
+                 str(runs["identity"])])
+    assert code == EXIT_USER_ERROR
+    line = one_error_line(capsys)
+    assert "does not look like HU-calibrated CT" in line and "scanned field" in line
+    assert not (tmp_path / "m.nii.gz").exists()
+
+
+def test_a_dicom_ct_without_its_rescale_intercept_is_refused(tmp_path, capsys, runs):
+    from tests.test_cli_predict_evaluate import ct_scan, one_error_line
+
+    shifted = ct_scan()
+    shifted = Scan(shifted.array.astype(np.int16) + 1024, shifted.affine, "CT")  # all positive: uint16, no rescale
+    write_dicom_series(shifted, tmp_path / "series", patient_id="P")
+    code = main(["predict", str(tmp_path / "series"), "-o", str(tmp_path / "m.nii.gz"), "--model",
+                 str(runs["identity"])])
+    assert code == EXIT_USER_ERROR
+    assert "does not look like HU-calibrated CT" in one_error_line(capsys)
+    assert not (tmp_path / "m.nii.gz").exists()
+
+
+def test_signed_ct_pixels_declared_unsigned_are_refused_as_corrupt_even_with_modality_given(tmp_path, capsys, runs):
+    import pydicom
+
+    from tests.test_cli_predict_evaluate import ct_scan, one_error_line
+
+    for path in write_dicom_series(ct_scan(), tmp_path / "series", patient_id="P"):
+        dataset = pydicom.dcmread(path)
+        assert dataset.PixelRepresentation == 1
+        dataset.PixelRepresentation = 0  # -1000 HU now reads as 64,536
+        dataset.save_as(path)
+    code = main(["predict", str(tmp_path / "series"), "-o", str(tmp_path / "m.nii.gz"), "--model",
+                 str(runs["identity"]), "--modality", "CT"])
+    assert code == EXIT_USER_ERROR
+    line = one_error_line(capsys)
+    assert "corrupt CT intensities" in line and "unsigned" in line
+    assert not (tmp_path / "m.nii.gz").exists()
+
+
+def test_the_scanned_field_leaves_out_constant_padding_only():
+    from pancreas_seg.predict import _scanned_field
+
+    values = np.array([-2000.0] * 10 + [-1000.0, 0.0, 40.0])
+    np.testing.assert_array_equal(_scanned_field(values), [-1000.0, 0.0, 40.0])
+    body_only = np.linspace(-1000.0, 300.0, 1000)  # the minimum occurs once: nothing is padding
+    assert _scanned_field(body_only).size == 1000
+
+
+def test_convert_dicom_refuses_signed_ct_pixels_declared_unsigned(tmp_path, capsys):
+    import pydicom
+
+    from tests.test_cli_predict_evaluate import ct_scan, one_error_line
+
+    for path in write_dicom_series(ct_scan(), tmp_path / "series", patient_id="P"):
+        dataset = pydicom.dcmread(path)
+        dataset.PixelRepresentation = 0
+        dataset.save_as(path)
+    (tmp_path / "out").mkdir()
+    assert main(["convert-dicom", str(tmp_path / "series"), "-o", str(tmp_path / "out" / "ct.nii.gz")]) \
+        == EXIT_USER_ERROR
+    assert "corrupt CT intensities" in one_error_line(capsys)
+    assert not any((tmp_path / "out").iterdir())
