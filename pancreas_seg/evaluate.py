@@ -125,12 +125,13 @@ BOTH_EMPTY_CONVENTION = "DSC = JI = 1 when both masks are empty, counted in the 
 
 
 def list_cases(folder: str | os.PathLike) -> dict[str, Path]:
-    """Case id -> path of the NIfTI files directly in ``folder`` (hidden files skipped)."""
+    """Case id -> path of the NIfTI files directly in ``folder`` (hidden files skipped). An entry
+    named like NIfTI that is no regular file (a symlink loop, a FIFO) is a case, refused when read."""
     folder = Path(folder)
     cases: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         lower = path.name.lower()
-        if path.name.startswith(".") or not path.is_file() or not lower.endswith(NIFTI_SUFFIXES):
+        if path.name.startswith(".") or path.is_dir() or not lower.endswith(NIFTI_SUFFIXES):
             continue
         cid = case_id(path)
         if cid in cases:
@@ -144,9 +145,9 @@ def _without_auxiliary_outputs(cases: dict[str, Path], folder: Path) -> dict[str
     the mask (``CASE_prob.nii.gz``): a folder written by ``predict`` is evaluated as it stands."""
     from pancreas_seg.cohort import find_reports
 
-    auxiliary = {Path(path).resolve() for _, report in find_reports(folder) if isinstance(report, dict)
+    auxiliary = {os.path.realpath(path) for _, report in find_reports(folder) if isinstance(report, dict)
                  for name, path in (report.get("outputs") or {}).items() if name != "mask" and isinstance(path, str)}
-    kept = {cid: path for cid, path in cases.items() if path.resolve() not in auxiliary}
+    kept = {cid: path for cid, path in cases.items() if os.path.realpath(path) not in auxiliary}
     if len(kept) < len(cases):
         logger.info("%s: %d probability maps written by predict left out", folder, len(cases) - len(kept))
     return kept

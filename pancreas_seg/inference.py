@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -121,13 +122,17 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     The model is loaded with ``safe_mode=True`` and not compiled.
 
     Raises:
-        InputError: missing path or config, unreadable config, a model file that does not load, a
+        InputError: missing path or config, unreadable config, a damaged (truncated) model file or
+            one that does not load, a
             model that does not predict from scans (the BiRNN alone).
     """
     run, model_path = locate_model(path)
     config, run_hash = run.read_config()
     if config.model.name == NOT_A_SCAN_MODEL:
         raise InputError(model_path, "this model is a BiRNN alone (it takes CNN probabilities, not scans)")
+    if model_path.is_file() and not zipfile.is_zipfile(model_path):
+        raise InputError(model_path, "damaged model file: not a complete .keras archive (truncated or overwritten?); "
+                                     "copy it again or retrain")
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file

@@ -26,7 +26,7 @@ from pancreas_seg.cohort import VERSION_KEY, is_finished, read_report
 from pancreas_seg.errors import InputError, PancreasSegError, one_line
 from pancreas_seg.inference import LoadedModel, Prediction, PredictOptions, predict_scan, timed
 from pancreas_seg.io.atomic import atomic_write, atomic_write_many, check_writable
-from pancreas_seg.io.dicom import list_series, read_dicom_series
+from pancreas_seg.io.dicom import list_series, read_dicom_series, resolve_series
 from pancreas_seg.io.dicom_seg import SegSource, check_seg_source, write_dicom_seg
 from pancreas_seg.io.nifti import (NIFTI_SUFFIXES, XFORM_CODE_FIELDS, nifti_case_id, read_nifti, split_nifti_name,
                                    write_nifti)
@@ -77,6 +77,17 @@ def _visible(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
+def _real(path: Path) -> Path:
+    """``path`` with its symbolic links followed; unlike ``Path.resolve`` it does not raise on a loop."""
+    return Path(os.path.realpath(path))
+
+
+def _named_nifti(path: Path) -> bool:
+    """Named like a NIfTI file and no folder: a case, even when it cannot be read (a symlink loop,
+    a FIFO), so that its reading fails that case alone."""
+    return not path.is_dir() and path.name.lower().endswith(NIFTI_SUFFIXES)
+
+
 def _is_prediction_folder(path: Path) -> bool:
     """A folder holding this tool's prediction reports (an earlier run's output): not a case."""
     if not path.is_dir():
@@ -101,16 +112,23 @@ def find_inputs(path: str | os.PathLike, exclude: str | os.PathLike | None = Non
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(path, "does not exist")
+        raise InputError(path, "does not exist" + (" (a broken symbolic link or a symlink loop)"
+                                                   if path.is_symlink() else ""))
+    if not path.is_file() and not path.is_dir():
+        raise InputError(path, "neither a regular file nor a folder (a FIFO, socket or device cannot be read)")
     if path.is_file():
         if not _is_nifti(path):
             raise InputError(path, f"not a NIfTI file ({' or '.join(NIFTI_SUFFIXES)}); for DICOM give the "
                                    "folder holding the series")
         return [ScanInput(nifti_case_id(path), path, "nifti")], False
-    skip = Path(exclude).resolve() if exclude is not None else None
-    entries = [p for p in _visible(path) if p.resolve() != skip and not _is_prediction_folder(p)]
-    niftis = [p for p in entries if _is_nifti(p)]
+    skip = _real(Path(exclude)) if exclude is not None else None
+    entries = [p for p in _visible(path) if _real(p) != skip and not _is_prediction_folder(p)]
+    niftis = [p for p in entries if _named_nifti(p)]
     folders = [p for p in entries if p.is_dir()]
+    for odd in sorted(set(entries) - set(niftis) - set(folders)):
+        if not odd.is_file():
+            logger.warning("%s: skipped: not a regular file or folder (FIFO, socket, device, broken link or "
+                           "symlink loop)", odd)
     if not niftis:
         try:
             series = list_series(path)
@@ -121,7 +139,10 @@ def find_inputs(path: str | os.PathLike, exclude: str | os.PathLike | None = Non
         if series is not None and len(series) == 1:
             return [ScanInput(path.name, path, "dicom")], False
         if series is not None and not series:
-            raise InputError(path, "no DICOM image series and no NIfTI files found")
+            try:
+                resolve_series(path)
+            except InputError as err:  # says which images were skipped, and why
+                raise InputError(path, f"no NIfTI files and {err.problem}") from None
         if len(folders) < 2:
             return [ScanInput(path.name, path, "dicom")], False  # several series: the reader lists them
     inputs = [ScanInput(nifti_case_id(p), p, "nifti") for p in niftis]
@@ -228,15 +249,21 @@ def check_outputs(plan: Sequence[tuple[ScanInput, OutputPaths]]) -> None:
             ``x_prob``'s mask).
     """
     for folder in sorted({paths.mask.parent for _, paths in plan}):
+        if folder.exists() and not folder.is_dir():
+            raise InputError(folder, "is a file, not a folder: outputs cannot be written inside it")
         check_writable(folder)
-    inputs = {item.path.resolve(): item.path for item, _ in plan}
+    for _, paths in plan:
+        for output in (paths.mask, paths.report):  # always written; an optional output failing keeps the mask
+            if output.is_dir():
+                raise InputError(output, "is a folder; the output must be a file")
+    inputs = {_real(item.path): item.path for item, _ in plan}
     owners: dict[Path, str] = {}
     for item, paths in plan:
         for output in paths.files():
-            if output.resolve() in inputs:
-                raise InputError(output, f"would overwrite the input scan {inputs[output.resolve()]}; "
+            if _real(output) in inputs:
+                raise InputError(output, f"would overwrite the input scan {inputs[_real(output)]}; "
                                          "choose another output")
-            owner = owners.setdefault(output.resolve(), item.case_id)
+            owner = owners.setdefault(_real(output), item.case_id)
             if owner != item.case_id:
                 raise InputError(output, f"is an output of both case {owner!r} and case {item.case_id!r}; "
                                          "rename one of the inputs")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,8 @@ def test_predict_refusals_are_one_line(tmp_path, runs, capsys, case, problem):
         broken = RunFolder(tmp_path / "broken")
         broken.root.mkdir()
         broken.write_config(RunFolder(runs["identity"]).read_config()[0])
-        broken.model_path.write_bytes(b"PK not really a zip")
+        with zipfile.ZipFile(broken.model_path, "w") as archive:  # a whole archive, but no Keras model
+            archive.writestr("notes.txt", "not a model")
         args[-1] = str(broken.root)
     elif case == "no_config":
         lonely = tmp_path / "lonely.keras"

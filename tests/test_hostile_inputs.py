@@ -280,3 +280,186 @@ def test_convert_dicom_refuses_signed_ct_pixels_declared_unsigned(tmp_path, caps
         == EXIT_USER_ERROR
     assert "corrupt CT intensities" in one_error_line(capsys)
     assert not any((tmp_path / "out").iterdir())
+
+
+# ---------------------------------------------------------------------------
+# odd paths: one line for the entry at fault, never a traceback or a hang
+# ---------------------------------------------------------------------------
+
+def _two_scan_batch(folder: Path) -> Path:
+    from pancreas_seg.io.nifti import write_nifti
+    from tests.test_cli_predict_evaluate import ct_scan
+
+    for case in ("a", "b"):
+        write_nifti(ct_scan(), folder / f"{case}.nii.gz")
+    return folder
+
+
+def test_a_symlink_loop_in_a_batch_fails_that_entry_alone(tmp_path, capsys, caplog, runs):
+    import os
+
+    batch = _two_scan_batch(tmp_path / "batch")
+    os.symlink(batch / "c.nii.gz", batch / "c.nii.gz")  # a NIfTI-named loop: a case that cannot be read
+    os.symlink(batch / "loop2", batch / "loop1")
+    os.symlink(batch / "loop1", batch / "loop2")  # an unnamed loop: skipped, with a warning
+    code = main(["predict", str(batch), "-o", str(tmp_path / "out"), "--model", str(runs["identity"]), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "c.nii.gz: file does not exist (a broken symbolic link or a symlink loop)" in err
+    assert "loop1: skipped" in caplog.text
+    assert {"a.nii.gz", "b.nii.gz"} <= {p.name for p in (tmp_path / "out").iterdir()}
+
+
+@pytest.mark.parametrize("name", ["scan.nii.gz", "scan"])
+def test_a_fifo_as_input_is_refused_without_opening_it(tmp_path, capsys, runs, name):
+    import os
+
+    from tests.test_cli_predict_evaluate import one_error_line
+
+    os.mkfifo(tmp_path / name)  # opening it for reading would block for ever
+    code = main(["predict", str(tmp_path / name), "-o", str(tmp_path / "m.nii.gz"), "--model", str(runs["identity"])])
+    assert code == EXIT_USER_ERROR
+    assert "neither a regular file nor a folder" in one_error_line(capsys)
+
+
+def test_a_fifo_inside_a_dicom_folder_is_skipped(tmp_path, caplog):
+    import os
+
+    from tests.test_cli_predict_evaluate import ct_scan
+
+    write_dicom_series(ct_scan(), tmp_path / "series", patient_id="P")
+    os.mkfifo(tmp_path / "series" / "fifo")
+    assert read_dicom_series(tmp_path / "series").shape == ct_scan().shape
+    assert "fifo: skipped: not a regular file" in caplog.text
+
+
+def test_a_nifti_with_a_zero_length_dimension_is_refused(tmp_path, capsys, runs):
+    import nibabel as nib
+
+    from tests.test_cli_predict_evaluate import one_error_line
+
+    nib.save(nib.Nifti1Image(np.zeros((4, 0, 3), np.int16), np.eye(4)), str(tmp_path / "empty.nii.gz"))
+    code = main(["predict", str(tmp_path / "empty.nii.gz"), "-o", str(tmp_path / "m.nii.gz"), "--model",
+                 str(runs["identity"]), "--quiet"])
+    assert code == EXIT_USER_ERROR
+    assert "empty volume: a dimension has length 0" in one_error_line(capsys)
+
+
+def _spy_on_prediction(monkeypatch) -> list:
+    import pancreas_seg.predict as predict_module
+
+    calls = []
+    real = predict_module.predict_scan
+    monkeypatch.setattr(predict_module, "predict_scan", lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    return calls
+
+
+def test_a_mask_path_that_is_a_folder_is_refused_before_the_networks_run(tmp_path, capsys, runs, monkeypatch):
+    from tests.test_cli_predict_evaluate import one_error_line
+
+    batch = _two_scan_batch(tmp_path / "batch")
+    (tmp_path / "out" / "a.nii.gz").mkdir(parents=True)
+    calls = _spy_on_prediction(monkeypatch)
+    code = main(["predict", str(batch), "-o", str(tmp_path / "out"), "--model", str(runs["identity"]), "--quiet"])
+    assert code == EXIT_USER_ERROR and calls == []
+    assert "a.nii.gz: is a folder; the output must be a file" in one_error_line(capsys)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.nii.gz"]
+
+
+def test_an_output_inside_a_regular_file_is_refused_before_the_networks_run(tmp_path, capsys, runs, monkeypatch):
+    from tests.test_cli_predict_evaluate import one_error_line
+
+    batch = _two_scan_batch(tmp_path / "batch")
+    (tmp_path / "notes").write_text("not a folder")
+    calls = _spy_on_prediction(monkeypatch)
+    for output in ("notes/m.nii.gz", "notes/sub/m.nii.gz"):
+        code = main(["predict", str(batch / "a.nii.gz"), "-o", str(tmp_path / output), "--model",
+                     str(runs["identity"]), "--quiet"])
+        assert code == EXIT_USER_ERROR and calls == []
+        assert "notes" in one_error_line(capsys)
+    assert (tmp_path / "notes").read_text() == "not a folder"
+
+
+# ---------------------------------------------------------------------------
+# messages that say what is wrong
+# ---------------------------------------------------------------------------
+
+def test_a_truncated_model_file_is_reported_as_damaged(tmp_path, capsys, runs):
+    from tests.test_cli_predict_evaluate import ct_scan, one_error_line
+    from pancreas_seg.io.nifti import write_nifti
+
+    run = shutil.copytree(runs["identity"], tmp_path / "run")
+    model = run / "model.keras"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    write_nifti(ct_scan(), tmp_path / "ct.nii.gz")
+    code = main(["predict", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "m.nii.gz"), "--model", str(run)])
+    assert code == EXIT_USER_ERROR
+    line = one_error_line(capsys)
+    assert str(model) in line and "damaged model file" in line and "not found" not in line.lower()
+
+
+def _series_without(tmp_path: Path, tag: str, which: slice) -> Path:
+    import pydicom
+
+    from tests.test_cli_predict_evaluate import ct_scan
+
+    paths = write_dicom_series(ct_scan(), tmp_path / "series", patient_id="P")
+    for path in paths[which]:
+        dataset = pydicom.dcmread(path)
+        if tag == "PixelSpacing":
+            dataset.ImagerPixelSpacing = dataset.PixelSpacing
+        delattr(dataset, tag)
+        dataset.save_as(path)
+    return tmp_path / "series"
+
+
+def test_a_slice_without_image_position_is_named_not_reported_as_a_gap(tmp_path):
+    from pancreas_seg.errors import InputError
+
+    folder = _series_without(tmp_path, "ImagePositionPatient", slice(3, 4))
+    with pytest.raises(InputError) as caught:
+        read_dicom_series(folder)
+    message = str(caught.value)
+    assert "1 image(s) without plane geometry" in message and "lacks ImagePositionPatient" in message
+    assert "gap" not in message
+
+
+def test_a_series_with_imager_pixel_spacing_only_says_why_it_was_skipped(tmp_path, capsys, runs):
+    from tests.test_cli_predict_evaluate import one_error_line
+
+    folder = _series_without(tmp_path, "PixelSpacing", slice(None))
+    assert main(["convert-dicom", str(folder), "-o", str(tmp_path / "ct.nii.gz")]) == EXIT_USER_ERROR
+    line = one_error_line(capsys)
+    assert "skipped 8 image(s) without plane geometry" in line and "ImagerPixelSpacing only" in line
+    code = main(["predict", str(folder), "-o", str(tmp_path / "m.nii.gz"), "--model", str(runs["identity"])])
+    assert code == EXIT_USER_ERROR and "ImagerPixelSpacing only" in one_error_line(capsys)
+
+
+def test_a_tilted_series_with_a_missing_slice_is_reported_as_tilted(tmp_path):
+    from pancreas_seg.errors import InputError
+    from tests.test_cli_predict_evaluate import ct_scan
+
+    scan = ct_scan(shape=(10, 32, 24))
+    affine = np.array(scan.affine, float)
+    affine[1, 2] = affine[2, 2] * np.tan(np.radians(15))  # slice origins drift along y: gantry tilt
+    paths = write_dicom_series(Scan(scan.array, affine, "CT"), tmp_path / "series", patient_id="P")
+    paths[4].unlink()
+    with pytest.raises(InputError, match="gantry tilt of 15.00 degrees"):
+        read_dicom_series(tmp_path / "series")
+
+
+def test_evaluate_does_not_drop_a_prediction_that_is_a_symlink_loop(tmp_path, capsys):
+    import os
+
+    from tests.test_cli_predict_evaluate import _label, one_error_line
+
+    for side in ("pred", "gt"):
+        (tmp_path / side).mkdir()
+        full = np.zeros((2, 4, 4))
+        full[0, :2, :2] = 1
+        _label(full, tmp_path / side / "case_1.nii.gz")
+    _label(np.zeros((2, 4, 4)), tmp_path / "gt" / "case_2.nii.gz")
+    os.symlink("case_2.nii.gz", tmp_path / "pred" / "case_2.nii.gz")  # points at itself
+    code = main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--quiet"])
+    assert code == EXIT_USER_ERROR
+    assert "case_2.nii.gz: file does not exist (a broken symbolic link or a symlink loop)" in one_error_line(capsys)

@@ -45,6 +45,7 @@ MAX_GAPS_REPORTED = 5  # at most this many gaps are listed in an error message
 
 DICOM_MODALITY_TO_SCAN = {"CT": "CT", "MR": "MRI"}
 SCAN_MODALITY_TO_DICOM = {"CT": "CT", "MRI": "MR"}
+PLANE_GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
 NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "SR", "PR", "KO", "RTPLAN", "RTDOSE", "REG"})
 
 INT16 = np.iinfo(np.int16)  # integral CT values fitting it are returned as int16
@@ -61,8 +62,10 @@ class SeriesInfo:
         uid: SeriesInstanceUID, ``""`` when the files have none.
         description: SeriesDescription (may be ``""``).
         modality: the DICOM Modality tag (``"CT"``, ``"MR"``, ...).
-        n_files: number of image files.
-        paths: the image files, sorted by path.
+        n_files: number of image files with plane geometry.
+        paths: those files, sorted by path.
+        incomplete: ``(file, what it lacks)`` for the series' images without plane geometry
+            (no ImagePositionPatient, say): the series cannot be stacked while they are in it.
     """
 
     key: str
@@ -71,6 +74,7 @@ class SeriesInfo:
     modality: str
     n_files: int
     paths: tuple[Path, ...]
+    incomplete: tuple[tuple[Path, str], ...] = ()
 
     def summary(self) -> str:
         """One line for error messages and listings."""
@@ -115,12 +119,21 @@ def _read_header(path: Path) -> Dataset | None:
 
 
 def _is_single_frame_image(ds: Dataset) -> bool:
-    """True for a single-frame image with plane geometry (CT/MR slice), False for SEG, SR, multi-frame."""
+    """True for a single-frame image (CT/MR slice, with or without plane geometry), False for SEG, SR,
+    multi-frame."""
     if "PixelData" not in ds or str(ds.get("Modality", "")).upper() in NON_IMAGE_MODALITIES:
         return False
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        return False
-    return all(ds.get(tag) for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"))
+    return int(ds.get("NumberOfFrames", 1) or 1) <= 1
+
+
+def _missing_geometry(ds: Dataset) -> str:
+    """What an image lacks to be placed in a stack (``""`` when nothing): the plane geometry tags."""
+    missing = [tag for tag in PLANE_GEOMETRY_TAGS if not ds.get(tag)]
+    if not missing:
+        return ""
+    note = " (it has ImagerPixelSpacing only: a projection image, not a slice?)" \
+        if "PixelSpacing" in missing and ds.get("ImagerPixelSpacing") else ""
+    return f"lacks {', '.join(missing)}{note}"
 
 
 def _group_key(ds: Dataset) -> str:
@@ -128,7 +141,8 @@ def _group_key(ds: Dataset) -> str:
     uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
     if uid:
         return uid
-    iop = tuple(np.round(np.asarray(ds.ImageOrientationPatient, dtype=float), IOP_GROUP_DECIMALS) + 0.0)
+    orientation = ds.get("ImageOrientationPatient") or [np.nan] * 6
+    iop = tuple(np.round(np.asarray(orientation, dtype=float), IOP_GROUP_DECIMALS) + 0.0)
     parts = (
         str(ds.get("StudyInstanceUID", "")),
         str(ds.get("FrameOfReferenceUID", "")),
@@ -140,10 +154,17 @@ def _group_key(ds: Dataset) -> str:
 
 
 def _walk_files(folder: Path) -> list[Path]:
+    """The regular files under ``folder``. Others are skipped with a warning: opening a FIFO would
+    block for ever, a symlink loop or broken link cannot be read."""
     paths = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # hidden: .git, unfinished writes
-        paths.extend(Path(root) / name for name in sorted(files))
+        for path in (Path(root) / name for name in sorted(files)):
+            if path.is_file():
+                paths.append(path)
+            else:
+                logger.warning("%s: skipped: not a regular file (FIFO, socket, device, broken link or symlink loop)",
+                               path)
     return paths
 
 
@@ -161,27 +182,32 @@ def list_series(folder: str | os.PathLike) -> list[SeriesInfo]:
 
     Hidden folders (``.git``, the temporary folder of an unfinished write) are
     not searched. Files that are not DICOM (README, DICOMDIR is DICOM but has no pixels, ...)
-    and DICOM objects that are not single-frame images with plane geometry
-    (SEG, SR, RTSTRUCT, multi-frame) are skipped silently. Image files are grouped
-    by SeriesInstanceUID; files with an empty SeriesInstanceUID by (StudyInstanceUID,
-    FrameOfReferenceUID, rounded ImageOrientationPatient, Rows, Columns).
+    and DICOM objects that are not single-frame images (SEG, SR, RTSTRUCT, multi-frame) are
+    skipped silently. Image files are grouped by SeriesInstanceUID; files with an empty
+    SeriesInstanceUID by (StudyInstanceUID, FrameOfReferenceUID, rounded
+    ImageOrientationPatient, Rows, Columns). Images without plane geometry are kept apart in
+    their series' ``incomplete``.
 
     Returns:
-        the series, sorted by (description, uid/key).
+        the series with at least one image with plane geometry, sorted by (description, uid/key).
 
     Raises:
         InputError: ``folder`` is missing, or a DICOM file in it is truncated/corrupt.
     """
-    folder = _check_folder(folder)
-    groups: dict[str, list[tuple[Path, Dataset]]] = {}
+    return [info for info in _find_series(_check_folder(folder)) if info.n_files]
+
+
+def _find_series(folder: Path) -> list[SeriesInfo]:
+    """Every series of single-frame images under ``folder``, with or without plane geometry."""
+    groups: dict[str, list[tuple[Path, Dataset, str]]] = {}
     for path in _walk_files(folder):
         ds = _read_header(path)
-        if ds is None or not _is_single_frame_image(ds):
-            continue
-        groups.setdefault(_group_key(ds), []).append((path, ds))
+        if ds is not None and _is_single_frame_image(ds):
+            groups.setdefault(_group_key(ds), []).append((path, ds, _missing_geometry(ds)))
     infos = []
-    for key, members in groups.items():
-        first = members[0][1]
+    for key, files in groups.items():
+        members = [(path, ds) for path, ds, missing in files if not missing]
+        first = files[0][1]
         infos.append(
             SeriesInfo(
                 key=key,
@@ -190,14 +216,24 @@ def list_series(folder: str | os.PathLike) -> list[SeriesInfo]:
                 modality=str(first.get("Modality", "") or ""),
                 n_files=len(members),
                 paths=tuple(path for path, _ in members),
+                incomplete=tuple((path, missing) for path, _, missing in files if missing),
             )
         )
     return sorted(infos, key=lambda info: (info.description, info.key))
 
 
-def _select_series(folder: Path, infos: list[SeriesInfo], series: str | None) -> SeriesInfo:
+def _without_geometry(folder: Path, images: Sequence[tuple[Path, str]]) -> str:
+    """``"3 image(s) without plane geometry, e.g. a.dcm lacks PixelSpacing"``."""
+    path, missing = images[0]
+    return f"{len(images)} image(s) without plane geometry, e.g. {_rel(folder, path)} {missing}"
+
+
+def _select_series(folder: Path, found: list[SeriesInfo], series: str | None) -> SeriesInfo:
+    infos = [info for info in found if info.n_files]
     if not infos:
-        raise InputError(folder, "no DICOM image series found (single-frame CT/MR images with plane geometry)")
+        skipped = [image for info in found for image in info.incomplete]
+        reason = f"; skipped {_without_geometry(folder, skipped)}" if skipped else ""
+        raise InputError(folder, f"no DICOM image series found (single-frame CT/MR images with plane geometry){reason}")
     listing = "\n  ".join(info.summary() for info in infos)
     if series is None:
         if len(infos) == 1:
@@ -229,7 +265,11 @@ def resolve_series(folder: str | os.PathLike, series: str | None = None) -> Seri
             (the message lists the series found).
     """
     folder = _check_folder(folder)
-    return _select_series(folder, list_series(folder), series)
+    info = _select_series(folder, _find_series(folder), series)
+    if info.incomplete:
+        raise InputError(folder, f"series {info.uid or info.key} has {_without_geometry(folder, info.incomplete)}: "
+                                 "its slices cannot be placed in a stack; remove or repair them")
+    return info
 
 
 def _set_transfer_syntax(ds: Dataset) -> None:
@@ -303,7 +343,8 @@ def _geometry(folder: Path, slices: list[tuple[Path, Dataset]]) -> tuple[np.ndar
 
 
 def _check_stack(folder: Path, paths: list[Path], positions: np.ndarray, normal: np.ndarray, min_pixel: float) -> float:
-    """Check sorted slice positions for duplicates, gaps and gantry tilt.
+    """Check sorted slice positions for duplicates, gantry tilt and gaps (tilt first: the slices of
+    a tilted series rounded to the header's precision can look unevenly spaced).
 
     Args:
         paths: the slice files, sorted along the normal.
@@ -323,6 +364,15 @@ def _check_stack(folder: Path, paths: list[Path], positions: np.ndarray, normal:
             folder, f"duplicate slice position {along[i]:.3f} mm along the normal in {_rel(folder, paths[i])} and "
             f"{_rel(folder, paths[i + 1])} ({dup.size} duplicate(s)); the folder may hold two series or repeated files"
         )
+    offsets = positions - positions[0]
+    in_plane = offsets - np.outer(offsets @ normal, normal)
+    drift = np.linalg.norm(in_plane, axis=1)
+    if drift.max() > TILT_TOL_PIXELS * min_pixel:
+        angle = float(np.degrees(np.max(np.arctan2(drift[1:], np.abs(along[1:] - along[0])))))
+        raise InputError(
+            folder, f"gantry tilt of {angle:.2f} degrees (slice origins drift {drift.max():.2f} mm in-plane); "
+            "resample the series first"
+        )
     median = float(np.median(gaps))
     tol = min(GAP_REL_TOL * median, GAP_ABS_TOL_MM)
     bad = np.flatnonzero(np.abs(gaps - median) > tol)
@@ -334,15 +384,6 @@ def _check_stack(folder: Path, paths: list[Path], positions: np.ndarray, normal:
         raise InputError(
             folder, f"missing slice(s) or uneven slice gap: median gap {median:.3f} mm, but gap of {shown}{more} "
             "(positions along the slice normal, mm)"
-        )
-    offsets = positions - positions[0]
-    in_plane = offsets - np.outer(offsets @ normal, normal)
-    drift = np.linalg.norm(in_plane, axis=1)
-    if drift.max() > TILT_TOL_PIXELS * min_pixel:
-        angle = float(np.degrees(np.max(np.arctan2(drift[1:], along[1:] - along[0]))))
-        raise InputError(
-            folder, f"gantry tilt of {angle:.2f} degrees (slice origins drift {drift.max():.2f} mm in-plane); "
-            "resample the series first"
         )
     return median
 

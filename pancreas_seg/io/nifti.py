@@ -63,15 +63,18 @@ def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image
         (the header's codes, so outputs on its grid can say the same of their coordinates).
 
     Raises:
-        InputError: missing, unreadable, truncated or not NIfTI; not 3D; a singular
-            or non-finite affine; NaN or inf values; for a label, values that are
-            not integers in [0, 255].
+        InputError: missing, not a regular file, unreadable, truncated or not NIfTI; not 3D or
+            a dimension of length 0; a singular or non-finite affine; NaN or inf values; for a
+            label, values that are not integers in [0, 255].
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file does not exist" + (" (a broken symbolic link or a symlink loop)"
+                                                        if path.is_symlink() else ""))
     if not path.is_file():
-        raise InputError(path, "file does not exist")
+        raise InputError(path, "not a regular file (a folder, FIFO, socket or device cannot be read as NIfTI)")
     try:
         img = nib.load(path)
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types for bad files
@@ -81,6 +84,8 @@ def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image
     shape = img.shape
     if len(shape) < 3 or any(n != 1 for n in shape[3:]):
         raise InputError(path, f"expected a 3D volume (or 4D with one volume), got shape {shape}")
+    if 0 in shape[:3]:
+        raise InputError(path, f"empty volume: a dimension has length 0 (shape {shape})")
     header = img.header
     if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
         logger.warning("%s: neither sform nor qform is set; using the voxel sizes only", path)
