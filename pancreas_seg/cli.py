@@ -91,7 +91,7 @@ def setup_logging(verbose: bool = False) -> None:
 def _convert_dicom(args: argparse.Namespace) -> int:
     from pancreas_seg.io.dicom import read_dicom_series
     from pancreas_seg.io.nifti import NIFTI_SUFFIXES, write_nifti
-    from pancreas_seg.predict import check_intensities
+    from pancreas_seg.io.intensity import check_intensities
 
     check_output_file(args.output, NIFTI_SUFFIXES, "NIfTI scan")
     scan = read_dicom_series(args.folder, series=args.series, modality=args.modality)

@@ -27,6 +27,7 @@ from pancreas_seg.errors import InputError, PancreasSegError, one_line
 from pancreas_seg.inference import LoadedModel, Prediction, PredictOptions, predict_scan, timed
 from pancreas_seg.io.atomic import atomic_write, atomic_write_many, check_writable
 from pancreas_seg.io.dicom import list_series, read_dicom_series, resolve_series
+from pancreas_seg.io.intensity import check_intensities
 from pancreas_seg.io.dicom_seg import SegSource, check_seg_source, write_dicom_seg
 from pancreas_seg.io.nifti import (NIFTI_SUFFIXES, XFORM_CODE_FIELDS, nifti_case_id, read_nifti, split_nifti_name,
                                    write_nifti)
@@ -49,12 +50,6 @@ DICOM_SEG_SUFFIX = "_seg.dcm"
 BATCH_MASK_SUFFIX = ".nii.gz"
 
 PLAUSIBLE_VOLUME_ML = (20.0, 250.0)  # adult pancreas volumes outside this range are flagged for review
-CT_AIR_MAX_HU = -500.0  # a HU-calibrated CT has air (about -1000 HU) around the body or in the bowel
-INTENSITY_PROBE_PERCENTILE = 0.5  # %, the low end of the intensities compared with air
-INTENSITY_PROBE_STEP = 4  # every 4th voxel along each axis is enough to find the low end
-PADDING_MIN_SHARE = 0.01  # a constant minimum over more than 1 % of the voxels is outside-field padding
-CT_POSSIBLE_HU = (-1200.0, 4000.0)  # HU that tissue, air, bone and contrast take (metal: a few voxels beyond)
-IMPOSSIBLE_SHARE = 0.01  # more than 1 % of the scanned field outside CT_POSSIBLE_HU: corrupt, not metal
 
 # ---------------------------------------------------------------------------
 # inputs
@@ -153,48 +148,6 @@ def find_inputs(path: str | os.PathLike, exclude: str | os.PathLike | None = Non
             raise InputError(path, f"two inputs for case {item.case_id!r}: {seen[item.case_id].name} and {item.path.name}")
         seen[item.case_id] = item.path
     return sorted(inputs, key=lambda item: item.case_id), True
-
-
-def _scanned_field(probe: np.ndarray) -> np.ndarray:
-    """``probe``'s values inside the scanned field: a constant fill at the minimum (outside-field
-    padding, -2000 or -3024 in many CT exports) over more than :data:`PADDING_MIN_SHARE` is left out."""
-    flat = probe.ravel()
-    lowest = flat.min()
-    padding = flat == lowest
-    return flat[~padding] if padding.mean() > PADDING_MIN_SHARE and not padding.all() else flat
-
-
-def check_intensities(scan: Scan, where: str | os.PathLike, calibration: bool = True) -> None:
-    """Refuse a scan whose intensities inside the scanned field (padding left out) do not look
-    like its modality. CT: more than :data:`IMPOSSIBLE_SHARE` of the field outside the HU range
-    that exists (signed values read as unsigned, a wrong rescale) is corrupt, always; with
-    ``calibration``, CT must also have air near -1000 HU (a series without its rescale intercept
-    has it near +24) and MRI must not. ``calibration`` is off when the user gave ``--modality``.
-
-    Raises:
-        InputError: naming the modality and the intensities seen.
-    """
-    probe = scan.array[::INTENSITY_PROBE_STEP, ::INTENSITY_PROBE_STEP, ::INTENSITY_PROBE_STEP]
-    field = _scanned_field(probe).astype(np.float64)
-    if scan.modality == "CT":
-        low_hu, high_hu = CT_POSSIBLE_HU
-        outside = float(np.mean((field < low_hu) | (field > high_hu)))
-        if outside > IMPOSSIBLE_SHARE:
-            raise InputError(where, f"corrupt CT intensities: {outside:.1%} of the scanned field lies outside "
-                                    f"{low_hu:.0f}..{high_hu:.0f} HU (max {field.max():.0f}); signed pixel values "
-                                    "read as unsigned, or a wrong rescale slope/intercept?")
-    if not calibration:
-        return
-    low = float(np.percentile(field, INTENSITY_PROBE_PERCENTILE))
-    has_air = low <= CT_AIR_MAX_HU
-    if scan.modality == "CT" and not has_air:
-        raise InputError(where, f"does not look like HU-calibrated CT: inside the scanned field its lowest "
-                                f"intensities ({INTENSITY_PROBE_PERCENTILE} % percentile) are {low:.0f}, CT has "
-                                "air near -1000 HU (a series without RescaleIntercept has it near +24); give "
-                                "--modality CT if it is right")
-    if scan.modality == "MRI" and has_air:
-        raise InputError(where, f"does not look like MRI: intensities go down to {low:.0f} (HU of air?); give "
-                                "--modality MRI if it is")
 
 
 def read_input(item: ScanInput, modality: str | None, series: str | None = None) -> Scan:
@@ -373,7 +326,7 @@ def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedMod
         seg_source = check_seg_source(item.path, options.series) if outputs.dicom_seg else None
         series = options.series if seg_source is None else seg_source.series.uid
         scan = read_input(item, _scan_modality(item, models, options), series)
-    check_intensities(scan, item.path, calibration=options.modality is None)
+    check_intensities(scan, item.path, calibration=options.modality is None, override="give --modality {modality}")
     prediction = predict_scan(scan, models, options, timings)
     write_start = time.perf_counter()
     failed = _write_optional_outputs(item, scan, prediction, paths, outputs, seg_source)

@@ -258,7 +258,7 @@ def test_signed_ct_pixels_declared_unsigned_are_refused_as_corrupt_even_with_mod
 
 
 def test_the_scanned_field_leaves_out_constant_padding_only():
-    from pancreas_seg.predict import _scanned_field
+    from pancreas_seg.io.intensity import _scanned_field
 
     values = np.array([-2000.0] * 10 + [-1000.0, 0.0, 40.0])
     np.testing.assert_array_equal(_scanned_field(values), [-1000.0, 0.0, 40.0])

@@ -158,7 +158,7 @@ def test_load_model_refusals(tmp_path):
     with pytest.raises(InputError, match="no config.json beside the model"):
         inference.load_model(lonely)
     (run / "model.keras").write_bytes(b"not a zip file")
-    with pytest.raises(InputError, match="cannot load the model"):
+    with pytest.raises(InputError, match="damaged model file"):
         inference.load_model(run)
     with pytest.raises(InputError, match="does not exist"):
         inference.load_model(tmp_path / "nope")

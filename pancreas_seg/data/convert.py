@@ -27,6 +27,7 @@ from pancreas_seg.data.parallel import pending, run_cases
 from pancreas_seg.data.store import Case, CaseStore
 from pancreas_seg.errors import InputError, PancreasSegError
 from pancreas_seg.io.dicom import DICOM_MODALITY_TO_SCAN, list_series, read_dicom_series
+from pancreas_seg.io.intensity import check_intensities
 from pancreas_seg.io.nifti import read_nifti, reorient_like
 from pancreas_seg.io.orientation import to_canonical
 from pancreas_seg.io.scan import Scan
@@ -115,10 +116,12 @@ def load_source_case(source: SourceCase, modality: str | None = None) -> Case:
     stored in the canonical orientation (axial slices, :mod:`pancreas_seg.io.orientation`), the
     one prediction uses too.
 
-    Raises :class:`InputError` for a label whose physical grid differs from the image's, and
-    for a label without pancreas voxels.
+    Raises :class:`InputError` for intensities unlike the modality (:func:`check_intensities`), a
+    label whose physical grid differs from the image's, and a label without pancreas voxels.
     """
-    image, _ = to_canonical(_read_image(source, modality))
+    image = _read_image(source, modality)
+    check_intensities(image, source.image_path)  # a shifted or corrupt scan must not become training data
+    image, _ = to_canonical(image)
     label = read_nifti(source.label_path, modality=image.modality, kind="label")
     label = reorient_like(label, image.affine, image.shape)
     mask = np.isin(label.array, source.label_values).astype(np.uint8)

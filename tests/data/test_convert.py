@@ -177,8 +177,19 @@ def test_mri_phantoms_convert_into_an_mri_store(tmp_path):
 MSD_AFFINE = np.diag([-0.8, -0.8, 2.5, 1.0])  # NIfTI-style RAS affine of (col, row, slice)
 
 
+def ct_with_air(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """int16 HU like a real CT's: soft tissue in the middle, noisy air (about -1000) in the outer
+    columns, so that the converters' intensity check sees a calibrated scan."""
+    rng = np.random.default_rng(seed)
+    array = rng.integers(-100, 200, shape).astype(np.int16)
+    air = rng.integers(-1024, -950, shape).astype(np.int16)
+    outside = np.zeros(shape, bool)
+    outside[..., :3] = outside[..., -3:] = True
+    return np.where(outside, air, array)
+
+
 def _msd_case(root: Path, name: str, label: np.ndarray, image: np.ndarray | None = None) -> None:
-    image = image if image is not None else np.full(label.shape, 40, np.int16)
+    image = image if image is not None else ct_with_air(label.shape)
     write_nifti(Scan(image, MSD_AFFINE, "CT"), root / "imagesTr" / f"{name}.nii.gz")
     write_nifti(Scan(label, MSD_AFFINE, "CT"), root / "labelsTr" / f"{name}.nii.gz", dtype=np.uint8)
 
@@ -232,9 +243,8 @@ BAD, GOOD = 1, 2
 
 
 def tiny_case(affine: np.ndarray = TINY_AFFINE, seed: int = 0) -> tuple[Scan, np.ndarray]:
-    """A small CT (int16 HU) with a box-shaped 'pancreas' in slices 2..5."""
-    rng = np.random.default_rng(seed)
-    array = rng.integers(-100, 200, TINY_SHAPE).astype(np.int16)
+    """A small CT (int16 HU, air at the sides) with a box-shaped 'pancreas' in slices 2..5."""
+    array = ct_with_air(TINY_SHAPE, seed)
     mask = np.zeros(TINY_SHAPE, np.uint8)
     mask[2:6, 5:10, 4:11] = 1
     return Scan(array, affine, "CT"), mask
@@ -327,8 +337,24 @@ def non_image_dicom(root: Path):
     return series.parents[1], ["no DICOM image series"]
 
 
+def uncalibrated_scan(root: Path):
+    image, mask = tiny_case()
+    shifted = Scan((image.array + 1024).astype(np.int16), image.affine, "CT")  # stored without its -1024 intercept
+    series, _ = write_nih_layout(shifted, mask, root, BAD)
+    return series.parents[1], ["does not look like HU-calibrated CT", "near +24"]
+
+
+def impossible_hu(root: Path):
+    image, mask = tiny_case()
+    corrupt = image.array.copy()
+    corrupt[:, ::2, 4:12] = 20000  # a quarter of the field far above any tissue, bone or contrast
+    series, _ = write_nih_layout(Scan(corrupt, image.affine, "CT"), mask, root, BAD)
+    return series.parents[1], ["corrupt CT intensities", "outside -1200..4000 HU"]
+
+
 BAD_CASES = [label_other_shape, label_shifted_origin, empty_label, nan_label, missing_slice, gantry_tilt,
-             truncated_file, truncated_header, two_series, no_dicom, non_image_dicom]
+             truncated_file, truncated_header, two_series, no_dicom, non_image_dicom, uncalibrated_scan,
+             impossible_hu]
 
 
 @pytest.fixture
