@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pancreas_seg.cli import run_guarded, setup_logging
+from pancreas_seg.console import run_guarded, setup_logging
 from pancreas_seg.data.convert import convert_cases, find_msd_cases
 from pancreas_seg.data.store import CaseStore
 

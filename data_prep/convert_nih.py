@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pancreas_seg.cli import run_guarded, setup_logging
+from pancreas_seg.console import run_guarded, setup_logging
 from pancreas_seg.data import builtin
 from pancreas_seg.data.convert import convert_cases, detect_set_modality, find_nih_cases
 from pancreas_seg.data.store import CaseStore

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pancreas_seg.cli import run_guarded, setup_logging
+from pancreas_seg.console import run_guarded, setup_logging
 from pancreas_seg.data import builtin
 from pancreas_seg.data.phantom import PhantomConfig, write_phantom_set
 from pancreas_seg.errors import UsageError

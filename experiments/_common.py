@@ -3,7 +3,7 @@
 Every script takes the same flags (see :func:`build_parser`), trains and predicts through the
 cache of :func:`pancreas_seg.experiment.crossval.run_cross_validation`, and writes
 ``<figures>/<script>.md``, ``<figures>/<script>.csv`` and its PNG figures. User errors end in
-one line on stderr and exit code 2 (:func:`pancreas_seg.cli.run_guarded`).
+one line on stderr and exit code 2 (:func:`pancreas_seg.console.run_guarded`).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pancreas_seg.cli import run_guarded, setup_logging
+from pancreas_seg.console import run_guarded, setup_logging
 from pancreas_seg.config import PRESETS, ExperimentConfig
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.errors import UsageError

@@ -8,84 +8,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, PRESETS
-from pancreas_seg.errors import PancreasSegError, UsageError
+from pancreas_seg.console import EXIT_SOME_FAILED, run_guarded, setup_logging
+from pancreas_seg.errors import UsageError
 from pancreas_seg.io.atomic import check_output_file, check_output_folder, check_writable
 from pancreas_seg.vocabulary import LOSS_NAMES, MODALITIES, PRECISIONS, SCAN_MODELS
 
-EXIT_USER_ERROR = 2
-EXIT_SOME_FAILED = 1  # batch prediction or summarize: some cases failed, the others were written
-EXIT_SIGNAL_BASE = 128  # the shell's exit code of a process ended by signal N is 128 + N (Ctrl-C: 130)
-TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # turned into Interrupted, as Ctrl-C into KeyboardInterrupt
-QUIET_LIBRARIES = ("highdicom",)  # libraries whose INFO logs are noise to our users
 Command = Callable[[argparse.Namespace], int]
 log = logging.getLogger(__name__)
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP received: unwinds like Ctrl-C, so the atomic writers remove their temporaries."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def install_signal_handlers() -> dict[int, Any]:
-    """Make SIGTERM and SIGHUP raise :class:`Interrupted` in this process (main thread only).
-
-    Processes forked from this one (worker pools, which their owners stop with SIGTERM) keep the
-    default action: they die at once, as they would without this handler.
-
-    Returns:
-        the previous handlers, ``{signum: handler}``, for :func:`signal.signal` to restore.
-    """
-    owner = os.getpid()
-
-    def handle(signum: int, _frame) -> None:
-        if os.getpid() != owner:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise Interrupted(signum)
-
-    return {signum: signal.signal(signum, handle) for signum in TERMINATING_SIGNALS}
-
-
-def run_guarded(main: Callable[[], int]) -> int:
-    """Run ``main``; turn user errors into one clear line and a non-zero exit code, and an
-    interruption (Ctrl-C, SIGTERM, SIGHUP) into "interrupted" and 128 + the signal number.
-
-    In the main thread, SIGTERM and SIGHUP raise :class:`Interrupted` while ``main`` runs, so the
-    atomic writers remove their temporary files on the way out.
-    """
-    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers need it
-    previous = install_signal_handlers() if in_main_thread else {}
-    try:
-        return main()
-    except PancreasSegError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", signal.SIGINT)
-        print(f"interrupted ({signal.Signals(signum).name})", file=sys.stderr)
-        return EXIT_SIGNAL_BASE + signum
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    for chatty in QUIET_LIBRARIES:
-        logging.getLogger(chatty).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _convert_dicom(args: argparse.Namespace) -> int:

@@ -125,10 +125,8 @@ def deep_supervision_losses(model: keras.Model, name: str) -> dict[str, Loss]:
     Every output (``"fused"``, ``"side_1"``, ...) gets the same loss with weight 1; Keras sums them.
     Feed the same mask to every output, :func:`deep_supervision_targets`.
     """
-    from pancreas_seg.models.build import output_names  # models import keras layers; keep this module light
-
     loss = get_loss(name)
-    return {output: loss for output in output_names(model)}
+    return {output: loss for output in model.output_names}
 
 
 def deep_supervision_targets(model: keras.Model, mask):

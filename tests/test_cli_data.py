@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pancreas_seg.cli import EXIT_USER_ERROR, main
+from pancreas_seg.cli import main
+from pancreas_seg.console import EXIT_USER_ERROR
 from pancreas_seg.data.phantom import PhantomConfig, nih_paths, write_phantom_set
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.io.nifti import read_nifti, reorient_like
@@ -150,7 +151,7 @@ def test_a_terminated_write_leaves_no_temporary(tmp_path, signum):
         "import signal, sys, time\n"
         # Ctrl-C's default handler, also when the tests run as a background job (started with SIGINT ignored)
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        "from pancreas_seg.cli import run_guarded\n"
+        "from pancreas_seg.console import run_guarded\n"
         "from pancreas_seg.io.atomic import atomic_write\n"
         "def write(tmp):\n"
         "    tmp.write_bytes(bytes(10_000_000))\n"

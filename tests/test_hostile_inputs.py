@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file, get_testdata_files
 
-from pancreas_seg.cli import EXIT_USER_ERROR, main
+from pancreas_seg.cli import main
+from pancreas_seg.console import EXIT_USER_ERROR
 from pancreas_seg.io.dicom import read_dicom_series
 from pancreas_seg.io.dicom_write import write_dicom_series
 from pancreas_seg.io.nifti import read_nifti
@@ -91,7 +92,7 @@ def test_summarize_never_writes_its_table_over_a_mask_or_report(tmp_path, capsys
 
 
 def test_evaluate_refuses_an_output_that_is_a_file_before_scoring(tmp_path, capsys):
-    from tests.test_cli_predict_evaluate import _label, one_error_line
+    from tests.test_cli_predict_evaluate import _label
 
     _label(np.ones((2, 4, 4)), tmp_path / "pred.nii.gz")
     _label(np.ones((2, 4, 4)), tmp_path / "gt.nii.gz")
@@ -451,7 +452,7 @@ def test_a_tilted_series_with_a_missing_slice_is_reported_as_tilted(tmp_path):
 def test_evaluate_does_not_drop_a_prediction_that_is_a_symlink_loop(tmp_path, capsys):
     import os
 
-    from tests.test_cli_predict_evaluate import _label, one_error_line
+    from tests.test_cli_predict_evaluate import _label
 
     for side in ("pred", "gt"):
         (tmp_path / side).mkdir()

@@ -19,7 +19,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
 
-from pancreas_seg.cli import run_guarded
+from pancreas_seg.console import run_guarded
 from pancreas_seg.data.convert import (
     convert_cases,
     detect_set_modality,
