@@ -28,7 +28,7 @@ import numpy as np
 from pancreas_seg.config import DataConfig, ExperimentConfig
 from pancreas_seg.data.phantom import PhantomConfig, generate_case
 from pancreas_seg.data.preprocess import prepare_volume, slice_stack
-from pancreas_seg.inference import load_model
+from pancreas_seg.networks import load_model
 from pancreas_seg.losses import cross_entropy, jaccard_loss
 from pancreas_seg.models.birnn import build_cnn_rnn
 from pancreas_seg.models.build import transfer_weights

@@ -30,7 +30,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pancreas_seg import inference
+from pancreas_seg import inference, networks
 from pancreas_seg.config import apply_overrides, preset
 from pancreas_seg.data import builtin
 from pancreas_seg.data.dataflow import prepare_cases
@@ -99,7 +99,7 @@ def _predict(models, prepared, spacing_mm: float, options: inference.PredictOpti
 
 def predict_test_scans(run: Path, store, case_ids, config, margins, jobs: int) -> list[dict]:
     """Dense and region-of-interest predictions of the test scans: seconds, work, DSC, voxels lost."""
-    models = inference.load_models([run])
+    models = networks.load_models([run])
     prepared = prepare_cases(store, case_ids, config.data, progress=False, jobs=jobs)
     variants = {"dense": inference.PredictOptions(dense=True), "roi": inference.PredictOptions(dense=False)}
     variants.update({f"roi:{m}": inference.PredictOptions(dense=False, roi_margin=m) for m in margins})

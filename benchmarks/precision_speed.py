@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pancreas_seg import inference
+
 from pancreas_seg.config import ModelConfig
 from pancreas_seg.models.pnet import build_pnet_msa
-from pancreas_seg.networks import convolutional_copy
+from pancreas_seg.networks import convolutional_copy, load_model
 
 CONTEXT = 3  # slices stacked as channels
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="timed batches after one traced batch")
     args = parser.parse_args(argv)
-    cnn = inference.load_model(args.model).cnn if args.model else build_pnet_msa(ModelConfig(), args.size)
+    cnn = load_model(args.model).cnn if args.model else build_pnet_msa(ModelConfig(), args.size)
     copy = convolutional_copy(cnn, args.precision)
     batch = np.random.default_rng(0).random((args.batch_size, args.size, args.size, CONTEXT)).astype(np.float32)
     copy.predict_on_batch(batch)

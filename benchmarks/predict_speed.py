@@ -29,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pancreas_seg import inference
+from pancreas_seg import inference, networks
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE
 from pancreas_seg.data.phantom import PhantomConfig, generate_case
 from pancreas_seg.distribute import describe_devices
@@ -62,7 +62,7 @@ def predict_once(run: Path, image: Path, mode: str, precision: str, margin: int 
                  mask_out: Path, repeat: int = 1) -> dict:
     """``repeat`` predictions of the scan in this (fresh) process: the timings of each (the first
     includes tracing and compilation), the work and peak memory; the last mask saved to ``mask_out``."""
-    models = inference.load_models([run])
+    models = networks.load_models([run])
     options = inference.PredictOptions(batch_size=batch_size, dense=mode == "dense", precision=precision,
                                        roi_margin=margin)
     repeats = []
@@ -74,7 +74,7 @@ def predict_once(run: Path, image: Path, mode: str, precision: str, margin: int 
         repeats.append(timings)
     np.save(mask_out, prediction.mask)
     return {"timings": repeats[0], "repeats": repeats, "work": asdict(prediction.work),
-            "precision": inference.resolve_precision(precision),
+            "precision": networks.resolve_precision(precision),
             "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_GIB,
             "flops_per_slice": conv_flops(models[0].cnn), "devices": describe_devices()}
 

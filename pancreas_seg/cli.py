@@ -123,14 +123,15 @@ def _probability(text: str) -> float:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pancreas_seg import inference, predict
+    from pancreas_seg import inference, networks, predict
 
     items, batch = predict.find_inputs(args.input, exclude=args.output)
     items = _select_part(items, batch, args)
     outputs = predict.OutputOptions(save_probability=args.save_probability, qc=args.qc, dicom_seg=args.dicom_seg)
     options = inference.PredictOptions(batch_size=args.batch_size, threshold=args.threshold, tta=args.tta,
-                                       largest_component=args.largest_component, modality=args.modality,
-                                       series=args.series, dense=args.dense, precision=args.precision)
+                                       largest_component=args.largest_component, dense=args.dense,
+                                       precision=args.precision)
+    reading = predict.ReadOptions(modality=args.modality, series=args.series)
     if batch:
         if args.output.name.lower().endswith((".nii", ".nii.gz")):
             raise UsageError(f"{args.input} is a batch folder ({len(items)} scans); -o must be an output folder")
@@ -143,16 +144,17 @@ def _predict(args: argparse.Namespace) -> int:
             raise UsageError(f"--dicom-seg needs a DICOM input series; {args.input} is NIfTI")
     predict.check_outputs(plan)
     _log_devices()
-    models = inference.load_models(args.model)
+    models = networks.load_models(args.model)
     if not batch:
         item, paths = plan[0]
-        report = predict.predict_case(item, paths, models, options, outputs)
+        report = predict.predict_case(item, paths, models, options, outputs, reading)
         print(f"{paths.mask}: pancreas {report['pancreas_volume_ml']:.1f} mL, slices {report['slice_range']}, "
               f"{report['timings_s']['total']:.1f} s" + _review_note(report))
         for name, error in report["failed_outputs"].items():
             print(f"error: {name} output not written: {error}", file=sys.stderr)
         return EXIT_SOME_FAILED if report["failed_outputs"] else 0
     outcomes = predict.predict_batch(items, args.output, models, options, outputs, progress=not args.quiet,
+                                     reading=reading,
                                      overwrite=args.overwrite)
     skipped = sum(1 for outcome in outcomes if outcome.skipped)
     if skipped:

@@ -26,33 +26,23 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
-import keras
 import numpy as np
 from nibabel.affines import voxel_sizes
 from scipy import ndimage
 
-from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, ExperimentConfig
-from pancreas_seg.data.preprocess import InplaneTransform, prepare_volume, preprocessing_key
-from pancreas_seg.errors import InputError, one_line
+from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE
+from pancreas_seg.data.preprocess import InplaneTransform, prepare_volume
+from pancreas_seg.errors import InputError
 from pancreas_seg.io.orientation import to_canonical
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.metrics import abnormal_shape_changes
-from pancreas_seg.models.birnn import birnn_head, build_birnn, cnn_of
-from pancreas_seg.models.build import default_jit_compile, on_gpu, transfer_weights
-from pancreas_seg.networks import (birnn_probabilities, cnn_probabilities, cnn_slices, convolutional_copy,
-                                   memory_batch_size, resolve_precision, timed)
+from pancreas_seg.models.build import on_gpu
+from pancreas_seg.networks import LoadedModel, ModelRunner, memory_batch_size, resolve_precision, timed
 from pancreas_seg.roi import RoiWork, roi_probabilities
-from pancreas_seg.run_folder import locate_model
-from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, RNN_MODEL, Precision
-
-__all__ = ["LoadedModel", "PredictOptions", "Prediction", "load_model", "load_models", "predict_scan",
-           "network_probability", "model_probabilities", "cnn_probabilities", "cnn_slices", "birnn_probabilities",
-           "postprocess", "largest_component", "timed"]
+from pancreas_seg.vocabulary import Precision
 
 logger = logging.getLogger(__name__)
 
@@ -60,125 +50,12 @@ COMPONENT_CONNECTIVITY = 3  # scipy rank-3 structure: 26-connected components in
 KNOWN_FILL_BATCHES = 8  # CNN batches computed per step around already known slices (bounded memory)
 
 # ---------------------------------------------------------------------------
-# models
-# ---------------------------------------------------------------------------
-
-@dataclass
-class LoadedModel:
-    """A trained model ready for inference.
-
-    Attributes:
-        path: the ``.keras`` file.
-        config: the run's configuration (``config.json``).
-        config_hash: the run's config hash (as stored in ``config.json``).
-        cnn: the 2D CNN, ``[B, S, S, context_slices] float32`` -> ``{"fused": [B, S, S, 1], ...}``
-            (for ``cnn_rnn`` its inner CNN).
-        birnn: ``[1, Z, S, S, 1]`` -> ``[1, Z, S, S, 1]`` probabilities, or ``None``.
-    """
-
-    path: Path
-    config: ExperimentConfig
-    config_hash: str
-    cnn: keras.Model
-    birnn: keras.Model | None = None
-    _networks: dict = field(default_factory=dict, repr=False)
-
-    def describe(self) -> dict:
-        """JSON-ready identity of the model for reports."""
-        return {"path": str(self.path), "config_hash": self.config_hash, "model": self.config.model.name,
-                "modality": self.config.data.modality}
-
-    def any_size_cnn(self, precision: str) -> keras.Model:
-        """The CNN for any H, W (divisible by its alignment) computing in ``precision``
-        (``"float32"``/``"bfloat16"``); built once, weights shared by copy."""
-        if ("cnn", precision) not in self._networks:
-            self._networks["cnn", precision] = convolutional_copy(self.cnn, precision)
-        return self._networks["cnn", precision]
-
-    def birnn_at(self, height: int, width: int) -> keras.Model:
-        """The BiRNN for ``[1, T, height, width, 1]`` sequences (Keras's ConvLSTM2D has static H, W)."""
-        if ("birnn", height, width) not in self._networks:
-            inputs = keras.Input((None, height, width, 1), name="cnn_probabilities")
-            birnn = keras.Model(inputs, birnn_head(inputs, self.config.model), name="birnn")
-            transfer_weights(self.birnn, birnn)
-            birnn.jit_compile = default_jit_compile()
-            self._networks["birnn", height, width] = birnn
-        return self._networks["birnn", height, width]
-
-
-def _birnn_part(model: keras.Model, config: ExperimentConfig) -> keras.Model:
-    """The BiRNN of a CNN-RNN model as its own model (weights copied by layer name)."""
-    birnn = build_birnn(config.model, config.data.input_size)
-    expected = sum(1 for layer in birnn.layers if layer.weights)
-    copied = transfer_weights(model, birnn)
-    if copied != expected:
-        raise RuntimeError(f"copied {copied} of {expected} BiRNN layers from {model.name}")
-    return birnn
-
-
-def load_model(path: str | os.PathLike) -> LoadedModel:
-    """Load a run folder (``config.json`` + ``model.keras``) or a ``.keras`` file (``config.json`` beside it).
-
-    The model is loaded with ``safe_mode=True`` and not compiled.
-
-    Raises:
-        InputError: missing path or config, unreadable config, a damaged (truncated) model file or
-            one that does not load, a
-            model that does not predict from scans (the BiRNN alone).
-    """
-    run, model_path = locate_model(path)
-    config, run_hash = run.read_config()
-    if config.model.name == NOT_A_SCAN_MODEL:
-        raise InputError(model_path, "this model is a BiRNN alone (it takes CNN probabilities, not scans)")
-    if model_path.is_file() and not zipfile.is_zipfile(model_path):
-        raise InputError(model_path, "damaged model file: not a complete .keras archive (truncated or overwritten?); "
-                                     "copy it again or retrain")
-    try:
-        model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
-        raise InputError(model_path, f"cannot load the model ({type(exc).__name__}: {one_line(exc)})") from None
-    if config.model.name == RNN_MODEL:
-        cnn, birnn = cnn_of(model), _birnn_part(model, config)
-    else:
-        cnn, birnn = model, None
-    for part in (cnn, birnn):
-        if part is not None:
-            part.jit_compile = default_jit_compile()
-    channels = cnn.input_shape[-1]
-    if channels != config.data.context_slices:
-        raise InputError(model_path, f"model takes {channels} input channels but its config stacks "
-                                     f"{config.data.context_slices} slices")
-    return LoadedModel(model_path, config, run_hash, cnn, birnn)
-
-
-def load_models(paths: Sequence[str | os.PathLike]) -> list[LoadedModel]:
-    """Load one or several models to average; all must share the preprocessing.
-
-    Raises:
-        InputError: a model does not load, or two models prepare scans differently
-            (:func:`~pancreas_seg.data.preprocess.preprocessing_key`).
-    """
-    if not paths:
-        raise ValueError("give at least one model")
-    models = [load_model(path) for path in paths]
-    reference = preprocessing_key(models[0].config.data)
-    for model in models[1:]:
-        key = preprocessing_key(model.config.data)
-        differing = [name for name in key if key[name] != reference[name]]
-        if differing:
-            shown = ", ".join(f"{name} {key[name]!r} vs {reference[name]!r}" for name in differing)
-            raise InputError(model.path, f"preprocessing differs from {models[0].path}: {shown}; "
-                                         "only models trained with the same data config can be averaged")
-    return models
-
-
-# ---------------------------------------------------------------------------
 # prediction
 # ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """How to predict.
+    """How to run the networks on a scan in memory (how to read it is :class:`pancreas_seg.predict.ReadOptions`).
 
     Attributes:
         batch_size: 3-slice stacks per CNN call.
@@ -186,9 +63,6 @@ class PredictOptions:
             ``config.train.threshold``.
         tta: average with the prediction of the left-right flipped input, flipped back.
         largest_component: keep only the largest 26-connected component of the mask.
-        modality: ``"CT"`` / ``"MRI"``: overrides the DICOM Modality tag; for NIfTI (which has none)
-            the default is the models' modality.
-        series: SeriesInstanceUID of the series to read from a single DICOM folder holding several.
         dense: run the networks on every slice and pixel instead of the region of interest
             (:mod:`pancreas_seg.roi`); ``None`` (default): dense on a GPU, where every new crop
             shape costs a compilation and whole slices are already fast (on an H100 dense was the
@@ -207,8 +81,6 @@ class PredictOptions:
     threshold: float | None = None
     tta: bool = False
     largest_component: bool = False
-    modality: str | None = None
-    series: str | None = None
     dense: bool | None = None
     precision: Precision = "auto"
     roi_margin: int | None = None
@@ -233,48 +105,40 @@ class Prediction:
     work: RoiWork | None = None
 
 
-def model_probabilities(model: LoadedModel, volume: np.ndarray, batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
-                        tta: bool = False, timings: dict[str, float] | None = None,
-                        precision: str = "float32", known: dict[int, np.ndarray] | None = None) -> np.ndarray:
+def model_probabilities(runner: ModelRunner, volume: np.ndarray, tta: bool = False,
+                        known: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """One model (CNN, then its BiRNN if any) on every slice and pixel of a prepared ``[Z, S, S]``
     volume (dense) -> ``[Z, S, S]`` float32.
 
     With ``tta`` the mean with the prediction of the left-right (X) flipped volume, flipped back.
     ``known``: ``{slice: [S, S]}`` CNN probabilities already computed on the whole grid (localisation),
-    used instead of computing them again. Time spent is added to ``timings["cnn"]`` and ``timings["birnn"]``.
+    used instead of computing them again.
     """
-    timings = {} if timings is None else timings
-    context = model.config.data.context_slices
-    cnn = model.any_size_cnn(resolve_precision(precision))
-    batch_size = memory_batch_size(cnn, volume.shape[1], volume.shape[2], batch_size)
     views: list[tuple[Callable[[np.ndarray], np.ndarray], dict[int, np.ndarray]]] = [(lambda v: v, known or {})]
     if tta:
         views.append((lambda v: v[:, :, ::-1], {}))  # its own inverse
     total = np.zeros(volume.shape, np.float32)
     for view, view_known in views:
-        with timed(timings, "cnn"):
-            probability = _cnn_with_known(cnn, view(volume), batch_size, context, view_known)
-        if model.birnn is not None:
-            with timed(timings, "birnn"):
-                probability = birnn_probabilities(model.birnn, probability)
+        probability = _cnn_with_known(runner, view(volume), view_known)
+        if runner.has_birnn:
+            probability = runner.birnn(probability)
         total += view(probability)
         del probability
     total /= len(views)
     return total
 
 
-def _cnn_with_known(cnn: keras.Model, volume: np.ndarray, batch_size: int, context: int,
-                    known: dict[int, np.ndarray]) -> np.ndarray:
-    """:func:`cnn_probabilities` of ``volume``, computing only the slices ``known`` lacks."""
-    if not known:
-        return cnn_probabilities(cnn, volume, batch_size, context=context)
+def _cnn_with_known(runner: ModelRunner, volume: np.ndarray, known: dict[int, np.ndarray]) -> np.ndarray:
+    """The CNN on every slice of ``volume``, computing only the slices ``known`` lacks, a few
+    batches at a time (bounded extra memory, one padded batch per chunk at most)."""
     depth, height, width = volume.shape
     probability = np.empty(volume.shape, np.float32)
     missing = [k for k in range(depth) if k not in known]
-    chunk = KNOWN_FILL_BATCHES * batch_size  # bounded extra memory, one padded batch per chunk at most
+    batch = memory_batch_size(runner.cnn, height, width, runner.batch_size)
+    chunk = KNOWN_FILL_BATCHES * batch if known else max(len(missing), 1)
     for start in range(0, len(missing), chunk):
         part = missing[start:start + chunk]
-        probability[part] = cnn_slices(cnn, volume, part, (0, height, 0, width), batch_size, context=context)
+        probability[part] = runner.cnn_slices(volume, part, (0, height, 0, width))
     for k, slice_probability in known.items():
         probability[k] = slice_probability
     return probability
@@ -373,14 +237,16 @@ def network_probability(volume: np.ndarray, slice_mm: float, models: Sequence[Lo
     """
     timings = {} if timings is None else timings
     threshold = default_threshold(models) if options.threshold is None else options.threshold
+    precision = resolve_precision(options.precision)
+    runners = [ModelRunner(model, precision, options.batch_size, timings) for model in models]
     total, work, known = None, RoiWork("dense"), [{} for _ in models]
     if not (on_gpu() if options.dense is None else options.dense):
-        total, work, known = roi_probabilities(models, volume, slice_mm, threshold, options, timings)
+        total, work, known = roi_probabilities(runners, volume, slice_mm, threshold, options.tta,
+                                               options.roi_margin, timings)
     if total is None:
         total = np.zeros(volume.shape, np.float32)
-        for model, model_known in zip(models, known):
-            total += model_probabilities(model, volume, options.batch_size, options.tta, timings, options.precision,
-                                         known=model_known)
+        for runner, model_known in zip(runners, known):
+            total += model_probabilities(runner, volume, options.tta, known=model_known)
         total /= len(models)
     return total, threshold, work
 

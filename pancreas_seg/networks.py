@@ -1,5 +1,6 @@
-"""The networks as inference runs them (issue #10): any-size copies of the 2D CNNs, bfloat16
-arithmetic where the CPU has it, and batch sizes from the memory their feature maps need.
+"""The trained networks as prediction runs them: loading a run folder (:func:`load_model`),
+any-size copies of the 2D CNNs, bfloat16 arithmetic where the CPU has it, batch sizes from the
+memory their feature maps need, and :class:`ModelRunner`, one model bound to those choices.
 
 A loaded CNN may have a fixed input size (the CNN inside a CNN-RNN does); region-of-interest
 prediction (:mod:`pancreas_seg.roi`) runs it on crops, so :func:`convolutional_copy` rebuilds it
@@ -8,19 +9,25 @@ with free H, W and the same weights. In ``"bfloat16"`` its layers compute in bfl
 """
 from __future__ import annotations
 
+import os
 import time
+import zipfile
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import keras
 import numpy as np
 
-from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE
-from pancreas_seg.data.preprocess import slice_stack
-from pancreas_seg.models.build import default_jit_compile, on_gpu
+from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, ExperimentConfig
+from pancreas_seg.data.preprocess import preprocessing_key, slice_stack
+from pancreas_seg.errors import InputError, one_line
+from pancreas_seg.models.birnn import birnn_head, build_birnn, cnn_of
+from pancreas_seg.models.build import default_jit_compile, on_gpu, transfer_weights
 from pancreas_seg.models.pnet import FUSED, WeightedFusion
-from pancreas_seg.vocabulary import PRECISIONS
+from pancreas_seg.run_folder import locate_model
+from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, PRECISIONS, RNN_MODEL
 
 # /proc/cpuinfo flags for which "auto" picks bfloat16: AMX tiles only. With AVX-512 BF16 alone
 # (avx512_bf16, no AMX) TensorFlow 2.21's bfloat16 PNet-MSA ran 1.6x slower than float32 (2.1 vs
@@ -142,3 +149,147 @@ def birnn_probabilities(birnn: keras.Model, probability: np.ndarray) -> np.ndarr
     """The BiRNN over the whole slice sequence: ``[Z, S, S]`` -> ``[Z, S, S]`` float32 (Sec. III-B)."""
     sequence = probability[np.newaxis, ..., np.newaxis]
     return _fused(birnn.predict_on_batch(sequence))[0, ..., 0].astype(np.float32)
+
+
+@dataclass
+class LoadedModel:
+    """A trained model ready for inference.
+
+    Attributes:
+        path: the ``.keras`` file.
+        config: the run's configuration (``config.json``).
+        config_hash: the run's config hash (as stored in ``config.json``).
+        cnn: the 2D CNN, ``[B, S, S, context_slices] float32`` -> ``{"fused": [B, S, S, 1], ...}``
+            (for ``cnn_rnn`` its inner CNN).
+        birnn: ``[1, Z, S, S, 1]`` -> ``[1, Z, S, S, 1]`` probabilities, or ``None``.
+    """
+
+    path: Path
+    config: ExperimentConfig
+    config_hash: str
+    cnn: keras.Model
+    birnn: keras.Model | None = None
+    _networks: dict = field(default_factory=dict, repr=False)
+
+    def describe(self) -> dict:
+        """JSON-ready identity of the model for reports."""
+        return {"path": str(self.path), "config_hash": self.config_hash, "model": self.config.model.name,
+                "modality": self.config.data.modality}
+
+    def any_size_cnn(self, precision: str) -> keras.Model:
+        """The CNN for any H, W (divisible by its alignment) computing in ``precision``
+        (``"float32"``/``"bfloat16"``); built once, weights shared by copy."""
+        if ("cnn", precision) not in self._networks:
+            self._networks["cnn", precision] = convolutional_copy(self.cnn, precision)
+        return self._networks["cnn", precision]
+
+    def birnn_at(self, height: int, width: int) -> keras.Model:
+        """The BiRNN for ``[1, T, height, width, 1]`` sequences (Keras's ConvLSTM2D has static H, W)."""
+        if tuple(self.birnn.input_shape[2:4]) == (height, width):
+            return self.birnn
+        if ("birnn", height, width) not in self._networks:
+            inputs = keras.Input((None, height, width, 1), name="cnn_probabilities")
+            birnn = keras.Model(inputs, birnn_head(inputs, self.config.model), name="birnn")
+            transfer_weights(self.birnn, birnn)
+            birnn.jit_compile = default_jit_compile()
+            self._networks["birnn", height, width] = birnn
+        return self._networks["birnn", height, width]
+
+
+def _birnn_part(model: keras.Model, config: ExperimentConfig) -> keras.Model:
+    """The BiRNN of a CNN-RNN model as its own model (weights copied by layer name)."""
+    birnn = build_birnn(config.model, config.data.input_size)
+    expected = sum(1 for layer in birnn.layers if layer.weights)
+    copied = transfer_weights(model, birnn)
+    if copied != expected:
+        raise RuntimeError(f"copied {copied} of {expected} BiRNN layers from {model.name}")
+    return birnn
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """Load a run folder (``config.json`` + ``model.keras``) or a ``.keras`` file (``config.json`` beside it).
+
+    The model is loaded with ``safe_mode=True`` and not compiled.
+
+    Raises:
+        InputError: missing path or config, unreadable config, a damaged (truncated) model file or
+            one that does not load, a
+            model that does not predict from scans (the BiRNN alone).
+    """
+    run, model_path = locate_model(path)
+    config, run_hash = run.read_config()
+    if config.model.name == NOT_A_SCAN_MODEL:
+        raise InputError(model_path, "this model is a BiRNN alone (it takes CNN probabilities, not scans)")
+    if model_path.is_file() and not zipfile.is_zipfile(model_path):
+        raise InputError(model_path, "damaged model file: not a complete .keras archive (truncated or overwritten?); "
+                                     "copy it again or retrain")
+    try:
+        model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise InputError(model_path, f"cannot load the model ({type(exc).__name__}: {one_line(exc)})") from None
+    if config.model.name == RNN_MODEL:
+        cnn, birnn = cnn_of(model), _birnn_part(model, config)
+    else:
+        cnn, birnn = model, None
+    for part in (cnn, birnn):
+        if part is not None:
+            part.jit_compile = default_jit_compile()
+    channels = cnn.input_shape[-1]
+    if channels != config.data.context_slices:
+        raise InputError(model_path, f"model takes {channels} input channels but its config stacks "
+                                     f"{config.data.context_slices} slices")
+    return LoadedModel(model_path, config, run_hash, cnn, birnn)
+
+
+def load_models(paths: Sequence[str | os.PathLike]) -> list[LoadedModel]:
+    """Load one or several models to average; all must share the preprocessing.
+
+    Raises:
+        InputError: a model does not load, or two models prepare scans differently
+            (:func:`~pancreas_seg.data.preprocess.preprocessing_key`).
+    """
+    if not paths:
+        raise ValueError("give at least one model")
+    models = [load_model(path) for path in paths]
+    reference = preprocessing_key(models[0].config.data)
+    for model in models[1:]:
+        key = preprocessing_key(model.config.data)
+        differing = [name for name in key if key[name] != reference[name]]
+        if differing:
+            shown = ", ".join(f"{name} {key[name]!r} vs {reference[name]!r}" for name in differing)
+            raise InputError(model.path, f"preprocessing differs from {models[0].path}: {shown}; "
+                                         "only models trained with the same data config can be averaged")
+    return models
+
+
+@dataclass
+class ModelRunner:
+    """One loaded model's networks in one arithmetic, at most ``batch_size`` stacks per CNN call,
+    their time added to ``timings`` (``"cnn"``, ``"birnn"``): what dense and region-of-interest
+    prediction call, so that neither needs the model or the options it came with."""
+
+    model: LoadedModel
+    precision: str  # resolved (:func:`resolve_precision`): "float32" or "bfloat16"
+    batch_size: int = DEFAULT_PREDICT_BATCH_SIZE
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cnn(self) -> keras.Model:
+        """The any-size CNN in this runner's precision."""
+        return self.model.any_size_cnn(self.precision)
+
+    @property
+    def has_birnn(self) -> bool:
+        return self.model.birnn is not None
+
+    def cnn_slices(self, volume: np.ndarray, indices: Sequence[int], box: Box) -> np.ndarray:
+        """:func:`cnn_slices` with this model's context and a batch that fits memory at the crop's size."""
+        y0, y1, x0, x1 = box
+        batch = memory_batch_size(self.cnn, y1 - y0, x1 - x0, self.batch_size)
+        with timed(self.timings, "cnn"):
+            return cnn_slices(self.cnn, volume, indices, box, batch, context=self.model.config.data.context_slices)
+
+    def birnn(self, probability: np.ndarray) -> np.ndarray:
+        """The BiRNN over a run of slices ``[n, h, w]`` -> ``[n, h, w]`` float32 (any h, w)."""
+        with timed(self.timings, "birnn"):
+            return birnn_probabilities(self.model.birnn_at(*probability.shape[1:]), probability)

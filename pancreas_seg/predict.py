@@ -24,7 +24,7 @@ from tqdm import tqdm
 from pancreas_seg import __version__
 from pancreas_seg.cohort import VERSION_KEY, is_finished, read_report
 from pancreas_seg.errors import InputError, PancreasSegError, one_line
-from pancreas_seg.inference import LoadedModel, Prediction, PredictOptions, predict_scan, timed
+from pancreas_seg.inference import Prediction, PredictOptions, predict_scan
 from pancreas_seg.io.atomic import atomic_write, atomic_write_many, check_writable
 from pancreas_seg.io.dicom import list_series, read_dicom_series, resolve_series
 from pancreas_seg.io.intensity import check_intensities
@@ -34,6 +34,7 @@ from pancreas_seg.io.nifti import (NIFTI_SUFFIXES, XFORM_CODE_FIELDS, nifti_case
 from pancreas_seg.io.scan import Scan
 from pancreas_seg.metrics import ABNORMAL_SHAPE_CHANGE_MM
 from pancreas_seg.metrics import volume_ml as volume_of
+from pancreas_seg.networks import LoadedModel, timed
 from pancreas_seg.plots import qc_figure
 from pancreas_seg.roi import RoiWork
 
@@ -223,6 +224,21 @@ def check_outputs(plan: Sequence[tuple[ScanInput, OutputPaths]]) -> None:
 
 
 @dataclass(frozen=True)
+class ReadOptions:
+    """How to read a scan from its files.
+
+    Attributes:
+        modality: ``"CT"`` / ``"MRI"``: overrides the DICOM Modality tag; for NIfTI (which has none)
+            the default is the models' modality. Given, it also turns off the check that the
+            intensities look like that modality (corrupt CT HU are refused whatever it says).
+        series: SeriesInstanceUID of the series to read from a single DICOM folder holding several.
+    """
+
+    modality: str | None = None
+    series: str | None = None
+
+
+@dataclass(frozen=True)
 class OutputOptions:
     """Which optional outputs to write besides the mask and the JSON report."""
 
@@ -255,7 +271,7 @@ def quality_flags(prediction: Prediction, volume_ml: float) -> dict:
 
 def build_report(item: ScanInput, scan: Scan, prediction: Prediction, models: Sequence[LoadedModel],
                  options: PredictOptions, outputs: OutputOptions, paths: OutputPaths,
-                 failed: dict[str, str] | None = None) -> dict:
+                 failed: dict[str, str] | None = None, reading: ReadOptions = ReadOptions()) -> dict:
     """The JSON report of one case (input, volume, slice range, quality flags, timings, the work
     done, models, threshold, options, outputs written and optional outputs that failed)."""
     failed = failed or {}
@@ -281,8 +297,7 @@ def build_report(item: ScanInput, scan: Scan, prediction: Prediction, models: Se
         "timings_s": {**timings, "total": round(sum(timings.values()), 4)},
         "work": _work(prediction.work),
         "models": [model.describe() for model in models],
-        "flags": {**{f.name: getattr(options, f.name) for f in fields(options)},
-                  **{f.name: getattr(outputs, f.name) for f in fields(outputs)}},
+        "flags": report_flags(options, outputs, reading),
         "outputs": written,
         "failed_outputs": dict(failed),
         VERSION_KEY: __version__,
@@ -298,17 +313,18 @@ def _work(work: RoiWork) -> dict:
                                                      "box_yx": list(work.roi.box)}}
 
 
-def _scan_modality(item: ScanInput, models: Sequence[LoadedModel], options: PredictOptions) -> str | None:
-    if options.modality is not None or item.kind == "dicom":
-        return options.modality
+def _scan_modality(item: ScanInput, models: Sequence[LoadedModel], reading: ReadOptions) -> str | None:
+    if reading.modality is not None or item.kind == "dicom":
+        return reading.modality
     modality = models[0].config.data.modality
     logger.info("%s: NIfTI has no modality; taking the model's (%s)", item.path, modality)
     return modality
 
 
 def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedModel],
-                 options: PredictOptions = PredictOptions(), outputs: OutputOptions = OutputOptions()) -> dict:
-    """Read, predict and write one scan; returns its report (also written to ``paths.report``).
+                 options: PredictOptions = PredictOptions(), outputs: OutputOptions = OutputOptions(),
+                 reading: ReadOptions = ReadOptions()) -> dict:
+    """Read (as ``reading`` says), predict and write one scan; returns its report (also written to ``paths.report``).
 
     The mask and the report are written together, all or nothing. Optional outputs (probability,
     QC picture, DICOM SEG) are written each on its own first: one that fails is named in the
@@ -316,17 +332,17 @@ def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedMod
 
     Raises:
         InputError: unreadable scan, modality mismatch, corrupt CT intensities, intensities
-            unlike the modality (without ``options.modality``), DICOM SEG asked for a NIfTI input or a series a SEG
+            unlike the modality (without ``reading.modality``), DICOM SEG asked for a NIfTI input or a series a SEG
             cannot be derived from (checked before the prediction). Nothing is written then.
     """
     if outputs.dicom_seg and item.kind != "dicom":
         raise InputError(item.path, "a DICOM SEG needs a DICOM input series (this input is NIfTI)")
     timings: dict[str, float] = {}
     with timed(timings, "read"):
-        seg_source = check_seg_source(item.path, options.series) if outputs.dicom_seg else None
-        series = options.series if seg_source is None else seg_source.series.uid
-        scan = read_input(item, _scan_modality(item, models, options), series)
-    check_intensities(scan, item.path, calibration=options.modality is None, override="give --modality {modality}")
+        seg_source = check_seg_source(item.path, reading.series) if outputs.dicom_seg else None
+        series = reading.series if seg_source is None else seg_source.series.uid
+        scan = read_input(item, _scan_modality(item, models, reading), series)
+    check_intensities(scan, item.path, calibration=reading.modality is None, override="give --modality {modality}")
     prediction = predict_scan(scan, models, options, timings)
     write_start = time.perf_counter()
     failed = _write_optional_outputs(item, scan, prediction, paths, outputs, seg_source)
@@ -334,7 +350,7 @@ def predict_case(item: ScanInput, paths: OutputPaths, models: Sequence[LoadedMod
 
     def write_report(tmp: Path) -> None:  # last writer: the timings of the others are known
         timings["write"] = time.perf_counter() - write_start
-        report.update(build_report(item, scan, prediction, models, options, outputs, paths, failed))
+        report.update(build_report(item, scan, prediction, models, options, outputs, paths, failed, reading))
         tmp.write_text(json.dumps(report, indent=2) + "\n")
 
     mask = Scan(prediction.mask, scan.affine, scan.modality, _same_coordinates(scan))
@@ -380,7 +396,7 @@ class CaseOutcome:
 
 def predict_batch(items: Sequence[ScanInput], out_dir: str | os.PathLike, models: Sequence[LoadedModel],
                   options: PredictOptions = PredictOptions(), outputs: OutputOptions = OutputOptions(),
-                  progress: bool = True, overwrite: bool = True) -> list[CaseOutcome]:
+                  progress: bool = True, overwrite: bool = True, reading: ReadOptions = ReadOptions()) -> list[CaseOutcome]:
     """:func:`predict_case` for every input into ``out_dir/<case_id>.*``; a failed case, whatever
     failed, is logged and recorded as one line in its :class:`CaseOutcome`, and the others go on.
     Unless ``overwrite``, a case predicted before with the same models and options is skipped
@@ -388,11 +404,12 @@ def predict_batch(items: Sequence[ScanInput], out_dir: str | os.PathLike, models
     out_dir = Path(out_dir)
     results = []
     for item in tqdm(items, desc="predict", unit="scan", disable=not progress):
-        if not overwrite and (done := finished_report(item, out_dir, models, options, outputs)) is not None:
+        if not overwrite and (done := finished_report(item, out_dir, models, options, outputs, reading)) is not None:
             results.append(CaseOutcome(item, report=done, skipped=True))
             continue
         try:
-            report = predict_case(item, OutputPaths.in_folder(out_dir, item.case_id), models, options, outputs)
+            report = predict_case(item, OutputPaths.in_folder(out_dir, item.case_id), models, options, outputs,
+                                  reading)
         except PancreasSegError as exc:
             logger.error("%s: failed: %s", item.case_id, exc)
             results.append(CaseOutcome(item, error=str(exc)))
@@ -404,19 +421,20 @@ def predict_batch(items: Sequence[ScanInput], out_dir: str | os.PathLike, models
     return results
 
 
-def report_flags(options: PredictOptions, outputs: OutputOptions) -> dict:
-    """The ``flags`` of a report: every prediction option and output asked for."""
+def report_flags(options: PredictOptions, outputs: OutputOptions, reading: ReadOptions = ReadOptions()) -> dict:
+    """The ``flags`` of a report: every reading and prediction option and output asked for."""
     return {**{f.name: getattr(options, f.name) for f in fields(options)},
+            **{f.name: getattr(reading, f.name) for f in fields(reading)},
             **{f.name: getattr(outputs, f.name) for f in fields(outputs)}}
 
 
 def finished_report(item: ScanInput, out_dir: str | os.PathLike, models: Sequence[LoadedModel],
-                    options: PredictOptions, outputs: OutputOptions) -> dict | None:
+                    options: PredictOptions, outputs: OutputOptions, reading: ReadOptions = ReadOptions()) -> dict | None:
     """The report of ``item`` in ``out_dir`` when it was predicted with the same models (path and
     config hash) and options and its mask exists, else ``None``."""
     paths = OutputPaths.in_folder(out_dir, item.case_id)
     if not is_finished(paths.report, paths.mask, [model.describe() for model in models],
-                       report_flags(options, outputs)):
+                       report_flags(options, outputs, reading)):
         return None
     logger.info("%s: predicted before with the same models and options; skipped", item.case_id)
     return json.loads(paths.report.read_text())

@@ -33,15 +33,12 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
 
-from pancreas_seg.networks import Box, birnn_probabilities, cnn_slices, memory_batch_size, resolve_precision, timed
-
-if TYPE_CHECKING:
-    from pancreas_seg.inference import LoadedModel, PredictOptions
+from pancreas_seg.networks import Box, ModelRunner
 
 logger = logging.getLogger(__name__)
 
@@ -193,78 +190,71 @@ def roi_probability(cnn: CnnRunner, birnn: BirnnRunner | None, roi: Roi, depth: 
     return probability[roi.z0 - first:roi.z1 - first, y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
 
 
-def _localise(models: Sequence[LoadedModel], volume: np.ndarray, slice_mm: float, threshold: float,
-              options: PredictOptions, precision: str) -> tuple[Roi | None, list[dict[int, np.ndarray]]]:
-    """The trusted region from the mean CNN probability of ``models`` on the localisation slices, and
+def _localise(runners: Sequence[ModelRunner], volume: np.ndarray, slice_mm: float,
+              threshold: float) -> tuple[Roi | None, list[dict[int, np.ndarray]]]:
+    """The trusted region from the mean CNN probability of the models on the localisation slices, and
     each model's ``{slice: [S, S] probability}`` there (dense results, reused inside the region)."""
     depth, height, width = volume.shape
     samples = localisation_slices(depth, slice_mm)
-    outputs = []
-    for model in models:
-        cnn = model.any_size_cnn(precision)
-        batch = memory_batch_size(cnn, height, width, options.batch_size)
-        outputs.append(cnn_slices(cnn, volume, samples, (0, height, 0, width), batch,
-                                  context=model.config.data.context_slices))
-    hits = sum(outputs) > LOCALISE_FRACTION * threshold * len(models)
+    outputs = [runner.cnn_slices(volume, samples, (0, height, 0, width)) for runner in runners]
+    hits = sum(outputs) > LOCALISE_FRACTION * threshold * len(runners)
     return trusted_region(samples, hits, depth), [dict(zip(samples, output)) for output in outputs]
 
 
-def roi_probabilities(models: Sequence[LoadedModel], volume: np.ndarray, slice_mm: float, threshold: float,
-                      options: PredictOptions,
-                      timings: dict[str, float]) -> tuple[np.ndarray | None, RoiWork, list[dict[int, np.ndarray]]]:
-    """The mean probability of ``models`` (and TTA views) on the region of interest of a prepared
-    ``[Z, S, S]`` volume, 0 elsewhere (:mod:`pancreas_seg.roi`); ``None`` when the scan must be
+def roi_probabilities(runners: Sequence[ModelRunner], volume: np.ndarray, slice_mm: float, threshold: float,
+                      tta: bool = False, roi_margin: int | None = None, timings: dict[str, float] | None = None
+                      ) -> tuple[np.ndarray | None, RoiWork, list[dict[int, np.ndarray]]]:
+    """The mean probability of the models (and, with ``tta``, of the flipped views) on the region of
+    interest of a prepared ``[Z, S, S]`` volume, 0 elsewhere; ``None`` when the scan must be
     predicted densely (nothing localised, a region costing nearly dense work, or a mask reaching
     the region's open edge; the work then counts the dense prediction that follows, which reuses the
     localisation). Also, per model, ``{slice: [S, S] CNN probability}`` of the slices computed on the
     whole grid (localisation), for that dense prediction.
 
-    ``slice_mm``: slice spacing. Localisation time is added to ``timings["cnn"]`` and, on its own,
-    ``timings["localise"]``.
+    ``slice_mm``: slice spacing. ``roi_margin``: px computed past the trusted box, ``None`` = the
+    CNN's receptive-field half-width (the dense output inside the box). Localisation time is added
+    to ``timings["localise"]`` (and, by the runners, to ``"cnn"``).
     """
-    precision = resolve_precision(options.precision)
+    timings = {} if timings is None else timings
     depth, size, _ = volume.shape
     start = time.perf_counter()
-    roi, known = _localise(models, volume, slice_mm, threshold, options, precision)
+    roi, known = _localise(runners, volume, slice_mm, threshold)
     samples = len(known[0])
     timings["localise"] = timings.get("localise", 0.0) + time.perf_counter() - start
-    timings["cnn"] = timings.get("cnn", 0.0) + time.perf_counter() - start
     # a fallback before the region's work costs dense work (1): the localisation slices are reused
     if roi is None:
         logger.info("localisation found no pancreas: predicting every slice")
         return None, RoiWork("dense_no_pancreas"), known
-    margins = [_margin(model, precision, options) for model in models]
+    margins = [_margin(runner, roi_margin) for runner in runners]
     crops = [crop_box(roi.box, *margin, size) for margin in margins]
-    if region_share(roi, crops, depth, size, any(m.birnn is not None for m in models)) >= DENSE_INSTEAD_FRACTION:
+    if region_share(roi, crops, depth, size, any(r.has_birnn for r in runners)) >= DENSE_INSTEAD_FRACTION:
         logger.info("the region of interest would cost nearly dense work: predicting every slice")
         return None, RoiWork("dense_large_region", roi=roi), known
-    views = (False, True) if options.tta else (False,)
-    dense = len(models) * len(views) * depth
+    views = (False, True) if tta else (False,)
+    dense = len(runners) * len(views) * depth
     y0, y1, x0, x1 = roi.box
     total = np.zeros((roi.z1 - roi.z0, y1 - y0, x1 - x0), np.float32)
-    slices, pixels = len(models) * samples, len(models) * samples * size * size
-    for model, model_known, margin in zip(models, known, margins):
-        cnn = model.any_size_cnn(precision)
+    slices, pixels = len(runners) * samples, len(runners) * samples * size * size
+    for runner, model_known, margin in zip(runners, known, margins):
         for flipped in views:
-            part, done = _roi_view(model, cnn, volume[:, :, ::-1] if flipped else volume,
-                                   roi.mirrored(size) if flipped else roi, {} if flipped else model_known,
-                                   margin, options, timings)
+            part, done = _roi_view(runner, volume[:, :, ::-1] if flipped else volume,
+                                   roi.mirrored(size) if flipped else roi, {} if flipped else model_known, margin)
             total += part[:, :, ::-1] if flipped else part
             slices, pixels = slices + done[0], pixels + done[1]
-    total /= len(models) * len(views)
+    total /= len(runners) * len(views)
     if touches_open_edge(total > threshold, roi, volume.shape):
         logger.info("the mask reaches the edge of the region of interest: predicting every slice")
-        rest = 1.0 - len(models) * samples / dense  # the dense prediction after the region's work
+        rest = 1.0 - len(runners) * samples / dense  # the dense prediction after the region's work
         return None, RoiWork("dense_edge", slices / dense + rest, pixels / (dense * size * size) + rest, roi), known
     canvas = np.zeros(volume.shape, np.float32)
     canvas[roi.z0:roi.z1, y0:y1, x0:x1] = total
     return canvas, RoiWork("roi", slices / dense, pixels / (dense * size * size), roi), known
 
 
-def _margin(model: LoadedModel, precision: str, options: PredictOptions) -> tuple[int, int]:
-    """``(margin, alignment)`` of a model's crops: its receptive field's unless ``options.roi_margin``."""
-    margin, alignment = crop_margin(model.any_size_cnn(precision))
-    return (margin if options.roi_margin is None else options.roi_margin), alignment
+def _margin(runner: ModelRunner, roi_margin: int | None) -> tuple[int, int]:
+    """``(margin, alignment)`` of a model's crops: its receptive field's unless ``roi_margin``."""
+    margin, alignment = crop_margin(runner.cnn)
+    return (margin if roi_margin is None else roi_margin), alignment
 
 
 def region_share(roi: Roi, crops: Sequence[Box], depth: int, size: int, birnn: bool) -> float:
@@ -276,30 +266,22 @@ def region_share(roi: Roi, crops: Sequence[Box], depth: int, size: int, birnn: b
     return slices * float(np.mean(pixels)) / (depth * size * size)
 
 
-def _roi_view(model: LoadedModel, cnn: keras.Model, volume: np.ndarray, roi: Roi, known: dict[int, np.ndarray],
-              margin: tuple[int, int], options: PredictOptions,
-              timings: dict[str, float]) -> tuple[np.ndarray, tuple[int, int]]:
+def _roi_view(runner: ModelRunner, volume: np.ndarray, roi: Roi, known: dict[int, np.ndarray],
+              margin: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
     """One model on one view's region: (trusted probabilities, (CNN slices, CNN pixels) computed).
 
     ``known``: whole-grid CNN probabilities of some slices (localisation), cropped instead of computed.
     """
     crop = crop_box(roi.box, *margin, volume.shape[1])
     height, width = crop[1] - crop[0], crop[3] - crop[2]
-    batch = memory_batch_size(cnn, height, width, options.batch_size)
-    context = model.config.data.context_slices
     computed = []
 
     def run_cnn(indices: Sequence[int], box: Box) -> np.ndarray:
         y0, y1, x0, x1 = box
         missing = [k for k in indices if k not in known]
         computed.append(len(missing))
-        with timed(timings, "cnn"):
-            fresh = dict(zip(missing, cnn_slices(cnn, volume, missing, box, batch, context=context)))
+        fresh = dict(zip(missing, runner.cnn_slices(volume, missing, box)))
         return np.stack([fresh[k] if k in fresh else known[k][y0:y1, x0:x1] for k in indices])
 
-    def run_birnn(probability: np.ndarray) -> np.ndarray:
-        with timed(timings, "birnn"):
-            return birnn_probabilities(model.birnn_at(*probability.shape[1:]), probability)
-
-    part = roi_probability(run_cnn, None if model.birnn is None else run_birnn, roi, volume.shape[0], crop)
+    part = roi_probability(run_cnn, runner.birnn if runner.has_birnn else None, roi, volume.shape[0], crop)
     return part, (sum(computed), sum(computed) * height * width)

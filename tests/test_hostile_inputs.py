@@ -452,7 +452,7 @@ def test_a_tilted_series_with_a_missing_slice_is_reported_as_tilted(tmp_path):
 def test_evaluate_does_not_drop_a_prediction_that_is_a_symlink_loop(tmp_path, capsys):
     import os
 
-    from tests.test_cli_predict_evaluate import _label
+    from tests.test_cli_predict_evaluate import _label, one_error_line
 
     for side in ("pred", "gt"):
         (tmp_path / side).mkdir()

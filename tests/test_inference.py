@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from pancreas_seg import inference
+from pancreas_seg import inference, networks
 from pancreas_seg.config import DataConfig, ExperimentConfig, ModelConfig, preset, to_dict
 from pancreas_seg.data.preprocess import InplaneTransform, plan_inplane, prepare_volume
 from pancreas_seg.errors import InputError
@@ -23,8 +23,8 @@ SHAPE = (6, 32, 48)  # [Z, Y, X]: not square, so the in-plane box is padded
 AIR_HU, BRIGHT_HU = -1000, 400
 
 
-def loaded(cnn: keras.Model, config: ExperimentConfig, birnn: keras.Model | None = None, name: str = "m") -> inference.LoadedModel:
-    return inference.LoadedModel(Path(name), config, "hash", cnn, birnn)
+def loaded(cnn: keras.Model, config: ExperimentConfig, birnn: keras.Model | None = None, name: str = "m") -> networks.LoadedModel:
+    return networks.LoadedModel(Path(name), config, "hash", cnn, birnn)
 
 
 def identity_config(size: int, modality: str = "CT") -> ExperimentConfig:
@@ -90,7 +90,7 @@ def test_cnn_runs_in_bounded_batches():
             return {"fused": batch[..., 1:2]}
 
     volume = np.random.default_rng(0).random((11, 8, 8)).astype(np.float32)
-    out = inference.cnn_probabilities(Spy(), volume, batch_size=4, context=3)
+    out = networks.cnn_probabilities(Spy(), volume, batch_size=4, context=3)
     assert [s[0] for s in seen] == [4, 4, 4] and all(s[1:] == (8, 8, 3) for s in seen)
     np.testing.assert_array_equal(out, volume)
 
@@ -120,12 +120,12 @@ def test_birnn_stage_of_cnn_rnn_runs_over_the_whole_sequence(tmp_path):
     size = config.data.input_size
     model = build_model(config.model, size)
     run = export_run(model, config, tmp_path / "run")
-    loaded_model = inference.load_model(run.root)
+    loaded_model = networks.load_model(run.root)
     assert loaded_model.birnn is not None
     volume = np.random.default_rng(0).random((7, size, size)).astype(np.float32)
-    cnn = inference.cnn_probabilities(loaded_model.cnn, volume, batch_size=3, context=3)
+    cnn = networks.cnn_probabilities(loaded_model.cnn, volume, batch_size=3, context=3)
     timings: dict[str, float] = {}
-    both = inference.model_probabilities(loaded_model, volume, batch_size=3, timings=timings)
+    both = inference.model_probabilities(networks.ModelRunner(loaded_model, "float32", 3, timings), volume)
     assert both.shape == (7, size, size) and both.dtype == np.float32 and timings["birnn"] > 0
     # the BiRNN part is the one inside the saved model: same result as the whole CNN-RNN on the sequence
     stacks = np.stack([np.moveaxis(volume[np.clip([k - 1, k, k + 1], 0, 6)], 0, -1) for k in range(7)])
@@ -145,9 +145,9 @@ def _save_run(folder: Path, config: ExperimentConfig, model: keras.Model) -> Pat
 def test_load_models_refuses_different_preprocessing(tmp_path):
     a = _save_run(tmp_path / "a", identity_config(16), middle_slice_model(16))
     b = _save_run(tmp_path / "b", ExperimentConfig(data=DataConfig(crop="body", input_size=16)), middle_slice_model(16))
-    assert len(inference.load_models([a, a / "model.keras"])) == 2
+    assert len(networks.load_models([a, a / "model.keras"])) == 2
     with pytest.raises(InputError, match="crop 'body' vs 'none'"):
-        inference.load_models([a, b])
+        networks.load_models([a, b])
 
 
 def test_load_model_refusals(tmp_path):
@@ -156,12 +156,12 @@ def test_load_model_refusals(tmp_path):
     lonely.parent.mkdir()
     lonely.write_bytes((run / "model.keras").read_bytes())
     with pytest.raises(InputError, match="no config.json beside the model"):
-        inference.load_model(lonely)
+        networks.load_model(lonely)
     (run / "model.keras").write_bytes(b"not a zip file")
     with pytest.raises(InputError, match="damaged model file"):
-        inference.load_model(run)
+        networks.load_model(run)
     with pytest.raises(InputError, match="does not exist"):
-        inference.load_model(tmp_path / "nope")
+        networks.load_model(tmp_path / "nope")
 
 
 def test_inplane_transform_roundtrip_sanity():

@@ -37,9 +37,9 @@ def blur_model() -> keras.Model:
     return keras.Model(inputs, {"fused": keras.layers.Activation("sigmoid", name="fused")(logit)})
 
 
-def blur_loaded() -> inference.LoadedModel:
+def blur_loaded() -> networks.LoadedModel:
     config = ExperimentConfig(data=DataConfig(crop="none", input_size=SIZE))
-    return inference.LoadedModel(Path("blur"), config, "hash", blur_model())
+    return networks.LoadedModel(Path("blur"), config, "hash", blur_model())
 
 
 def block_scan(bright: bool = True, seed: int = 0) -> Scan:
@@ -93,12 +93,12 @@ def test_roi_cnn_equals_dense_inside_the_box_only_with_the_receptive_field_margi
     keras.utils.set_random_seed(0)
     cnn = build_pnet_msa(ModelConfig(units=3, convs_per_unit=2, channels=4), None)
     volume = np.random.default_rng(1).random((5, 96, 96)).astype(np.float32)
-    dense = inference.cnn_probabilities(cnn, volume, 5, context=3)
+    dense = networks.cnn_probabilities(cnn, volume, 5, context=3)
     margin, alignment = roi.crop_margin(cnn)
     box = (40, 56, 36, 60)
     crop = roi.crop_box(box, margin if margin_ok else 2, alignment, 96)
     assert crop != (0, 96, 0, 96)
-    part = inference.cnn_slices(cnn, volume, range(1, 4), crop, 3, context=3)
+    part = networks.cnn_slices(cnn, volume, range(1, 4), crop, 3, context=3)
     y0, y1, x0, x1 = box
     inside = part[:, y0 - crop[0]:y1 - crop[0], x0 - crop[2]:x1 - crop[2]]
     if margin_ok:
@@ -107,7 +107,7 @@ def test_roi_cnn_equals_dense_inside_the_box_only_with_the_receptive_field_margi
         assert np.abs(inside - dense[1:4, y0:y1, x0:x1]).max() > 1e-3
 
 
-def _roi_and_dense(scan: Scan, model: inference.LoadedModel) -> tuple[inference.Prediction, inference.Prediction]:
+def _roi_and_dense(scan: Scan, model: networks.LoadedModel) -> tuple[inference.Prediction, inference.Prediction]:
     options = inference.PredictOptions(batch_size=4, precision="float32")
     dense = inference.predict_scan(scan, [model], inference.PredictOptions(batch_size=4, precision="float32",
                                                                            dense=True))
@@ -202,7 +202,7 @@ def test_birnn_is_rebuilt_at_the_crop_size(tmp_path):
                               train=config.train)
     size = config.data.input_size
     run = export_run(build_model(config.model, size), config, tmp_path / "run")
-    model = inference.load_model(run.root)
+    model = networks.load_model(run.root)
     sequence = np.random.default_rng(0).random((1, 5, size, size, 1)).astype(np.float32)
     np.testing.assert_allclose(model.birnn_at(size, size).predict_on_batch(sequence),
                                model.birnn.predict_on_batch(sequence), atol=1e-6)
@@ -210,8 +210,8 @@ def test_birnn_is_rebuilt_at_the_crop_size(tmp_path):
     volume = np.random.default_rng(1).random((7, size, size)).astype(np.float32)
     any_size = model.any_size_cnn("float32")
     assert any_size.input_shape == (None, None, None, config.data.context_slices)
-    np.testing.assert_allclose(inference.cnn_probabilities(any_size, volume, 3, context=3),
-                               inference.cnn_probabilities(model.cnn, volume, 3, context=3), atol=1e-5)
+    np.testing.assert_allclose(networks.cnn_probabilities(any_size, volume, 3, context=3),
+                               networks.cnn_probabilities(model.cnn, volume, 3, context=3), atol=1e-5)
 
 
 def test_bfloat16_copy_computes_in_bfloat16_and_agrees():
@@ -220,8 +220,8 @@ def test_bfloat16_copy_computes_in_bfloat16_and_agrees():
     copy = networks.convolutional_copy(cnn, "bfloat16")
     assert {layer.compute_dtype for layer in copy.layers if isinstance(layer, keras.layers.Conv2D)} == {"bfloat16"}
     volume = np.random.default_rng(0).random((4, 32, 32)).astype(np.float32)
-    full = inference.cnn_probabilities(cnn, volume, 4, context=3)
-    half = inference.cnn_probabilities(copy, volume, 4, context=3)
+    full = networks.cnn_probabilities(cnn, volume, 4, context=3)
+    half = networks.cnn_probabilities(copy, volume, 4, context=3)
     assert half.dtype == np.float32 and np.abs(half - full).max() < 0.05
 
 

@@ -173,9 +173,9 @@ def _default_predictor(model_path: Path, config: ExperimentConfig) -> Predictor:
     the case's grid, as :func:`pancreas_seg.inference.predict_scan` gives it for the stored scan (no
     TTA, no component filtering), from the case already prepared for the network (every model of a
     table shares the test cases' preprocessing)."""
-    from pancreas_seg import inference
+    from pancreas_seg import inference, networks
 
-    loaded = inference.load_model(model_path.parent)
+    loaded = networks.load_model(model_path.parent)
     if loaded.config_hash != config_hash(config):
         raise RuntimeError(f"{model_path.parent} holds a run of config {loaded.config_hash}, expected {config_hash(config)}")
 
