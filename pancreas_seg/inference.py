@@ -47,7 +47,7 @@ from pancreas_seg.vocabulary import Precision
 logger = logging.getLogger(__name__)
 
 COMPONENT_CONNECTIVITY = 3  # scipy rank-3 structure: 26-connected components in 3D
-KNOWN_FILL_BATCHES = 8  # CNN batches computed per step around already known slices (bounded memory)
+CNN_CHUNK_BATCHES = 8  # CNN batches per call of the dense pass: bounded memory, the same batches as one call
 
 # ---------------------------------------------------------------------------
 # prediction
@@ -129,13 +129,13 @@ def model_probabilities(runner: ModelRunner, volume: np.ndarray, tta: bool = Fal
 
 
 def _cnn_with_known(runner: ModelRunner, volume: np.ndarray, known: dict[int, np.ndarray]) -> np.ndarray:
-    """The CNN on every slice of ``volume``, computing only the slices ``known`` lacks, a few
-    batches at a time (bounded extra memory, one padded batch per chunk at most)."""
+    """The CNN on every slice of ``volume``, computing only the slices ``known`` lacks,
+    :data:`CNN_CHUNK_BATCHES` batches at a time (a multiple of the batch: only the last one is padded)."""
     depth, height, width = volume.shape
     probability = np.empty(volume.shape, np.float32)
     missing = [k for k in range(depth) if k not in known]
     batch = memory_batch_size(runner.cnn, height, width, runner.batch_size)
-    chunk = KNOWN_FILL_BATCHES * batch if known else max(len(missing), 1)
+    chunk = CNN_CHUNK_BATCHES * batch
     for start in range(0, len(missing), chunk):
         part = missing[start:start + chunk]
         probability[part] = runner.cnn_slices(volume, part, (0, height, 0, width))

@@ -213,8 +213,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
 
     Raises:
         InputError: missing path or config, unreadable config, a damaged (truncated) model file or
-            one that does not load, a
-            model that does not predict from scans (the BiRNN alone).
+            one that does not load, a model that does not predict from scans (the BiRNN alone).
     """
     run, model_path = locate_model(path)
     config, run_hash = run.read_config()

@@ -1,4 +1,4 @@
-"""Region-of-interest prediction: the full-resolution network only where pancreas can be (issue #10).
+"""Region-of-interest prediction: the full-resolution network only where pancreas can be.
 
 On the prepared network grid ``[Z, S, S]`` (:func:`~pancreas_seg.data.preprocess.prepare_volume`):
 
