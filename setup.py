@@ -23,7 +23,7 @@ setup(
         "scikit-image>=0.22",
         "matplotlib>=3.7",
         "tqdm>=4.60",
-        "highdicom>=0.22",
+        "highdicom>=0.23",
     ],
     extras_require={
         # CPU JAX: the JAX-only paths (KERAS_BACKEND=jax) and multi-worker training are tested too

@@ -13,8 +13,9 @@ Type 2 attributes (may be empty, must be present) that a source header lacks are
 on copies.
 
 :func:`read_dicom_seg` goes the other way for any binary or fractional SEG (ours or another
-tool's, e.g. dcmqi): each frame is placed on the source grid by the SOP instance it references,
-or, when it references none, by its ImagePositionPatient.
+tool's, e.g. dcmqi), with highdicom's reader: frames are placed on the source grid by the SOP
+instances they reference, or, when they do not all reference one, by their ImagePositionPatient;
+segments that overlap are refused (a label map holds one segment per voxel).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import highdicom as hd
 import numpy as np
@@ -52,6 +53,7 @@ SERIES_NUMBER = 900  # SEG series number; any value not used by the source study
 INSTANCE_NUMBER = 1
 POSITION_TOL_MM = 0.01  # a frame lies on source slice k when its position is this close along the normal
 GRID_TOL_MM = 0.1  # source slice k must lie this close to the Scan affine's slice k
+FRACTIONAL_CUT = 0.5  # a fractional SEG's voxel is inside where its value exceeds this share of the maximum
 DEFAULT_CHARACTER_SET = "ISO_IR 100"  # given to source headers whose SpecificCharacterSet is empty
 # Type 1 (present and not empty) in every source header: what the SEG references or copies.
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
@@ -279,54 +281,113 @@ def _referenced_uid(seg: Dataset, index: int) -> str | None:
     return str(derivation.SourceImageSequence[0].ReferencedSOPInstanceUID)
 
 
+def _read_frames(pixels: Callable[..., np.ndarray], path: Path, **options) -> np.ndarray:
+    """``pixels(**options)``, highdicom's refusals (overlapping segments, frames it cannot place) as InputError."""
+    try:
+        return pixels(**options)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        if "overlap" in str(exc):
+            numbers = ", ".join(map(str, options["segment_numbers"]))
+            raise InputError(path, f"segments {numbers} overlap; a label map holds one segment per voxel "
+                                   f"(read one segment at a time)") from None
+        raise InputError(path, f"cannot read the SEG's frames ({exc})") from exc
+
+
+def _label_map(seg: hd.seg.Segmentation, pixels: Callable[..., np.ndarray], numbers: Sequence[int],
+               relabel: bool, path: Path) -> np.ndarray:
+    """``[N, Y, X]`` uint8 label map of segments ``numbers`` from highdicom's stack reader
+    ``pixels(**options)`` (by source instance or by volume position); overlapping segments refused.
+
+    Binary SEGs are combined by highdicom, which refuses overlaps; fractional ones are read one
+    segment at a time, cut at :data:`FRACTIONAL_CUT` of the maximum, and checked here.
+    """
+    if seg.segmentation_type != hd.seg.SegmentationTypeValues.FRACTIONAL:
+        return _read_frames(pixels, path, segment_numbers=list(numbers), combine_segments=True, relabel=relabel,
+                            dtype=np.uint8)
+    out: np.ndarray | None = None
+    for index, number in enumerate(numbers):
+        fraction = _read_frames(pixels, path, segment_numbers=[number], combine_segments=False,
+                                rescale_fractional=True)
+        inside = fraction[..., 0] > FRACTIONAL_CUT
+        if out is None:
+            out = np.zeros(inside.shape, np.uint8)
+        if np.any(inside & (out > 0)):
+            raise InputError(path, f"segment {number} overlaps another segment; a label map holds one segment "
+                                   f"per voxel (read one segment at a time)")
+        out[inside] = index + 1 if relabel else number
+    return out
+
+
+def _on_source_slices(seg: hd.seg.Segmentation, sources: Sequence[Dataset], numbers: Sequence[int], relabel: bool,
+                      path: Path, source_folder: str | os.PathLike) -> np.ndarray:
+    """The label map ``[Z, Y, X]`` of a SEG whose frames do not all reference a source instance:
+    highdicom's volume of the frames, each of its slices placed at the source slice it lies on."""
+    geometry = seg.get_volume_geometry(allow_missing_positions=True)
+    if geometry is None:
+        raise InputError(path, "its frames reference no instance of the source series and do not form "
+                               "a regularly spaced volume")
+    volume = _label_map(seg, lambda **options: seg.get_volume(allow_missing_positions=True, **options).array,
+                        numbers, relabel, path)
+    normal = slice_normal(sources[0].ImageOrientationPatient)
+    along = along_normal(sources)
+    affine = np.asarray(geometry.affine, dtype=float)  # (slice, row, column) index -> LPS mm
+    out = np.zeros((len(sources), int(sources[0].Rows), int(sources[0].Columns)), np.uint8)
+    for index, frame in enumerate(volume):
+        if not frame.any():
+            continue
+        offset = np.abs(along - (affine[:3, 3] + index * affine[:3, 0]) @ normal)
+        if offset.min() > POSITION_TOL_MM:
+            raise InputError(path, f"slice {index + 1} of its volume lies on no slice of the source series "
+                                   f"{source_folder}")
+        out[int(np.argmin(offset))] = frame
+    return out
+
+
 def read_dicom_seg(path: str | os.PathLike, source_folder: str | os.PathLike, *, series: str | None = None,
                    segment: int | None = None) -> np.ndarray:
     """A DICOM SEG as a label map ``[Z, Y, X]`` uint8 on its source series' grid (Scan slice order).
+
+    Read with highdicom: frames that all reference instances of the source series are placed by
+    the instance they reference, others by their ImagePositionPatient.
 
     Args:
         path: the SEG file (binary or fractional; fractional frames are cut at half the maximum).
         source_folder: folder of the source image series.
         series: SeriesInstanceUID when ``source_folder`` holds several series.
         segment: keep only this segment number, as 1; ``None`` = every segment, voxel value =
-            segment number (a later segment overwrites an earlier one where they overlap).
+            segment number.
 
     Raises:
-        InputError: not a SEG, a size different from the source, or a frame that neither references
-            a source instance nor lies at a source slice position.
+        InputError: not a SEG, a size different from the source, no such segment, segments that
+            overlap (a label map holds one per voxel), or frames that neither reference a source
+            instance nor lie at a source slice position.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file does not exist")
     try:
-        seg = pydicom.dcmread(path)
+        header = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
         raise InputError(path, f"not a readable DICOM file ({exc})") from exc
-    if str(seg.get("SOPClassUID", "")) != SegmentationStorage:
-        raise InputError(path, f"not a DICOM Segmentation object (SOP class {seg.get('SOPClassUID', 'missing')})")
+    if str(header.get("SOPClassUID", "")) != SegmentationStorage:
+        raise InputError(path, f"not a DICOM Segmentation object (SOP class {header.get('SOPClassUID', 'missing')})")
     sources = source_slices(source_folder, series)
     rows, cols = int(sources[0].Rows), int(sources[0].Columns)
-    if (int(seg.Rows), int(seg.Columns)) != (rows, cols):
-        raise InputError(path, f"frame size {seg.Rows}x{seg.Columns} differs from the source series' {rows}x{cols}")
-    by_uid = {str(ds.SOPInstanceUID): k for k, ds in enumerate(sources)}
-    normal = slice_normal(sources[0].ImageOrientationPatient)
-    along = along_normal(sources)
-    frames = seg.pixel_array.reshape(-1, rows, cols)
-    fractional = str(seg.get("SegmentationType", "BINARY")) == "FRACTIONAL"
-    cut = int(seg.get("MaximumFractionalValue", 1)) / 2 if fractional else 0
-    out = np.zeros((len(sources), rows, cols), np.uint8)
-    for index, frame in enumerate(frames):
-        ident = _frame_item(seg, index, "SegmentIdentificationSequence")
-        number = int(ident.ReferencedSegmentNumber) if ident is not None else SEGMENT_NUMBER
-        if segment is not None and number != segment:
-            continue
-        k = by_uid.get(_referenced_uid(seg, index) or "")
-        if k is None:
-            position = _frame_item(seg, index, "PlanePositionSequence")
-            if position is None:
-                raise InputError(path, f"frame {index + 1} references no source instance and has no position")
-            offset = np.abs(along - np.asarray(position.ImagePositionPatient, dtype=float) @ normal)
-            if offset.min() > POSITION_TOL_MM:
-                raise InputError(path, f"frame {index + 1} lies on no slice of the source series {source_folder}")
-            k = int(np.argmin(offset))
-        out[k][frame > cut] = 1 if segment is not None else number
-    return out
+    if (int(header.Rows), int(header.Columns)) != (rows, cols):
+        raise InputError(path, f"frame size {header.Rows}x{header.Columns} differs from the source series' "
+                               f"{rows}x{cols}")
+    try:
+        seg = hd.seg.segread(path)
+    except Exception as exc:  # noqa: BLE001 - whatever highdicom refuses in another tool's SEG
+        raise InputError(path, f"not a readable DICOM SEG ({exc})") from exc
+    present = list(seg.segment_numbers)
+    if segment is not None and segment not in present:
+        raise InputError(path, f"has no segment {segment} (segments {', '.join(map(str, present))})")
+    numbers = present if segment is None else [segment]
+    uids = [str(ds.SOPInstanceUID) for ds in sources]
+    known = set(uids)
+    if all(_referenced_uid(seg, index) in known for index in range(int(seg.NumberOfFrames))):
+        return _label_map(seg, lambda **options: seg.get_pixels_by_source_instance(
+            uids, ignore_spatial_locations=True, assert_missing_frames_are_empty=True, **options),
+            numbers, segment is not None, path)
+    return _on_source_slices(seg, sources, numbers, segment is not None, path, source_folder)

@@ -197,3 +197,83 @@ def test_empty_frames_are_omitted_and_an_empty_mask_keeps_every_frame(tmp_path, 
     path = write_dicom_seg(empty, folder, tmp_path / "empty.dcm")
     assert int(pydicom.dcmread(path).NumberOfFrames) == 3  # DICOM needs a frame; all reference the series
     np.testing.assert_array_equal(read_dicom_seg(path, folder), empty)
+
+
+# --- SEGs of other shapes, read through highdicom ------------------------------------
+
+def _other_tool_seg(folder: Path, segments: np.ndarray, path: Path, fractional: bool = False) -> Path:
+    """A SEG of ``segments`` ``[Z, Y, X, S]`` (Scan slice order) on the series in ``folder``, one
+    segment per channel, as another tool might write it (empty frames kept)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    algorithm = hd.AlgorithmIdentificationSequence(name="other", family=codes.cid7162.ArtificialIntelligence,
+                                                   version="1")
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=number, segment_label=f"organ {number}", segmented_property_category=codes.SCT.Organ,
+        segmented_property_type=codes.SCT.Liver, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm) for number in range(1, segments.shape[-1] + 1)]
+    kind = hd.seg.SegmentationTypeValues.FRACTIONAL if fractional else hd.seg.SegmentationTypeValues.BINARY
+    seg = hd.seg.Segmentation(
+        source_images=source_slices(folder), pixel_array=segments, segmentation_type=kind,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=1,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="other", manufacturer_model_name="other",
+        software_versions="1", device_serial_number="1", omit_empty_frames=False)
+    seg.save_as(path)
+    return path
+
+
+def _two_segments(overlap: bool) -> np.ndarray:
+    """``[3, 8, 10, 2]``: segment 1 in rows 1..3, segment 2 in rows 3..5 (sharing row 3 when ``overlap``)."""
+    segments = np.zeros((3, 8, 10, 2), np.uint8)
+    segments[:, 1:4, 2:6, 0] = 1
+    segments[:, 3 if overlap else 4:6, 2:6, 1] = 1
+    return segments
+
+
+def test_overlapping_segments_are_refused_naming_the_file(tmp_path, helpers):
+    folder = _series_with(tmp_path, helpers)
+    path = _other_tool_seg(folder, _two_segments(overlap=True), tmp_path / "overlap.dcm")
+    with pytest.raises(InputError, match="segments 1, 2 overlap") as info:
+        read_dicom_seg(path, folder)
+    assert info.value.path == str(path)
+    # one segment at a time is a label map
+    np.testing.assert_array_equal(read_dicom_seg(path, folder, segment=2), _two_segments(True)[..., 1])
+
+
+def test_segments_that_do_not_overlap_are_one_label_map(tmp_path, helpers):
+    folder = _series_with(tmp_path, helpers)
+    segments = _two_segments(overlap=False)
+    path = _other_tool_seg(folder, segments, tmp_path / "two.dcm")
+    np.testing.assert_array_equal(read_dicom_seg(path, folder), segments[..., 0] + 2 * segments[..., 1])
+    with pytest.raises(InputError, match="has no segment 3 \\(segments 1, 2\\)"):
+        read_dicom_seg(path, folder, segment=3)
+
+
+def test_fractional_seg_is_cut_at_half_and_overlaps_refused(tmp_path, helpers):
+    folder = _series_with(tmp_path, helpers)
+    fractions = np.zeros((3, 8, 10, 1), np.float32)
+    fractions[1, 2, 2:6, 0] = [0.2, 0.5, 0.6, 1.0]  # stored as 51, 128, 153, 255 of 255: 128 > 127.5
+    path = _other_tool_seg(folder, fractions, tmp_path / "fractional.dcm", fractional=True)
+    expected = np.zeros((3, 8, 10), np.uint8)
+    expected[1, 2, 3:6] = 1
+    np.testing.assert_array_equal(read_dicom_seg(path, folder), expected)
+    overlapping = np.concatenate([fractions, fractions], axis=-1)
+    path = _other_tool_seg(folder, overlapping, tmp_path / "fractional_overlap.dcm", fractional=True)
+    with pytest.raises(InputError, match="segment 2 overlaps another segment"):
+        read_dicom_seg(path, folder)
+
+
+def test_frames_without_source_references_are_placed_by_position(tmp_path, helpers):
+    scan = helpers.ct_scan(shape=(4, 8, 10), affine=helpers.rotation_affine())
+    folder = tmp_path / "series"
+    write_dicom_series(scan, folder, patient_id="P", instance_number_order="shuffled", seed=1)
+    mask = _slice_coded_mask((4, 8, 10))
+    mask[1] = 0  # an omitted frame: the frames' volume has a gap
+    path = write_dicom_seg(mask, folder, tmp_path / "seg.dcm")
+    seg = pydicom.dcmread(path)
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        del frame.DerivationImageSequence
+    seg.save_as(path)
+    np.testing.assert_array_equal(read_dicom_seg(path, folder), mask)
+    np.testing.assert_array_equal(read_dicom_seg(path, folder, segment=1), mask)
