@@ -55,7 +55,8 @@ def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image
     Args:
         path: ``.nii`` or ``.nii.gz`` file.
         modality: ``"CT"`` or ``"MRI"``.
-        kind: ``"image"``: CT integer data fitting int16 becomes int16, other CT
+        kind: ``"image"``: CT integer data fitting int16 becomes int16 (also stored integers
+            whose integral scl_slope/scl_inter keep them integers fitting int16, HU), other CT
             data and all MRI data float32; ``"label"``: values rounded to uint8.
 
     Returns:
@@ -92,13 +93,15 @@ def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image
     affine = np.asarray(img.affine, dtype=np.float64)
     _check_affine(path, affine)
     try:
-        data = np.asanyarray(img.dataobj)
+        array = _scaled_int16(img) if modality == "CT" and kind == "image" else None
+        data = np.asanyarray(img.dataobj) if array is None else None
     except Exception as exc:  # noqa: BLE001 - EOFError, zlib.error, OSError, ValueError
         raise InputError(path, f"truncated or corrupt NIfTI file ({exc})") from exc
-    data = data.reshape(shape[:3])
-    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-        raise InputError(path, f"contains NaN or inf values ({int(np.sum(~np.isfinite(data)))} voxels)")
-    array = np.ascontiguousarray(data.transpose(2, 1, 0))
+    if array is None:
+        data = data.reshape(shape[:3])
+        if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+            raise InputError(path, f"contains NaN or inf values ({int(np.sum(~np.isfinite(data)))} voxels)")
+        array = np.ascontiguousarray(data.transpose(2, 1, 0))
 
     if kind == "label":
         array = _to_label(path, array)
@@ -110,6 +113,31 @@ def read_nifti(path: str | os.PathLike, modality: str = "CT", kind: str = "image
         array = array.astype(np.float32)
     codes = {name: str(int(header[name])) for name in XFORM_CODE_FIELDS}
     return Scan(array=array, affine=affine, modality=modality, source={"path": str(path), "kind": kind, **codes})
+
+
+def _scaled_int16(img: nib.Nifti1Image) -> np.ndarray | None:
+    """``[Z, Y, X]`` int16 of integers stored with an integral scl_slope/scl_inter (a CT's
+    ``scl_inter -1024``) when every scaled value fits int16; None otherwise (no scaling, float data
+    or a fractional scale: nibabel's float path).
+
+    Scales the stored integers slice by slice into the result instead of through nibabel's
+    float64 volume: the transient is the stored array, not four times it.
+    """
+    proxy = img.dataobj
+    slope, inter = float(proxy.slope), float(proxy.inter)
+    if (slope, inter) == (1.0, 0.0) or not np.isfinite([slope, inter]).all() \
+            or not (slope.is_integer() and inter.is_integer()) or proxy.dtype.kind not in "iu":
+        return None
+    raw = np.asanyarray(proxy.get_unscaled()).reshape(img.shape[:3])
+    if raw.size == 0:
+        return None
+    ends = [float(raw.min()) * slope + inter, float(raw.max()) * slope + inter]
+    if min(ends) < INT16.min or max(ends) > INT16.max:
+        return None
+    array = np.empty(raw.shape[::-1], np.int16)  # [Z, Y, X]
+    for k in range(raw.shape[2]):
+        array[k] = (raw[:, :, k].astype(np.int64) * int(slope) + int(inter)).T
+    return array
 
 
 def _check_affine(path: Path, affine: np.ndarray) -> None:

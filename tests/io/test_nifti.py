@@ -319,3 +319,21 @@ def test_reorient_tolerates_float32_rounding(helpers):
     label = _label(affine=image.affine.astype(np.float32).astype(np.float64), helpers=helpers)
     label.source = {"path": "p"}
     assert reorient_like(label, image.affine, image.shape).shape == image.shape
+
+
+@pytest.mark.parametrize("stored, slope, inter, dtype", [
+    (np.int16, 1.0, -1024.0, np.int16),  # the usual CT: HU = stored - 1024
+    (np.uint16, 2.0, -1024.0, np.int16),  # stored 0..59 -> -1024..-906
+    (np.int16, 0.5, -1024.0, np.float32),  # a fractional slope: not integers
+    (np.int16, 1.0, 40000.0, np.float32),  # scaled values beyond int16
+], ids=["int16-intercept", "uint16-slope2", "fractional-slope", "beyond-int16"])
+def test_scaled_integers_keep_an_integer_type_where_exact(tmp_path, stored, slope, inter, dtype):
+    stored_values = np.arange(5 * 4 * 3).reshape(5, 4, 3).astype(stored)  # [X, Y, Z], 0..59
+    img = nib.Nifti1Image(stored_values, np.diag([0.8, 0.8, 2.0, 1.0]))
+    img.header.set_slope_inter(slope, inter)
+    nib.save(img, tmp_path / "scaled.nii.gz")
+    back = read_nifti(tmp_path / "scaled.nii.gz")
+    assert back.array.dtype == dtype
+    expected = stored_values.astype(np.float64).transpose(2, 1, 0) * slope + inter  # [Z, Y, X]
+    np.testing.assert_array_equal(back.array, expected.astype(dtype))
+    assert back.array.flags.c_contiguous
