@@ -13,6 +13,11 @@ signal turned into an exception (the CLI does that for SIGTERM) removes them at 
 :func:`remove_stale_temporaries`, which every writer here runs on its target's folder first.
 Written files and folders get the modes ``open``/``mkdir`` would give them (0666 / 0777 less
 the umask), not the private 0600 / 0700 of :mod:`tempfile`.
+
+Durability: what is renamed into place is fsynced first (a file, or every file and folder of a
+temporary folder), and the target's folder after the rename, so that a power loss leaves the
+old or the complete new target under its name, never an empty or partial one. Folder fsync is
+skipped where a folder cannot be opened (Windows).
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ HOST_TAG_LENGTH = 8  # hex digits of the host name's hash in temporary names
 RANDOM_LENGTH = 8  # characters tempfile adds to a temporary name
 FILE_MODE = 0o666  # before the umask, as open() creates files
 FOLDER_MODE = 0o777  # before the umask, as mkdir() creates folders
+FILE_SYNC_FLAGS = os.O_RDWR if os.name == "nt" else os.O_RDONLY  # Windows fsyncs writable handles only
 STALE_PATTERN = re.compile(
     rf"^\..+(?:{re.escape(TEMP_TAG)}|{re.escape(OLD_TAG)})(?P<host>[0-9a-f]{{{HOST_TAG_LENGTH}}})-(?P<pid>\d+)-"
     rf"[a-z0-9_]{{{RANDOM_LENGTH}}}(?:\..*)?$"
@@ -174,10 +180,47 @@ def _temporary_file(path: Path) -> Path:
     return Path(name)
 
 
-def _publish(tmp: Path, final: Path, umask: int) -> None:
-    """Give ``tmp`` the mode a newly created file would have, then rename it to ``final``."""
+def _fsync_file(path: Path) -> None:
+    """Flush ``path``'s data and metadata to the disk."""
+    handle = os.open(path, FILE_SYNC_FLAGS)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries (a rename into it) to the disk; skipped where folders cannot be
+    opened or fsynced (Windows, some network file systems)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError as exc:
+        logger.debug("cannot fsync folder %s: %s", folder, exc)
+    finally:
+        os.close(handle)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """fsync every file and folder under ``folder`` (itself included), files first."""
+    for root, folders, files in os.walk(folder):
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                _fsync_file(Path(root, name))
+        _fsync_folder(Path(root))
+
+
+def _publish(tmp: Path, final: Path, umask: int, sync_folder: bool = True) -> None:
+    """Give ``tmp`` the mode a newly created file would have, fsync it, rename it to ``final``
+    and, when ``sync_folder``, fsync the folder that now holds ``final``."""
     os.chmod(tmp, FILE_MODE & ~umask)
+    _fsync_file(tmp)
     os.replace(tmp, final)
+    if sync_folder:
+        _fsync_folder(final.parent)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
@@ -217,7 +260,9 @@ def atomic_write_many(writers: Mapping[Path, Callable[[Path], Any]]) -> list[Pat
             staged[final] = _temporary_file(final)
             writer(staged[final])
         for final, tmp in staged.items():
-            _publish(tmp, final, umask)
+            _publish(tmp, final, umask, sync_folder=False)
+        for folder in {final.parent for final in staged}:
+            _fsync_folder(folder)
     except BaseException:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
@@ -242,14 +287,17 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     try:
         os.chmod(tmp, mode)
         yield tmp
+        _fsync_tree(tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=_prefix(path, OLD_TAG), dir=path.parent))
             aside = old / path.name
             os.replace(path, aside)
             os.replace(tmp, path)
+            _fsync_folder(path.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+            _fsync_folder(path.parent)
     except BaseException:
         if aside is not None and aside.exists() and not path.exists():
             os.replace(aside, path)  # interrupted mid-swap: put the old folder back

@@ -213,3 +213,76 @@ def test_check_writable_leaves_nothing_behind(tmp_path):
     check_writable(tmp_path / "new" / "deeper" / "out.nii.gz")
     check_writable(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- durability: fsync before the rename, the folder after it -------------------------------
+
+@pytest.fixture
+def sync_log(monkeypatch) -> list[tuple]:
+    """Every ``os.fsync`` (as ``("fsync", inode)``) and ``os.replace`` (``("replace", src, dst)``), in order."""
+    events: list[tuple] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", Path(src), Path(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def _around_rename(events: list[tuple], final: Path) -> tuple[list, list]:
+    """The inodes fsynced before and after the rename to ``final``."""
+    at = next(i for i, event in enumerate(events) if event[0] == "replace" and event[2] == final)
+    return ([e[1] for e in events[:at] if e[0] == "fsync"], [e[1] for e in events[at + 1:] if e[0] == "fsync"])
+
+
+def test_file_is_fsynced_before_the_rename_and_its_folder_after(tmp_path, sync_log):
+    final = tmp_path / "out" / "mask.nii.gz"
+    atomic_write(final, lambda tmp: tmp.write_bytes(b"complete"))
+    before, after = _around_rename(sync_log, final)
+    assert before == [final.stat().st_ino]  # the temporary file, now under the final name
+    assert after == [final.parent.stat().st_ino]
+
+
+def test_write_many_fsyncs_every_file_then_each_folder_once(tmp_path, sync_log):
+    finals = [tmp_path / "a.json", tmp_path / "b.png", tmp_path / "sub" / "c.nii"]
+    atomic_write_many({final: (lambda tmp: tmp.write_text("x")) for final in finals})
+    renamed = [i for i, event in enumerate(sync_log) if event[0] == "replace"]
+    for final in finals:
+        before, _ = _around_rename(sync_log, final)
+        assert final.stat().st_ino in before
+    after_last = [e[1] for e in sync_log[renamed[-1] + 1:] if e[0] == "fsync"]
+    assert sorted(after_last) == sorted({tmp_path.stat().st_ino, (tmp_path / "sub").stat().st_ino})
+
+
+def test_atomic_folder_fsyncs_its_files_and_itself_before_the_rename(tmp_path, sync_log):
+    final = tmp_path / "series"
+    with atomic_folder(final) as tmp:
+        (tmp / "deep").mkdir()
+        (tmp / "deep" / "slice.dcm").write_bytes(b"dicom")
+    before, after = _around_rename(sync_log, final)
+    assert {(final / "deep" / "slice.dcm").stat().st_ino, (final / "deep").stat().st_ino,
+            final.stat().st_ino} <= set(before)
+    assert after == [tmp_path.stat().st_ino]
+
+
+def test_folder_fsync_is_skipped_where_folders_cannot_be_opened(tmp_path, monkeypatch, sync_log):
+    real_open = os.open
+
+    def no_folders(path, flags, *args, **kwargs):
+        if os.path.isdir(path):
+            raise PermissionError(13, "Permission denied", str(path))  # as Windows answers
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_folders)
+    final = tmp_path / "report.json"
+    atomic_write_json(final, {"ok": True})
+    assert final.read_text().strip().startswith("{")
+    before, after = _around_rename(sync_log, final)
+    assert before == [final.stat().st_ino] and after == []
