@@ -31,13 +31,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 from nibabel.affines import voxel_sizes
-from scipy import ndimage
 
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE
 from pancreas_seg.data.preprocess import InplaneTransform, prepare_volume
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.orientation import to_canonical
 from pancreas_seg.io.scan import Scan
+from pancreas_seg.masks import largest_component
 from pancreas_seg.metrics import abnormal_shape_changes
 from pancreas_seg.models.build import on_gpu
 from pancreas_seg.networks import LoadedModel, ModelRunner, memory_batch_size, resolve_precision, timed
@@ -46,7 +46,6 @@ from pancreas_seg.vocabulary import Precision
 
 logger = logging.getLogger(__name__)
 
-COMPONENT_CONNECTIVITY = 3  # scipy rank-3 structure: 26-connected components in 3D
 CNN_CHUNK_BATCHES = 8  # CNN batches per call of the dense pass: bounded memory, the same batches as one call
 
 # ---------------------------------------------------------------------------
@@ -144,17 +143,6 @@ def _cnn_with_known(runner: ModelRunner, volume: np.ndarray, known: dict[int, np
     return probability
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """Keep the largest 26-connected component of a ``[Z, Y, X]`` mask; uint8 0/1."""
-    structure = ndimage.generate_binary_structure(3, COMPONENT_CONNECTIVITY)
-    labels, count = ndimage.label(mask != 0, structure=structure)
-    if count <= 1:
-        return (labels > 0).astype(np.uint8)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return (labels == int(np.argmax(sizes))).astype(np.uint8)
-
-
 def postprocess(probability: np.ndarray, transform: InplaneTransform, threshold: float,
                 keep_largest: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Network-grid probabilities ``[Z, S, S]`` -> scan grid: ``(probability [Z, Y, X] float32, mask uint8)``.
@@ -165,7 +153,7 @@ def postprocess(probability: np.ndarray, transform: InplaneTransform, threshold:
     on_scan = transform.invert(probability)
     mask = (on_scan > threshold).astype(np.uint8)
     if keep_largest:
-        mask = largest_component(mask)
+        mask = largest_component(mask).astype(np.uint8)
     return on_scan, mask
 
 

@@ -95,16 +95,6 @@ def test_cnn_runs_in_bounded_batches():
     np.testing.assert_array_equal(out, volume)
 
 
-def test_largest_component_keeps_the_biggest_26_connected_blob():
-    mask = np.zeros((5, 10, 10), np.uint8)
-    mask[0:2, 0:2, 0:2] = 1  # 8 voxels
-    mask[2, 2, 2] = 1  # touches the first blob only diagonally: same 26-component (9 voxels)
-    mask[3:5, 5:8, 5:8] = 1  # 18 voxels
-    kept = inference.largest_component(mask)
-    assert kept.sum() == 18 and kept[3:5, 5:8, 5:8].all()
-    assert inference.largest_component(np.zeros((2, 2, 2), np.uint8)).sum() == 0
-
-
 def test_modality_mismatch_is_refused():
     scan = bright_block_scan()
     with pytest.raises(InputError, match="scan is CT but model .* trained on MRI"):

@@ -15,6 +15,7 @@ from pancreas_seg.data.phantom.config import (CHUNK_VOXELS, CT_MAX_HU, CT_MIN_HU
                                               TISSUE_TABLES, PhantomConfig)
 from pancreas_seg.data.phantom.shapes import Shape
 from pancreas_seg.io.scan import Scan
+from pancreas_seg.masks import largest_component
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,6 @@ PV_LABEL = 0.5
 MIN_ISLAND_MM2 = 30.0  # mm^2, smallest island of the label in a slice  # pancreas partial volume at and above which a voxel is labelled
 SUB_SLICE_PAD_SLICES = 2  # slices beyond the pancreas also rendered from sub-slices
 BIAS_TERMS = 6  # coefficients of the MRI log-bias polynomial
-CONNECTIVITY_26 = np.ones((3, 3, 3), bool)
 
 
 class Canvas:
@@ -125,19 +125,6 @@ def _drop_slivers(mask: np.ndarray, pixel_area_mm2: float) -> np.ndarray:
     return mask
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    """``mask`` reduced to its largest 26-connected component (in place; worked on its bounding box)."""
-    boxes = ndimage.find_objects(mask.astype(np.uint8))
-    if not boxes:
-        return mask
-    box = boxes[0]
-    labels, count = ndimage.label(mask[box], CONNECTIVITY_26)
-    if count > 1:
-        keep = np.argmax(np.bincount(labels.ravel())[1:]) + 1
-        mask[box] = labels == keep
-    return mask
-
-
 def generate_case(case_number: int, modality: str | None = None, seed: int = 0,
                   config: PhantomConfig | None = None) -> tuple[Scan, np.ndarray]:
     """Render one synthetic abdominal scan and its pancreas label.
@@ -212,7 +199,7 @@ def generate_case(case_number: int, modality: str | None = None, seed: int = 0,
                     img[k] += np.float32(noise_sd) * noise.draw()
                 array[z0:z1] = np.clip(np.rint(img), CT_MIN_HU, CT_MAX_HU)
 
-    _largest_component(_drop_slivers(mask[organ], dx * dx))
+    mask[organ] = largest_component(_drop_slivers(mask[organ], dx * dx))
     mask = mask.view(np.uint8)
     affine = np.array([[-dx, 0, 0, -float(u[0])],
                        [0, -dx, 0, -float(v[0])],
