@@ -11,6 +11,11 @@ the dead network. :class:`CollapseGuard` checks each epoch and raises
   (epoch mean >= ``1 - SATURATION_TOLERANCE``);
 * a constant output: the fused probability on a fixed validation batch spans less than
   ``CONSTANT_SPAN`` (e.g. exactly 0 everywhere).
+
+:class:`FiniteGuard` raises the same error at an epoch's end when a logged value or a weight is
+non-finite, and comes before the backup and the checkpoints, so that an update that turned the
+weights into NaN (a finite loss at its step, NaN from then on) is never saved as ``last.keras``:
+Keras's ``TerminateOnNaN`` only stops after the step, and the epoch-end callbacks still run.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from pancreas_seg.errors import TrainingCollapsed
 SATURATION_TOLERANCE = 1e-3  # Jaccard loss within this of 1 for a whole epoch = saturated
 CONSTANT_SPAN = 1e-4  # max - min of the fused probability on the probe batch below this = constant output
 JACCARD_LOSSES = ("jac", "jac_slice")  # losses whose ceiling is 1
+SHOWN_WEIGHTS = 3  # non-finite weights named in the message
 
 
 def _fused(outputs: Any) -> np.ndarray:
@@ -86,3 +92,27 @@ class CollapseGuard(keras.callbacks.Callback):
         if span < CONSTANT_SPAN:
             raise TrainingCollapsed(self.stage, epoch + 1, f"the fused output is constant ({float(fused.mean()):.4f} "
                                                        "everywhere) on a validation batch")
+
+
+class FiniteGuard(keras.callbacks.Callback):
+    """Raise :class:`TrainingCollapsed` at an epoch's end when a logged value (training or
+    validation) or a weight of the model is NaN or infinite; put it before the callbacks that
+    save the model (module docstring).
+
+    Args:
+        stage: the stage's name, for the message.
+    """
+
+    def __init__(self, stage: str):
+        super().__init__()
+        self.stage = stage
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = non_finite(logs)
+        if bad:
+            raise TrainingCollapsed(self.stage, epoch + 1, f"non-finite {', '.join(bad)}")
+        weights = [weight.path for weight in self.model.weights
+                   if not np.all(np.isfinite(keras.ops.convert_to_numpy(weight)))]
+        if weights:
+            shown = ", ".join(weights[:SHOWN_WEIGHTS]) + (", ..." if len(weights) > SHOWN_WEIGHTS else "")
+            raise TrainingCollapsed(self.stage, epoch + 1, f"non-finite weights ({len(weights)}: {shown})")
