@@ -19,13 +19,15 @@ spacing. With ``d(A, B)`` the mean, over the surface voxels of A, of the
 distance to the nearest surface voxel of B:
 
 - AVD, averaged Hausdorff distance = max(d(A, B), d(B, A))  (:func:`avd`;
-  Taha & Hanbury 2015, BMC Med. Imaging 15:29). Some authors (and
-  MedPy's ``assd``) use the *mean* of the two directed averages instead.
+  Taha & Hanbury 2015, BMC Med. Imaging 15:29). Some authors use the *mean*
+  of the two directed averages instead; that is not computed here.
 - HD95 = 95th percentile of the pooled directed distances of both surfaces
   (:func:`hd95`, as MedPy's ``hd95`` and nnU-Net define it; linear
   interpolation between ranks).
-- ASSD = mean over the union of both surface point sets, i.e.
-  (Σ A→B + Σ B→A) / (|∂A| + |∂B|)  (:func:`assd`; Heimann et al. 2009).
+- ASSD = mean of the pooled distances of both directions, i.e.
+  (Σ A→B + Σ B→A) / (|∂A| + |∂B|)  (:func:`assd`; Heimann et al. 2009;
+  what MedPy 0.5's ``assd`` computes). It weighs each surface voxel alike,
+  so the larger surface counts more than in a mean of the two directed means.
 
 Point-set AVD (:func:`pointset_avd`): the same max of two directed means, but over *all* voxels
 of each mask, not its surface (a voxel inside both contributes 0). This is Taha & Hanbury's
@@ -253,9 +255,9 @@ def surface_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]) 
 def avd(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]) -> float:
     """Averaged Hausdorff distance in mm: max(d(Ŷ, Y), d(Y, Ŷ)), d = mean nearest surface distance.
 
-    Taha & Hanbury 2015 definition (the max of the two directed averages); the
-    alternative mean of the two equals MedPy's ``assd``. 0.0 when both masks
-    are empty, ``nan`` when exactly one is.
+    Taha & Hanbury 2015 definition (the max of the two directed averages, not
+    their mean, and not :func:`assd`'s pooled mean). 0.0 when both masks are
+    empty, ``nan`` when exactly one is.
     """
     return surface_metrics(pred, gt, spacing).avd
 
@@ -269,11 +271,12 @@ def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]) -> float:
 
 
 def assd(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]) -> float:
-    """Average symmetric surface distance (mm): mean over the union of both surfaces' distances.
+    """Average symmetric surface distance (mm): mean of the pooled distances of both directions.
 
-    (Σ_{a∈∂Ŷ} d(a, ∂Y) + Σ_{b∈∂Y} d(b, ∂Ŷ)) / (|∂Ŷ| + |∂Y|). MedPy's ``assd``
-    instead averages the two directed means, which weighs the smaller surface
-    more. 0.0 when both masks are empty, ``nan`` when exactly one is.
+    (Σ_{a∈∂Ŷ} d(a, ∂Y) + Σ_{b∈∂Y} d(b, ∂Ŷ)) / (|∂Ŷ| + |∂Y|), as MedPy 0.5's
+    ``assd`` computes it; a mean of the two directed means would weigh the
+    smaller surface more. 0.0 when both masks are empty, ``nan`` when exactly
+    one is.
     """
     return surface_metrics(pred, gt, spacing).assd
 

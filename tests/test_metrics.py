@@ -307,3 +307,23 @@ def test_overlap_by_threshold_hand_worked():
     np.testing.assert_allclose(ji, [3 / 4, 2 / 3, 0.0])
     with pytest.raises(ValueError):
         M.overlap_by_threshold(probability, gt[:4], [0.5])
+
+
+def test_assd_pools_both_directions_as_medpy_05():
+    # pred: 1 pixel at x=0; gt: 3 pixels at x=0, 2, 4 (spacing 1, each its own surface).
+    # pred -> gt: [0]; gt -> pred: [0, 2, 4].  Pooled (MedPy 0.5): (0+0+2+4)/4 = 1.5;
+    # the mean of the two directed means would be (0 + 2) / 2 = 1.0.
+    pred = np.zeros((1, 5), bool)
+    pred[0, 0] = True
+    gt = np.zeros((1, 5), bool)
+    gt[0, [0, 2, 4]] = True
+    assert M.assd(pred, gt, (1.0, 1.0)) == pytest.approx(1.5)
+    assert M.assd(gt, pred, (1.0, 1.0)) == pytest.approx(1.5)  # symmetric
+
+
+def test_docstrings_say_which_assd_is_computed():
+    for text in (M.__doc__, M.assd.__doc__):
+        assert "pooled distances of both directions" in text and "MedPy 0.5" in text
+    for text in (M.__doc__, M.avd.__doc__, M.assd.__doc__):
+        assert "MedPy's ``assd`` instead" not in text and "equals MedPy's ``assd``" not in text
+        assert "MedPy's ``assd``) use the *mean*" not in text
