@@ -317,14 +317,20 @@ class Trainer:
 
 
 def _probe_batch(flow, batch_size: int) -> np.ndarray:
-    """The first ``batch_size`` validation inputs, stacked: what the collapse check predicts."""
+    """The first ``batch_size`` validation inputs with pancreas in their mask, stacked: what the
+    collapse check predicts. Pancreas-free slices would not do: a network that has learned to
+    answer 0 on them is working, not collapsed. Falls back to the first inputs when fewer than
+    ``batch_size`` hold pancreas."""
     flow.reset_state()
-    inputs = []
-    for point in flow:
-        inputs.append(point[0])
-        if len(inputs) == batch_size:
-            break
-    return np.stack(inputs)
+    with_pancreas, first = [], []
+    for inputs, mask in flow:
+        if len(first) < batch_size:
+            first.append(inputs)
+        if np.any(mask > 0):
+            with_pancreas.append(inputs)
+            if len(with_pancreas) == batch_size:
+                break
+    return np.stack(with_pancreas if len(with_pancreas) == batch_size else first)
 
 
 def _fused_loss_name(model: keras.Model) -> str:
@@ -333,10 +339,11 @@ def _fused_loss_name(model: keras.Model) -> str:
 
 
 def _fit_verbosity(progress: bool) -> int:
-    """Keras's per-step bar on a terminal, one line per epoch elsewhere (a log file, a job scheduler)."""
+    """Keras's per-step bar when stdout (where Keras writes it) is a terminal; one line per epoch
+    when stdout goes to a file or pipe (a log, ``nohup``, a job scheduler), even if stderr is a terminal."""
     if not progress:
         return 0
-    return 1 if sys.stderr.isatty() or sys.stdout.isatty() else 2
+    return 1 if sys.stdout.isatty() else 2
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):

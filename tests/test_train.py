@@ -202,3 +202,67 @@ def test_untrained_birnn_passes_the_cnn_probabilities_nearly_unchanged():
     refined = build_birnn(ModelConfig(), 16, 5).predict(probabilities, verbose=0)
     assert np.sqrt(np.mean((refined - probabilities) ** 2)) < 0.1
     assert np.mean((refined > 0.5) == (probabilities > 0.5)) > 0.95
+
+
+class _Stream:
+    def __init__(self, tty: bool):
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("stdout_tty, stderr_tty, expected", [
+    (True, True, 1),    # an interactive terminal: Keras's per-step bar
+    (False, True, 2),   # `train ... > log` in a terminal: Keras writes to stdout, so one line per epoch
+    (True, False, 1),
+    (False, False, 2),  # nohup, CI, a job scheduler
+])
+def test_progress_bar_only_when_stdout_is_a_terminal(monkeypatch, stdout_tty, stderr_tty, expected):
+    monkeypatch.setattr(train_module.sys, "stdout", _Stream(stdout_tty))
+    monkeypatch.setattr(train_module.sys, "stderr", _Stream(stderr_tty))
+    assert train_module._fit_verbosity(progress=True) == expected
+    assert train_module._fit_verbosity(progress=False) == 0
+
+
+def test_training_log_without_a_terminal_has_one_line_per_epoch(tiny_store, tmp_path, capfd):
+    config = tiny_config("pnet64", "train.stagewise=false", "train.epochs_finetune=0", "train.epochs_full=2")
+    train(config, tmp_path / "run", tiny_store, FOLD, progress=True)
+    stdout = capfd.readouterr().out
+    assert "\r" not in stdout and "\x1b[" not in stdout
+    epoch_lines = [line for line in stdout.splitlines() if " - loss: " in line or "- loss:" in line]
+    assert len(epoch_lines) == 2, stdout
+
+
+class _ListFlow:
+    """A validation flow over fixed points, as the trainer sees one."""
+
+    def __init__(self, points):
+        self.points = points
+
+    def reset_state(self):
+        pass
+
+    def __iter__(self):
+        return iter(self.points)
+
+
+def _point(label: float, pancreas: bool):
+    mask = np.zeros((4, 4, 1), np.float32)
+    mask[1, 1] = float(pancreas)
+    return [np.full((4, 4, 3), label, np.float32), mask]
+
+
+def test_collapse_probe_takes_slices_with_pancreas():
+    # Validation flows start at the pancreas-free bottom of the first case: a network that
+    # answers 0 there is right, so probing those slices would call a working network collapsed.
+    flow = _ListFlow([_point(0, False), _point(1, False), _point(2, True), _point(3, False), _point(4, True),
+                      _point(5, True)])
+    probe = train_module._probe_batch(flow, 2)
+    assert [float(p[0, 0, 0]) for p in probe] == [2.0, 4.0]
+
+
+def test_collapse_probe_falls_back_to_the_first_slices_without_enough_pancreas():
+    flow = _ListFlow([_point(0, False), _point(1, True), _point(2, False)])
+    probe = train_module._probe_batch(flow, 2)
+    assert [float(p[0, 0, 0]) for p in probe] == [0.0, 1.0]
