@@ -124,36 +124,28 @@ def _probability(text: str) -> float:
 
 def _predict(args: argparse.Namespace) -> int:
     from pancreas_seg import inference, networks, predict
+    from pancreas_seg.output_plan import OptionNames, plan_outputs
 
-    items, batch = predict.find_inputs(args.input, exclude=args.output)
-    items = _select_part(items, batch, args)
+    flags = OptionNames(output="-o", series="--series", dicom_seg="--dicom-seg", num_parts="--num-parts",
+                        part_id="--part-id")  # named in the plan's messages
+    plan = plan_outputs(args.input, args.output, series=args.series, dicom_seg=args.dicom_seg,
+                        num_parts=args.num_parts, part_id=args.part_id, names=flags)
     outputs = predict.OutputOptions(save_probability=args.save_probability, qc=args.qc, dicom_seg=args.dicom_seg)
     options = inference.PredictOptions(batch_size=args.batch_size, threshold=args.threshold, tta=args.tta,
                                        largest_component=args.largest_component, dense=args.dense,
                                        precision=args.precision)
     reading = predict.ReadOptions(modality=args.modality, series=args.series)
-    if batch:
-        if args.output.name.lower().endswith((".nii", ".nii.gz")):
-            raise UsageError(f"{args.input} is a batch folder ({len(items)} scans); -o must be an output folder")
-        if args.series:
-            raise UsageError("--series selects a series in a single DICOM folder, not in a batch")
-        plan = [(item, predict.OutputPaths.in_folder(args.output, item.case_id)) for item in items]
-    else:
-        plan = [(items[0], predict.OutputPaths.beside(args.output))]
-        if args.dicom_seg and items[0].kind != "dicom":
-            raise UsageError(f"--dicom-seg needs a DICOM input series; {args.input} is NIfTI")
-    predict.check_outputs(plan)
     _log_devices()
     models = networks.load_models(args.model)
-    if not batch:
-        item, paths = plan[0]
+    if not plan.batch:
+        item, paths = plan.cases[0]
         report = predict.predict_case(item, paths, models, options, outputs, reading)
         print(f"{paths.mask}: pancreas {report['pancreas_volume_ml']:.1f} mL, slices {report['slice_range']}, "
               f"{report['timings_s']['total']:.1f} s" + _review_note(report))
         for name, error in report["failed_outputs"].items():
             print(f"error: {name} output not written: {error}", file=sys.stderr)
         return EXIT_SOME_FAILED if report["failed_outputs"] else 0
-    outcomes = predict.predict_batch(items, args.output, models, options, outputs, progress=not args.quiet,
+    outcomes = predict.predict_batch(plan.items, args.output, models, options, outputs, progress=not args.quiet,
                                      reading=reading,
                                      overwrite=args.overwrite)
     skipped = sum(1 for outcome in outcomes if outcome.skipped)
@@ -171,22 +163,6 @@ def _predict(args: argparse.Namespace) -> int:
     print(f"{args.output}: {len(outcomes) - len(failed)} of {len(outcomes)} scans predicted"
           + (f", {len(failed)} failed" if failed else "") + (f", {review} flagged for review" if review else ""))
     return EXIT_SOME_FAILED if failed or incomplete else 0
-
-
-def _select_part(items: list, batch: bool, args: argparse.Namespace) -> list:
-    """This job's share of a batch (``--num-parts``, ``--part-id``; :func:`pancreas_seg.cohort.select_part`)."""
-    from pancreas_seg.cohort import select_part
-
-    if args.num_parts == 1 and args.part_id == 0:
-        return items
-    if not batch:
-        raise UsageError(f"--num-parts and --part-id share a batch folder between jobs; {args.input} is one scan")
-    try:
-        part = select_part(items, args.num_parts, args.part_id)
-    except ValueError as err:
-        raise UsageError(f"--part-id: {err}") from None
-    log.info("part %d of %d: %d of %d scans", args.part_id, args.num_parts, len(part), len(items))
-    return part
 
 
 def _log_devices() -> None:

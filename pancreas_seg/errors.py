@@ -25,7 +25,7 @@ class InputError(PancreasSegError, ValueError):
 
 
 class UsageError(PancreasSegError):
-    """A command-line argument that cannot be used (raised by the CLI and the scripts, not the library)."""
+    """An argument or option that cannot be used, or does not fit the input it is given with."""
 
 
 MAX_MESSAGE_CHARS = 200  # an unexpected error's message is cut to this length in a one-line report
