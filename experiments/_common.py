@@ -33,18 +33,23 @@ DEFAULT_OUT = Path("runs/experiments")
 COMMITTED_FIGURES = Path("figures")  # the tables and figures the repository ships
 SCRATCH_FIGURES = Path("runs/figures")  # any other run: a partial one never replaces a shipped table
 COMMITTED_PRESET = "cpu"  # the preset the shipped tables come from
+COMMITTED_ARCHIVE = Path(__file__).resolve().parent / "results"  # fold records of the shipped tables
 
 EPILOG = """\
 presets:
   quick  the paper's models shrunk to run on a 2-core CPU: 96x96 slices, 16 channels, a few
          epochs, no unit-by-unit growth ({quick_time}).
-  cpu    the committed results: quick's shapes trained 5x longer with a cosine learning-rate
-         decay; every table and figure, CT and MRI, about 2 h 10 min on a 2-core CPU (README).
+  cpu    the committed results: quick's shapes trained until the validation DSC stops
+         improving (at most 30 epochs of 320 slices, learning rate halved on plateaus);
+         hours per table on a 2-core CPU, assembled fold by fold (docs/REPRODUCTION.md).
   paper  the paper's protocol (Sec. IV-A): 512x512 slices, 64 channels, full training budgets;
          meant for a GPU and real data (--data).
 
 Trained fold models are cached in --out by a hash of their config and shared between scripts;
 an interrupted run resumes where it stopped, and a finished one only re-reads cached predictions.
+Each scored fold also leaves a small record in --archive (default for built-in data and the cpu
+preset: experiments/results/, committed): a fold recorded there is not trained again on another
+machine; figures of probability maps train their folds here.
 Without --data the built-in phantom set is used: its numbers are never the paper's numbers.
 """
 
@@ -79,6 +84,10 @@ def build_parser(description: str, quick_time: str, default_modalities: Sequence
                         help=f"where tables and figures are written (default: {COMMITTED_FIGURES}/ for a run of "
                              f"what the repository ships: built-in data, --modality both, all folds, preset "
                              f"{COMMITTED_PRESET}, no --set; {SCRATCH_FIGURES}/ for any other run)")
+    parser.add_argument("--archive", type=Path,
+                        help=f"results archive of fold records (default: experiments/results/ for built-in data, "
+                             f"preset {COMMITTED_PRESET} and no --set; none otherwise)")
+    parser.add_argument("--no-archive", action="store_true", help="neither read nor write fold records")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -118,15 +127,17 @@ class Context:
                                                   progress=not self.args.quiet)
         return self._stores[name]
 
-    def run(self, modality: str, model: str = BASE_CNN, loss: str = "jac") -> CrossValResult:
-        """Cross-validated results of one row (trained, predicted and cached on first use)."""
-        key = (modality_name(modality), model, loss)
+    def run(self, modality: str, model: str = BASE_CNN, loss: str = "jac", maps: bool = False) -> CrossValResult:
+        """Cross-validated results of one row (trained, predicted and cached on first use, or read
+        from the results archive); ``maps``: every fold with its probability maps (trained here)."""
+        key = (modality_name(modality), model, loss, maps)
         if key not in self._results:
             config = self.config(modality, model, loss)
             folds = None if self.args.folds is None else sorted({k for group in self.args.folds for k in group})
             try:
                 self._results[key] = run_cross_validation(config, self.store(modality), self.args.out, folds,
-                                                          progress=not self.args.quiet)
+                                                          progress=not self.args.quiet, archive=self.args.archive,
+                                                          maps=maps)
             except ValueError as err:
                 raise UsageError(str(err)) from None
         return self._results[key]
@@ -170,6 +181,17 @@ def figures_folder(args: argparse.Namespace) -> Path:
     return COMMITTED_FIGURES if whole else SCRATCH_FIGURES
 
 
+def archive_folder(args: argparse.Namespace) -> Path | None:
+    """``--archive``, else :data:`COMMITTED_ARCHIVE` for built-in data with the committed preset and
+    no overrides (records of other configs would not be read by anyone), else none."""
+    if args.no_archive:
+        return None
+    if args.archive is not None:
+        return args.archive
+    shipped = args.data is None and not args.set and args.preset == COMMITTED_PRESET
+    return COMMITTED_ARCHIVE if shipped else None
+
+
 def run_script(script_file: str, description: str, body: Callable[[Context], list[Path]],
                argv: Sequence[str] | None, default_modalities: Sequence[str] = ("ct", "mri"),
                quick_time: str = "time not yet measured") -> int:
@@ -180,6 +202,7 @@ def run_script(script_file: str, description: str, body: Callable[[Context], lis
 
     def go() -> int:
         args.figures = figures_folder(args)
+        args.archive = archive_folder(args)
         context = Context(Path(script_file).stem, args, _modalities(args, default_modalities))
         for path in body(context):
             print(path)

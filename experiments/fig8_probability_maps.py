@@ -26,7 +26,7 @@ COLUMNS = [Column("case_dsc", "case DSC (%)"), Column("slice_dsc", "slice DSC (%
 def build(ctx: Context) -> list[Path]:
     figure_rows, rows = [], []
     for modality in ctx.modalities:
-        results = {model: ctx.run(modality, model) for model in MODELS}
+        results = {model: ctx.run(modality, model, maps=True) for model in MODELS}
         ranked = rank_cases(results["pnet_msa"])
         case_id = ranked[len(ranked) // 2]
         case = ctx.store(modality).read_case(case_id)

@@ -25,7 +25,7 @@ COLUMNS = [metric_column("DSC")]
 def build(ctx: Context) -> list[Path]:
     rows, figures = [], []
     for modality in ctx.modalities:
-        result = ctx.run(modality, MODEL)
+        result = ctx.run(modality, MODEL, maps=True)
         ranked = rank_cases(result)
         picks = {"best": ranked[-1], "median": ranked[len(ranked) // 2], "worst": ranked[0]}
         cases, metrics = [], result.case_metrics()

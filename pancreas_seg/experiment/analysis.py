@@ -1,7 +1,8 @@
 """Analyses of cross-validated results behind Figs. 5–9 and Table III's shape-change columns.
 
-Everything here reads the cache of :mod:`pancreas_seg.experiment.crossval` (probability maps,
-per-case metrics, inter-slice AVDs); nothing trains or predicts.
+Everything here reads the cache of :mod:`pancreas_seg.experiment.crossval` (per-case metrics,
+overlap at the scored thresholds, inter-slice AVDs; probability maps only for thresholds off that
+grid); nothing trains or predicts.
 """
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from scipy import stats
 
 from pancreas_seg import metrics
 from pancreas_seg.data.store import CaseStore
-from pancreas_seg.experiment.crossval import RNN_STAGES, SURFACE_SUFFIX, CrossValResult, stage_selection
+from pancreas_seg.experiment.crossval import (RNN_STAGES, SCORED_THRESHOLDS, SURFACE_SUFFIX, CrossValResult,
+                                              stage_selection)
 from pancreas_seg.run_folder import RunFolder, read_history
 
-FIG5_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))  # Fig. 5: output thresholds 0.05..0.95
+FIG5_THRESHOLDS = SCORED_THRESHOLDS  # Fig. 5: output thresholds 0.05..0.95, scored with every fold
 VOLUME_BAND = 0.15  # Fig. 6: ±15 % over-/under-segmentation band
 VALIDATION_DSC_COLUMNS = ("val_fused_dice", "val_dice")  # history.csv column of the validation DSC of Ŷ
 #                                                           (several outputs: prefixed by the fused one's name)
@@ -27,16 +29,33 @@ LATE_FRACTION = 0.25  # learning curves: "flattened" = the best validation DSC g
 
 def threshold_curves(result: CrossValResult, store: CaseStore,
                      thresholds: Sequence[float] = FIG5_THRESHOLDS) -> np.ndarray:
-    """DSC of every test case at every output threshold (Fig. 5), from the cached maps.
+    """DSC of every test case at every output threshold (Fig. 5): from the scores kept with each
+    fold where the thresholds are scored ones, else from the cached maps.
 
     Returns float64 ``[len(thresholds), cases]`` in [0, 1], cases in ``result.case_ids`` order.
     """
     thresholds = np.asarray(thresholds, dtype=np.float64)
     if thresholds.size == 0 or thresholds.min() <= 0.0 or thresholds.max() >= 1.0:
         raise ValueError(f"thresholds must lie in (0, 1), got {thresholds.tolist()}")
-    columns = [metrics.overlap_by_threshold(probability, store.read_case(cid).mask, thresholds)[0]
-               for cid, probability in result.probabilities()]
+    scored = _scored_columns(thresholds)
+    if scored is not None:
+        columns = [np.asarray(fold.by_threshold[cid]["DSC"])[scored] for fold in result.folds for cid in fold.case_ids]
+    else:
+        columns = [metrics.overlap_by_threshold(probability, store.read_case(cid).mask, thresholds)[0]
+                   for cid, probability in result.probabilities()]
     return np.array(columns, dtype=np.float64).T.reshape(len(thresholds), -1)
+
+
+def _scored_columns(thresholds: Sequence[float]) -> list[int] | None:
+    """Positions of ``thresholds`` in :data:`SCORED_THRESHOLDS`, or None if one is not there."""
+    grid = np.asarray(SCORED_THRESHOLDS)
+    columns = []
+    for t in thresholds:
+        hits = np.flatnonzero(np.isclose(grid, t, rtol=0.0, atol=1e-9))
+        if hits.size == 0:
+            return None
+        columns.append(int(hits[0]))
+    return columns
 
 
 def chosen_thresholds(validation_curves: np.ndarray, thresholds: Sequence[float] = FIG5_THRESHOLDS) -> np.ndarray:
@@ -54,6 +73,13 @@ def overlap_at_fold_thresholds(result: CrossValResult, store: CaseStore,
     if len(fold_thresholds) != len(result.folds):
         raise ValueError(f"{len(fold_thresholds)} thresholds for {len(result.folds)} folds")
     by_fold = {fold.index: float(t) for fold, t in zip(result.folds, fold_thresholds)}
+    if _scored_columns(list(by_fold.values())) is not None:
+        dsc, ji = [], []
+        for fold in result.folds:
+            column = _scored_columns([by_fold[fold.index]])[0]
+            dsc += [fold.by_threshold[cid]["DSC"][column] for cid in fold.case_ids]
+            ji += [fold.by_threshold[cid]["JI"][column] for cid in fold.case_ids]
+        return {"DSC": np.array(dsc, dtype=np.float64), "JI": np.array(ji, dtype=np.float64)}
     dsc, ji = [], []
     for cid, probability in result.probabilities():
         threshold = by_fold[result.fold_of(cid).index]

@@ -16,6 +16,11 @@ cached under ``out_root``::
                                         ``interslice`` AVDs per case (Sec. IV-D) and the cache keys
                                         (``format``, ``config_hash``, ``model``, ``cases``, ``threshold``)
 
+With an ``archive`` (:mod:`~pancreas_seg.experiment.archive`), every scored fold also leaves its
+small record there, and a fold without a model here but with a record of the same config,
+cases, threshold and cache format is taken from the record instead of being trained; such a
+fold has metrics but no probability maps (``maps=True`` trains it here instead).
+
 A fold whose ``model.keras`` exists is not trained again; an interrupted one resumes (the
 trainer resumes its run folder); cached predictions are reused while the model file is
 unchanged, cached metrics while the threshold and cache format are unchanged. Re-running a
@@ -40,6 +45,8 @@ from typing import Any
 import numpy as np
 
 from pancreas_seg import evaluate, metrics
+from pancreas_seg.experiment import archive as results_archive
+from pancreas_seg.experiment.archive import METRICS_FILE, VALIDATION_CURVE_FILE
 from pancreas_seg.config import ExperimentConfig, config_hash
 from pancreas_seg.data.dataflow import prepare_cases
 from pancreas_seg.data.preprocess import PreparedCase
@@ -54,15 +61,15 @@ from pancreas_seg.run_folder import RunFolder
 log = logging.getLogger(__name__)
 
 SURFACE_SUFFIX = "_surface"  # inter-slice AVDs by the surface measure, beside the point-set ones
-CACHE_FORMAT = 3  # bump when the content of test_metrics.json changes (2: evaluate.py's rows and summary;
-#                   3: point-set AVD per case and between slices, surface AVD beside it)
+CACHE_FORMAT = 4  # bump when the content of test_metrics.json changes (2: evaluate.py's rows and summary;
+#                   3: point-set AVD per case and between slices, surface AVD beside it;
+#                   4: DSC and JI of every test case at SCORED_THRESHOLDS)
+SCORED_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.05, 0.951, 0.05), 2))  # Fig. 5's thresholds
 MODELS_DIR = "models"
 FOLD_DIR = "fold_{index}"
 PREDICTIONS_FILE = "test_predictions.npz"
-METRICS_FILE = "test_metrics.json"
 DATA_FILE = "data.json"
 FOLDS_FILE = "folds.json"
-VALIDATION_CURVE_FILE = "validation_thresholds.json"
 FAST_ZLIB_LEVEL = 1  # zlib level of the cached probability maps (the default 6 takes twice as long)
 PROBABILITY_DTYPE = np.float16  # cached probability maps: ~1e-3 resolution, half the disk
 RNN_STAGES = ("rnn", "end_to_end")  # trainer stages that belong to the BiRNN, not the CNN
@@ -90,10 +97,17 @@ class FoldResult:
     case_ids: tuple[str, ...]
     metrics: dict[str, dict[str, float]]  # case_id -> case_metrics (fractions, mm, mL)
     interslice: dict[str, dict[str, list[float]]]  # case_id -> {"pred": AVDs mm, "gt": AVDs mm}, nan = skipped pair
+    by_threshold: dict[str, dict[str, list[float]]]  # case_id -> {"DSC": [T], "JI": [T]} at SCORED_THRESHOLDS
+    model_stamp: dict[str, int]  # the scored model file's mtime and size: keys the cached validation curve
 
     @property
     def predictions_path(self) -> Path:
         return self.run_dir / PREDICTIONS_FILE
+
+    @property
+    def has_maps(self) -> bool:
+        """False for a fold taken from the results archive: metrics only, no probability maps."""
+        return self.predictions_path.is_file()
 
 
 @dataclass
@@ -105,6 +119,8 @@ class CrossValResult:
     folds: list[FoldResult]
     trained: list[int] = field(default_factory=list)  # folds trained (or resumed) by this call
     predicted: list[int] = field(default_factory=list)  # folds whose test cases were predicted by this call
+    archived: list[int] = field(default_factory=list)  # folds read from the results archive (no maps)
+    archive: Path | None = None  # the results archive the folds' records are saved in
 
     @property
     def case_ids(self) -> list[str]:
@@ -129,15 +145,23 @@ class CrossValResult:
 
     def probability(self, case_id: str) -> np.ndarray:
         """Cached probability map of a test case, ``[Z, Y, X]`` float32 on the scan's grid."""
-        with np.load(self.fold_of(case_id).predictions_path) as data:
+        fold = _with_maps(self.fold_of(case_id))
+        with np.load(fold.predictions_path) as data:
             return data[case_id].astype(np.float32)
 
     def probabilities(self) -> Iterable[tuple[str, np.ndarray]]:
         """``(case_id, [Z, Y, X] float32)`` for every test case, one fold file open at a time."""
         for fold in self.folds:
-            with np.load(fold.predictions_path) as data:
+            with np.load(_with_maps(fold).predictions_path) as data:
                 for cid in fold.case_ids:
                     yield cid, data[cid].astype(np.float32)
+
+
+def _with_maps(fold: FoldResult) -> FoldResult:
+    if not fold.has_maps:
+        raise InputError(fold.run_dir, f"fold {fold.index} is an archived record without probability maps; "
+                                       "train it here (run_cross_validation(..., maps=True))")
+    return fold
 
 
 def summary_row(result: CrossValResult, keys: Sequence[str]) -> dict[str, metrics.Summary]:
@@ -213,7 +237,8 @@ def _model_stamp(run_dir: Path) -> dict[str, int]:
     return {"mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
 
 
-def _score_case(probability: np.ndarray, case: Case, threshold: float) -> tuple[dict[str, float], dict[str, list[float]]]:
+def _score_case(probability: np.ndarray, case: Case,
+                threshold: float) -> tuple[dict[str, float], dict[str, list[float]], dict[str, list[float]]]:
     """Metrics of ``probability > threshold`` against the case's mask (Sec. IV-A, IV-D):
     :func:`~pancreas_seg.metrics.case_metrics`, as :func:`pancreas_seg.evaluate.evaluate_case`
     computes them for files, plus the inter-slice AVDs.
@@ -227,7 +252,8 @@ def _score_case(probability: np.ndarray, case: Case, threshold: float) -> tuple[
         ``case_metrics`` (fractions, mm, mL) and the in-plane AVD in mm between neighbouring slices
         of the prediction and of the ground truth: ``"pred"``, ``"gt"`` by the point-set AVD
         (:func:`~pancreas_seg.metrics.interslice_pointset_avd`, the paper's measure),
-        ``"pred_surface"``, ``"gt_surface"`` by the surface AVD; nan = pair skipped.
+        ``"pred_surface"``, ``"gt_surface"`` by the surface AVD; nan = pair skipped; and
+        ``{"DSC": [T], "JI": [T]}`` at :data:`SCORED_THRESHOLDS` (Fig. 5, Table I's chosen thresholds).
     """
     if probability.shape != case.mask.shape:
         raise ValueError(f"case {case.case_id}: probability {probability.shape} is not on the scan grid {case.mask.shape}")
@@ -238,7 +264,8 @@ def _score_case(probability: np.ndarray, case: Case, threshold: float) -> tuple[
     for name, mask in (("pred", pred), ("gt", gt)):
         interslice[name] = metrics.interslice_pointset_avd(mask, case.spacing).tolist()
         interslice[f"{name}{SURFACE_SUFFIX}"] = metrics.interslice_avd(mask, case.spacing).tolist()
-    return values, interslice
+    dsc, ji = metrics.overlap_by_threshold(probability, gt, SCORED_THRESHOLDS)
+    return values, interslice, {"DSC": dsc.tolist(), "JI": ji.tolist()}
 
 
 def _predict_fold(run_dir: Path, config: ExperimentConfig, store: CaseStore, case_ids: Sequence[str],
@@ -283,15 +310,21 @@ def validation_threshold_curves(result: CrossValResult, store: CaseStore, thresh
     for fold in result.folds:
         cases = list(by_index[fold.index].validation)
         path = fold.run_dir / VALIDATION_CURVE_FILE
-        key = {"model": _model_stamp(fold.run_dir), "cases": cases, "thresholds": thresholds}
+        key = {"model": fold.model_stamp, "cases": cases, "thresholds": thresholds}
         cached = json.loads(path.read_text()) if path.is_file() else {}
         if {k: cached.get(k) for k in key} != key:
+            if not fold.has_maps:
+                raise InputError(fold.run_dir, f"the archived record of fold {fold.index} has no validation curve "
+                                               f"at thresholds {thresholds}; train the fold here (maps=True)")
             per_case = [metrics.overlap_by_threshold(probability.astype(np.float32), store.read_case(cid).mask,
                                                      thresholds)[0]
                         for cid, probability in _predict_cases(fold.run_dir, result.config, store, cases, progress,
                                                                predictor_factory or _default_predictor)]
             cached = {**key, "mean_dsc": np.nanmean(np.array(per_case), axis=0).tolist()}
             atomic_write_json(path, evaluate.nan_to_none(cached))
+            if result.archive is not None:
+                results_archive.save_fold(fold.run_dir, results_archive.record_dir(result.archive, result.root.name,
+                                                                                   fold.index))
         curves.append(evaluate.none_to_nan(cached["mean_dsc"]))
     return np.array(curves, dtype=np.float64).reshape(len(result.folds), len(thresholds))
 
@@ -324,36 +357,60 @@ def _fold_results(run_dir: Path, config: ExperimentConfig, store: CaseStore, fol
     if not fresh_predictions:
         _predict_fold(run_dir, config, store, fold.test, progress, predictor_factory)
         predicted = True
-    if (fresh_predictions and cached.get("format") == CACHE_FORMAT
-            and cached.get("threshold") == config.train.threshold):
-        rows = evaluate.none_to_nan(cached["rows"])
-        values = {row["case_id"]: {key: row[key] for key in metrics.METRIC_KEYS} for row in rows}
-        interslice = evaluate.none_to_nan(cached["interslice"])
-    else:
-        values, interslice = {}, {}
+    if not (fresh_predictions and _current(cached, config, fold)):
+        values, interslice, by_threshold = {}, {}, {}
         with np.load(run_dir / PREDICTIONS_FILE) as data:
             for cid in fold.test:
-                values[cid], interslice[cid] = _score_case(data[cid].astype(np.float32), store.read_case(cid),
-                                                           config.train.threshold)
-        _write_fold_metrics(path, config, stamp, fold, values, interslice)
-    return FoldResult(fold.index, run_dir, tuple(fold.test), values, interslice), predicted
+                values[cid], interslice[cid], by_threshold[cid] = _score_case(
+                    data[cid].astype(np.float32), store.read_case(cid), config.train.threshold)
+        cached = _write_fold_metrics(path, config, stamp, fold, values, interslice, by_threshold)
+    return _from_record(cached, run_dir, fold), predicted
+
+
+def _current(record: dict[str, Any], config: ExperimentConfig, fold: Fold) -> bool:
+    """Whether a ``test_metrics.json`` holds this config's scores of this fold's test cases."""
+    return (record.get("format") == CACHE_FORMAT and record.get("config_hash") == config_hash(config)
+            and record.get("threshold") == config.train.threshold and record.get("cases") == list(fold.test))
+
+
+def _from_record(record: dict[str, Any], run_dir: Path, fold: Fold) -> FoldResult:
+    rows = evaluate.none_to_nan(record["rows"])
+    values = {row["case_id"]: {key: row[key] for key in metrics.METRIC_KEYS} for row in rows}
+    return FoldResult(fold.index, run_dir, tuple(fold.test), values, evaluate.none_to_nan(record["interslice"]),
+                      evaluate.none_to_nan(record["by_threshold"]), record["model"])
 
 
 def _write_fold_metrics(path: Path, config: ExperimentConfig, stamp: dict[str, int], fold: Fold,
-                        values: dict[str, dict[str, float]], interslice: dict[str, dict[str, list[float]]]) -> None:
-    """``test_metrics.json``: evaluate.py's per-case rows and summary, inter-slice AVDs, cache keys."""
+                        values: dict[str, dict[str, float]], interslice: dict[str, dict[str, list[float]]],
+                        by_threshold: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
+    """``test_metrics.json``: evaluate.py's per-case rows and summary, inter-slice AVDs, overlap at
+    :data:`SCORED_THRESHOLDS`, cache keys. Returns what it wrote."""
     rows = [{"case_id": cid, **values[cid]} for cid in fold.test]
-    atomic_write_json(path, evaluate.nan_to_none({
+    record = evaluate.nan_to_none({
         "format": CACHE_FORMAT, "config_hash": config_hash(config), "model": stamp, "cases": list(fold.test),
         "threshold": config.train.threshold, "n_cases": len(rows), "std": evaluate.STD_CONVENTION,
         "metrics": evaluate.metric_summaries(evaluate.summarize_rows(rows)), "rows": rows,
-        "interslice": interslice}))
+        "interslice": interslice, "scored_thresholds": list(SCORED_THRESHOLDS), "by_threshold": by_threshold})
+    atomic_write_json(path, record)
+    return record
+
+
+def _archived(config: ExperimentConfig, archive: Path | None, fold: Fold) -> FoldResult | None:
+    """The fold's archived record as a result without maps, when one of this config exists."""
+    if archive is None:
+        return None
+    record_dir = results_archive.record_dir(archive, model_dir(config, "").name, fold.index)
+    record = results_archive.load_metrics(record_dir)
+    if record is None or not _current(record, config, fold):
+        return None
+    return _from_record(record, record_dir, fold)
 
 
 def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: str | os.PathLike,
                          folds: Sequence[int] | None = None, progress: bool = True, *,
                          train_fn: TrainFn | None = None,
-                         predictor_factory: PredictorFactory | None = None) -> CrossValResult:
+                         predictor_factory: PredictorFactory | None = None,
+                         archive: str | os.PathLike | None = None, maps: bool = False) -> CrossValResult:
     """Cross-validate ``config`` on ``store`` with everything cached under ``out_root``.
 
     Per fold: train into ``out_root/models/<name>-<config_hash>/fold_<k>/`` unless its
@@ -366,6 +423,9 @@ def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: s
         train_fn: the trainer (default :func:`pancreas_seg.train.train`); tests pass a stub.
         predictor_factory: ``(model_path, config) -> ((case, prepared case) -> [Z, Y, X] float32)``;
             default loads the Keras model and predicts as :func:`pancreas_seg.inference.predict_scan`.
+        archive: results archive (:mod:`~pancreas_seg.experiment.archive`): each scored fold's record
+            is saved there, and a fold with a current record and no model here is read from it.
+        maps: every fold with probability maps: archived records are not used (figures of maps).
     """
     if store.modality != config.data.modality:
         raise InputError(store.root, f"store holds {store.modality} cases, the experiment is for {config.data.modality}")
@@ -377,12 +437,21 @@ def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: s
     _check_data(root, store)
     if not (root / FOLDS_FILE).is_file() or load_folds(root / FOLDS_FILE) != all_folds:
         save_folds(all_folds, root / FOLDS_FILE)
-    result = CrossValResult(config, root, [])
+    archive = None if archive is None else Path(archive)
+    result = CrossValResult(config, root, [], archive=archive)
     for fold in chosen:
+        archived = None if maps or RunFolder(root / FOLD_DIR.format(index=fold.index)).finished \
+            else _archived(config, archive, fold)
+        if archived is not None:
+            result.folds.append(archived)
+            result.archived.append(fold.index)
+            continue
         run_dir, trained = _ensure_model(config, store, out_root, fold, progress, train_fn or _default_train)
         fold_result, predicted = _fold_results(run_dir, config, store, fold, progress,
                                                predictor_factory or _default_predictor)
         result.folds.append(fold_result)
+        if archive is not None:
+            results_archive.save_fold(run_dir, results_archive.record_dir(archive, root.name, fold.index))
         if trained:
             result.trained.append(fold.index)
         if predicted:

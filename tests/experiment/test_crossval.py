@@ -15,7 +15,7 @@ from pancreas_seg.metrics import METRIC_KEYS
 from pancreas_seg.run_folder import RunFolder
 from pancreas_seg.vocabulary import RNN_MODEL
 from tests.conftest import blob_case
-from tests.experiment.conftest import BLOB_HU, STUB_PROBABILITY
+from tests.experiment.conftest import BLOB_HU, STUB_HISTORY, STUB_PROBABILITY
 from tests.experiment.conftest import testing_config as _config
 
 
@@ -99,3 +99,65 @@ def test_models_of_another_store_are_refused(tiny_store, tmp_path, stubs):
         other.write_case(blob_case(f"OTHER_{index}", seed=10 + index))
     with pytest.raises(InputError, match="another --out"):
         run_cross_validation(_config(), other, tmp_path / "out", folds=[0], progress=False)
+
+
+def test_archived_folds_are_read_on_another_machine_without_training(tiny_store, tmp_path, stubs):
+    # machine A trains and scores; only the archive travels (committed); machine B has an empty --out
+    trainer, predictor = stubs
+    archive = tmp_path / "results"
+    first = run_cross_validation(_config(), tiny_store, tmp_path / "out_a", progress=False, archive=archive)
+    record = archive / first.root.name / "fold_0"
+    assert {"state.json", "test_metrics.json"} <= {p.name for p in record.iterdir()}
+    assert (record / "full" / "history.csv").read_text() == STUB_HISTORY
+    assert not list(archive.rglob("*.keras")) and not list(archive.rglob("*.npz"))  # small enough to commit
+
+    second = run_cross_validation(_config(), tiny_store, tmp_path / "out_b", progress=False, archive=archive)
+    assert second.trained == [] and second.predicted == [] and second.archived == [0, 1, 2, 3]
+    assert len(trainer.calls) == 4 and predictor.scans == 4
+    assert second.case_metrics() == first.case_metrics()
+    assert second.folds[0].interslice == first.folds[0].interslice
+    assert second.folds[0].by_threshold == first.folds[0].by_threshold
+    with pytest.raises(InputError, match="archived record without probability maps"):
+        second.probability(second.case_ids[0])
+
+    maps = run_cross_validation(_config(), tiny_store, tmp_path / "out_b", folds=[0], progress=False,
+                                archive=archive, maps=True)  # figures of maps train the fold here
+    assert maps.trained == [0] and maps.archived == [] and maps.folds[0].has_maps
+
+
+def test_archived_record_of_another_config_or_format_is_not_used(tiny_store, tmp_path, stubs):
+    trainer, _ = stubs
+    archive = tmp_path / "results"
+    first = run_cross_validation(_config(), tiny_store, tmp_path / "out_a", folds=[0], progress=False,
+                                 archive=archive)
+    path = archive / first.root.name / "fold_0" / crossval.METRICS_FILE
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "format": crossval.CACHE_FORMAT - 1}))
+    again = run_cross_validation(_config(), tiny_store, tmp_path / "out_b", folds=[0], progress=False,
+                                 archive=archive)
+    assert again.trained == [0] and again.archived == [] and len(trainer.calls) == 2
+    assert json.loads(path.read_text())["format"] == crossval.CACHE_FORMAT  # the record is renewed
+    other = run_cross_validation(_config(loss="ce"), tiny_store, tmp_path / "out_c", folds=[0], progress=False,
+                                 archive=archive)
+    assert other.trained == [0] and len(trainer.calls) == 3
+
+
+def test_scores_at_the_scored_thresholds_equal_thresholding_the_map(tiny_store, tmp_path, stubs):
+    result = run_cross_validation(_config(), tiny_store, tmp_path, folds=[0], progress=False)
+    fold = result.folds[0]
+    for cid in fold.case_ids:
+        probability, mask = result.probability(cid), tiny_store.read_case(cid).mask.astype(bool)
+        for column, threshold in enumerate(crossval.SCORED_THRESHOLDS):
+            pred = probability > threshold
+            expected = 2 * np.sum(pred & mask) / (pred.sum() + mask.sum())
+            assert fold.by_threshold[cid]["DSC"][column] == pytest.approx(expected)
+
+
+def test_validation_curves_travel_with_the_archived_record(tiny_store, tmp_path, stubs):
+    archive, thresholds = tmp_path / "results", [0.25, 0.5, 0.9]
+    first = run_cross_validation(_config(), tiny_store, tmp_path / "out_a", progress=False, archive=archive)
+    curves = crossval.validation_threshold_curves(first, tiny_store, thresholds, progress=False)
+    second = run_cross_validation(_config(), tiny_store, tmp_path / "out_b", progress=False, archive=archive)
+    assert np.array_equal(crossval.validation_threshold_curves(second, tiny_store, thresholds, progress=False), curves)
+    with pytest.raises(InputError, match="has no validation curve"):
+        crossval.validation_threshold_curves(second, tiny_store, [0.3], progress=False)
