@@ -28,7 +28,7 @@ setup(
     extras_require={
         # CPU JAX: the JAX-only paths (KERAS_BACKEND=jax) and multi-worker training are tested too
         "test": ["pytest>=7", "jax>=0.4.30"],
-        # TensorFlow with its CUDA libraries (Linux x86_64); it overlaps the tensorflow-cpu above: see README
+        # TensorFlow with its CUDA libraries (Linux x86_64); it overlaps the tensorflow-cpu above: see docs/PERFORMANCE.md
         "gpu": ["tensorflow[and-cuda]>=2.16; sys_platform=='linux' and platform_machine=='x86_64'"],
         # JAX on NVIDIA GPUs with pip's CUDA 12 wheels (Linux x86_64), plain JAX elsewhere; run with KERAS_BACKEND=jax
         "jax": ["jax[cuda12]>=0.4.30; sys_platform=='linux' and platform_machine=='x86_64'",

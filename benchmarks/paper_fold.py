@@ -9,7 +9,7 @@ apart), slices/s, the bound on a whole ``paper`` fold at that speed, and per tes
 prediction seconds (the first call of each shape includes compilation), the DSC of each mask with
 the truth and with the dense mask, and the dense voxels a region lost. Phantom results, not the paper's.
 
-The run measured on one H100 (README "On a GPU"; it trained 3.4 minutes)::
+The run measured on one H100 (docs/PERFORMANCE.md; it trained 3.4 minutes)::
 
     KERAS_BACKEND=jax python benchmarks/paper_fold.py --out /tmp/paper_fold --minutes 3.2 --margins 64 \\
         --jobs 16 --set train.stagewise=false train.epochs_full=20 train.steps_per_epoch=100 \\

@@ -1,4 +1,4 @@
-"""How NIH-like the phantoms are: each measured figure beside its target (issue #8), run by hand.
+"""How NIH-like the phantoms are: each measured figure beside its target, run by hand.
 
     python benchmarks/phantom_realism.py --modality ct --cases 8 --matrix 512 --jobs 2
     python benchmarks/phantom_realism.py --modality mri --cases 6

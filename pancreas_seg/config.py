@@ -208,7 +208,7 @@ def _testing() -> ExperimentConfig:
 
 
 def _cpu() -> ExperimentConfig:
-    """The committed results on a 2-core CPU (README "Deviations"): the quick preset's shapes,
+    """The committed results on a 2-core CPU (docs/REPRODUCTION.md): the quick preset's shapes,
     trained until the validation DSC stops improving (early stopping after 6 epochs without a
     better one, at most 30 epochs of 320 slices) with the learning rate halved after every 2
     epochs without one, and half of the samples from pancreas-free slices, which make up ~70 %

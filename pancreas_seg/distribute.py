@@ -114,7 +114,7 @@ def _tensorflow_scope(mode: str) -> Iterator[Worker]:
         return
     text = os.environ.get(TF_CONFIG_VAR)
     if not text:
-        raise ClusterError(f"multi_worker training under TensorFlow needs {TF_CONFIG_VAR} (see the README)")
+        raise ClusterError(f"multi_worker training under TensorFlow needs {TF_CONFIG_VAR} (see docs/DISTRIBUTED.md)")
     worker = worker_from_tf_config(text)
     with tf.distribute.MultiWorkerMirroredStrategy().scope():
         yield worker

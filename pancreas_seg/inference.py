@@ -64,8 +64,8 @@ class PredictOptions:
         largest_component: keep only the largest 26-connected component of the mask.
         dense: run the networks on every slice and pixel instead of the region of interest
             (:mod:`pancreas_seg.roi`); ``None`` (default): dense on a GPU, where every new crop
-            shape costs a compilation and whole slices are already fast (on an H100 dense was the
-            faster on each of 5 test scans: README "On a GPU"), the region of interest elsewhere.
+            shape costs a compilation and whole slices are already fast (docs/PERFORMANCE.md), the
+            region of interest elsewhere.
         precision: arithmetic of the CNNs, ``"auto"`` (bfloat16 where the CPU makes it faster),
             ``"float32"`` or ``"bfloat16"`` (:func:`resolve_precision`).
         roi_margin: network-grid px computed past each side of the region of interest; ``None``

@@ -29,10 +29,9 @@ from pancreas_seg.models.pnet import FUSED, WeightedFusion
 from pancreas_seg.run_folder import locate_model
 from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, PRECISIONS, RNN_MODEL
 
-# /proc/cpuinfo flags for which "auto" picks bfloat16: AMX tiles only. With AVX-512 BF16 alone
-# (avx512_bf16, no AMX) TensorFlow 2.21's bfloat16 PNet-MSA ran 1.6x slower than float32 (2.1 vs
-# 1.2 s/slice at 512 px, batch 4; Keras mixed_bfloat16; oneDNN's graph rewrite and a pure bfloat16
-# model were slower still): benchmarks/precision_speed.py.
+# /proc/cpuinfo flags for which "auto" picks bfloat16: AMX tiles only; with AVX-512 BF16 alone
+# TensorFlow's bfloat16 kernels are slower than float32 (benchmarks/precision_speed.py,
+# docs/PERFORMANCE.md).
 BF16_CPU_FLAGS = ("amx_bf16",)
 CPUINFO = Path("/proc/cpuinfo")
 CNN_MEMORY_BUDGET_BYTES = 3 * 2 ** 29  # 1.5 GiB for the CNN's feature maps of one batch

@@ -58,6 +58,7 @@ class Column:
     title: str
     scale: float = 100.0
     digits: int = 1
+    markdown: bool = True  # shown in the Markdown table; every column is in the CSV
 
 
 def metric_column(key: str, title: str | None = None) -> Column:
@@ -129,10 +130,12 @@ def _numbers(cell: Cell, scale: float) -> list[Any]:
 
 def render_markdown(rows: Sequence[Row], columns: Sequence[Column], data_label: str, title: str = "",
                     notes: Sequence[str] = ()) -> str:
-    """Markdown table with a ``paper`` and an ``ours (<data, preset>)`` column per metric."""
+    """Markdown table with a ``paper`` and an ``ours`` column per shown metric, short enough for a
+    screen: the data and preset are named once above it, columns not shown are listed below it."""
+    shown = [column for column in columns if column.markdown]
     header = ["", "method"]
-    for column in columns:
-        header += [f"{column.title} paper", f"{column.title} {data_label}"]
+    for column in shown:
+        header += [f"{column.title} paper", f"{column.title} ours"]  # the data and preset: named above
     header.append("note")
     lines = [f"# {title}", ""] if title else []
     lines += [f"`paper`: Cai et al. 2018, as printed. `{data_label}`: this reproduction; "
@@ -141,11 +144,14 @@ def render_markdown(rows: Sequence[Row], columns: Sequence[Column], data_label: 
     lines.append("|" + "|".join(["---"] * len(header)) + "|")
     for row in rows:
         cells = [row.group, row.method]
-        for column in columns:
+        for column in shown:
             cells.append(_format_paper(row.paper.get(column.key), column.digits))
             cells.append(_format(row.ours.get(column.key), column.scale, column.digits))
         cells.append(row.note)
         lines.append("| " + " | ".join(cells) + " |")
+    hidden = [column.title for column in columns if not column.markdown]
+    if hidden:
+        notes = [*notes, f"in the CSV only: {', '.join(hidden)}"]
     if notes:
         lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ Batch normalisation (ours, ``ModelConfig.baseline_batch_norm``, on by default): 
 followed by BN (no conv bias) before its ReLU, named ``block{s}_bn{j}`` / ``<level>_bn{j}``. The
 paper fine-tunes both from released weights; trained from scratch without normalisation, their
 activations grow without bound in the first epoch and the sigmoid output saturates at 0
-(README, "Deviations"). With ``baseline_batch_norm=False`` the layers are the originals' exactly.
+(docs/REPRODUCTION.md). With ``baseline_batch_norm=False`` the layers are the originals' exactly.
 """
 from __future__ import annotations
 

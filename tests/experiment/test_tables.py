@@ -33,7 +33,8 @@ def test_table_has_paper_and_labelled_ours_columns(tmp_path):
     md, table = write_table(rows, tmp_path / "figs" / "table_x", columns, label, title="Table X")
     assert (md.name, table.name) == ("table_x.md", "table_x.csv")
     text = md.read_text()
-    assert f"| DSC (%) paper | DSC (%) {label} |" in text
+    assert "| DSC (%) paper | DSC (%) ours |" in text  # short headers: the data is named once, above
+    assert f"`{label}`: this reproduction" in text
     assert "| CT | PNet-MSA | 83.3±5.6 [59.0,91.0] | 85.0±7.1 [80.0,90.0] | — | 0.61±0.50 [0.15,3.48] (1 nan) |" in text
     assert f"| CT | 3D FCN | 76.8±9.4 [43.7,89.4] | — | — | — | {QUOTED} |" in text
     assert "| 0.61±0.53 [0.15,3.50] |" in text  # the paper's digits are kept, never fewer than the column's
@@ -42,3 +43,12 @@ def test_table_has_paper_and_labelled_ours_columns(tmp_path):
     assert float(lines[0]["ours_mean"]) == pytest.approx(85.0) and lines[0]["ours_n"] == "2"
     assert lines[2]["note"] == QUOTED and lines[2][label] == "—"
     assert not list((tmp_path / "figs").glob(".*"))  # no temporary files left
+
+
+def test_columns_left_out_of_the_markdown_stay_in_the_csv(tmp_path):
+    columns = [metric_column("DSC"), Column("AVD_mm", "surface AVD (mm)", scale=1.0, digits=2, markdown=False)]
+    rows = [Row("CT", "PNet-MSA", {"DSC": 0.8, "AVD_mm": 3.25})]
+    md, table = write_table(rows, tmp_path / "t", columns, data_label("cpu", ["ct"]))
+    text = md.read_text()
+    assert "surface AVD (mm) ours" not in text and "in the CSV only: surface AVD (mm)" in text
+    assert [line["metric"] for line in csv.DictReader(table.open())] == ["DSC (%)", "surface AVD (mm)"]
