@@ -41,7 +41,8 @@ presets:
          epochs, no unit-by-unit growth ({quick_time}).
   cpu    the committed results: quick's shapes trained until the validation DSC stops
          improving (at most 30 epochs of 320 slices, learning rate halved on plateaus);
-         hours per table on a 2-core CPU, assembled fold by fold (docs/REPRODUCTION.md).
+         about 3 min per model and fold on a 2-core CPU, so tables are assembled fold by fold
+         across sessions (times and the plan: docs/REPRODUCTION.md).
   paper  the paper's protocol (Sec. IV-A): 512x512 slices, 64 channels, full training budgets;
          meant for a GPU and real data (--data).
 

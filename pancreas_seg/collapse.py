@@ -6,16 +6,16 @@ HNN did here without batch normalisation). Model selection would then quietly ke
 the dead network. :class:`CollapseGuard` checks each epoch and raises
 :class:`~pancreas_seg.errors.TrainingCollapsed` naming the stage, the epoch and the symptom:
 
-* a non-finite loss or metric (checked after every step, as ``keras.callbacks.TerminateOnNaN``);
+* a non-finite loss or metric (checked after every step, as ``keras.callbacks.TerminateOnNaN``,
+  and at the epoch's end), or a non-finite weight (an update that turned the weights into NaN
+  can leave the loss finite: a clipped probability is);
 * the Jaccard loss of the fused output pinned at its ceiling for the whole epoch
   (epoch mean >= ``1 - SATURATION_TOLERANCE``);
 * a constant output: the fused probability on a fixed validation batch spans less than
   ``CONSTANT_SPAN`` (e.g. exactly 0 everywhere).
 
-:class:`FiniteGuard` raises the same error at an epoch's end when a logged value or a weight is
-non-finite, and comes before the backup and the checkpoints, so that an update that turned the
-weights into NaN (a finite loss at its step, NaN from then on) is never saved as ``last.keras``:
-Keras's ``TerminateOnNaN`` only stops after the step, and the epoch-end callbacks still run.
+The guard goes before the backup and the checkpoints (``train._callbacks``): Keras runs the
+epoch-end callbacks in order, so a collapsed or NaN network is never saved as ``last.keras``.
 """
 from __future__ import annotations
 
@@ -83,6 +83,11 @@ class CollapseGuard(keras.callbacks.Callback):
         bad = non_finite(logs)
         if bad:
             raise TrainingCollapsed(self.stage, epoch + 1, f"non-finite {', '.join(bad)}")
+        weights = [weight.path for weight in self.model.weights
+                   if not np.all(np.isfinite(keras.ops.convert_to_numpy(weight)))]
+        if weights:
+            shown = ", ".join(weights[:SHOWN_WEIGHTS]) + (", ..." if len(weights) > SHOWN_WEIGHTS else "")
+            raise TrainingCollapsed(self.stage, epoch + 1, f"non-finite weights ({len(weights)}: {shown})")
         value = logs.get(self.fused_loss)
         if self.loss in JACCARD_LOSSES and value is not None and float(value) >= 1.0 - SATURATION_TOLERANCE:
             raise TrainingCollapsed(self.stage, epoch + 1, f"the Jaccard loss of the fused output was {float(value):.4f} "
@@ -93,26 +98,3 @@ class CollapseGuard(keras.callbacks.Callback):
             raise TrainingCollapsed(self.stage, epoch + 1, f"the fused output is constant ({float(fused.mean()):.4f} "
                                                        "everywhere) on a validation batch")
 
-
-class FiniteGuard(keras.callbacks.Callback):
-    """Raise :class:`TrainingCollapsed` at an epoch's end when a logged value (training or
-    validation) or a weight of the model is NaN or infinite; put it before the callbacks that
-    save the model (module docstring).
-
-    Args:
-        stage: the stage's name, for the message.
-    """
-
-    def __init__(self, stage: str):
-        super().__init__()
-        self.stage = stage
-
-    def on_epoch_end(self, epoch, logs=None):
-        bad = non_finite(logs)
-        if bad:
-            raise TrainingCollapsed(self.stage, epoch + 1, f"non-finite {', '.join(bad)}")
-        weights = [weight.path for weight in self.model.weights
-                   if not np.all(np.isfinite(keras.ops.convert_to_numpy(weight)))]
-        if weights:
-            shown = ", ".join(weights[:SHOWN_WEIGHTS]) + (", ..." if len(weights) > SHOWN_WEIGHTS else "")
-            raise TrainingCollapsed(self.stage, epoch + 1, f"non-finite weights ({len(weights)}: {shown})")

@@ -30,7 +30,7 @@ from typing import Iterator, Sequence
 import keras
 import numpy as np
 
-from pancreas_seg.collapse import CollapseGuard, FiniteGuard
+from pancreas_seg.collapse import CollapseGuard
 from pancreas_seg.config import ExperimentConfig
 from pancreas_seg.data.dataflow import (SequenceFlow, SliceStackFlow, as_generator, batched, close_flow,
                                         prepare_cases)
@@ -145,18 +145,18 @@ def _supervised(model: keras.Model, flow_batches: Iterator) -> Iterator:
 
 
 def _callbacks(config: ExperimentConfig, stage_dir: Path, monitor: str, mode: str,
-               patience: int | None) -> list[keras.callbacks.Callback]:
-    """NaN stops, checkpoints, history and, for a stage that selects on validation (``patience``
-    given), early stopping and the ``"plateau"`` learning-rate drops.
+               patience: int | None, guard: CollapseGuard) -> list[keras.callbacks.Callback]:
+    """NaN and collapse stops, checkpoints, history and, for a stage that selects on validation
+    (``patience`` given), early stopping and the ``"plateau"`` learning-rate drops.
 
-    ``TerminateOnNaN`` stops at the step whose loss is non-finite and :class:`FiniteGuard` raises
-    :class:`~pancreas_seg.errors.TrainingCollapsed` at the epoch's end; both come before the
-    backup, the history and the checkpoints, whose epoch-end saves then never see NaN weights."""
+    ``TerminateOnNaN`` stops at the step whose loss is non-finite and ``guard`` raises
+    :class:`~pancreas_seg.errors.TrainingCollapsed`; both come before the backup, the history
+    and the checkpoints, whose epoch-end saves then never see a NaN or collapsed network."""
     seen = read_history(stage_dir / HISTORY_NAME).get(monitor)  # a resumed stage keeps its best so far
     best = (max(seen) if mode == "max" else min(seen)) if seen else None
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        FiniteGuard(stage_dir.name),
+        guard,
         keras.callbacks.BackupAndRestore(str(stage_dir / BACKUP_DIR)),
         keras.callbacks.CSVLogger(str(stage_dir / HISTORY_NAME), append=True),
         AtomicCheckpoint(stage_dir / BEST_NAME, monitor=monitor, mode=mode, best=best),
@@ -218,8 +218,8 @@ class Trainer:
         val_steps = max(1, math.ceil(len(val_flow) / batch_size))
         val_batches = batched(val_flow, batch_size, repeat=True, remainder=True)
         probe = _probe_batch(val_flow, batch_size)
-        callbacks = _callbacks(self.config, stage_dir, monitor, mode, patience if selects else None)
-        callbacks.append(CollapseGuard(stage, train_cfg.loss, _fused_loss_name(model), probe))
+        guard = CollapseGuard(stage, train_cfg.loss, _fused_loss_name(model), probe)
+        callbacks = _callbacks(self.config, stage_dir, monitor, mode, patience if selects else None, guard)
         callbacks += self.callbacks
         if _state_built_while_tracing():
             inputs, mask = next(iter(val_flow))

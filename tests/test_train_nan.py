@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pancreas_seg import train as train_module
-from pancreas_seg.collapse import FiniteGuard
+from pancreas_seg.collapse import CollapseGuard
 from pancreas_seg.config import apply_overrides, preset
 from pancreas_seg.data.splits import Fold
 from pancreas_seg.errors import TrainingCollapsed
@@ -20,11 +20,12 @@ SAVERS = (keras.callbacks.BackupAndRestore, keras.callbacks.CSVLogger, train_mod
 
 @pytest.mark.parametrize("patience", [3, None], ids=["selects", "fine-tunes"])
 def test_nan_stops_come_before_everything_that_saves(tmp_path, patience):
-    callbacks = train_module._callbacks(preset("testing"), tmp_path / "full", "val_dice", "max", patience)
+    guard = CollapseGuard("full", "jac", "fused_loss", np.zeros((1, 8, 8, 3), np.float32))
+    callbacks = train_module._callbacks(preset("testing"), tmp_path / "full", "val_dice", "max", patience, guard)
     kinds = [type(callback) for callback in callbacks]
     first_saver = min(i for i, kind in enumerate(kinds) if issubclass(kind, SAVERS))
     assert kinds.index(keras.callbacks.TerminateOnNaN) < first_saver
-    assert kinds.index(FiniteGuard) < first_saver
+    assert callbacks.index(guard) < first_saver
 
 
 class BlowUp(keras.callbacks.Callback):

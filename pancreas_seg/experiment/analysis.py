@@ -73,13 +73,11 @@ def overlap_at_fold_thresholds(result: CrossValResult, store: CaseStore,
     if len(fold_thresholds) != len(result.folds):
         raise ValueError(f"{len(fold_thresholds)} thresholds for {len(result.folds)} folds")
     by_fold = {fold.index: float(t) for fold, t in zip(result.folds, fold_thresholds)}
-    if _scored_columns(list(by_fold.values())) is not None:
-        dsc, ji = [], []
-        for fold in result.folds:
-            column = _scored_columns([by_fold[fold.index]])[0]
-            dsc += [fold.by_threshold[cid]["DSC"][column] for cid in fold.case_ids]
-            ji += [fold.by_threshold[cid]["JI"][column] for cid in fold.case_ids]
-        return {"DSC": np.array(dsc, dtype=np.float64), "JI": np.array(ji, dtype=np.float64)}
+    scored = _scored_columns([by_fold[fold.index] for fold in result.folds])
+    if scored is not None:
+        pairs = [(fold.by_threshold[cid], column) for fold, column in zip(result.folds, scored) for cid in fold.case_ids]
+        return {key: np.array([scores[key][column] for scores, column in pairs], dtype=np.float64)
+                for key in ("DSC", "JI")}
     dsc, ji = [], []
     for cid, probability in result.probabilities():
         threshold = by_fold[result.fold_of(cid).index]

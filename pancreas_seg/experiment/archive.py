@@ -14,6 +14,7 @@ any machine; a fold is trained only where no record of its config exists.
 """
 from __future__ import annotations
 
+import filecmp
 import json
 import shutil
 from pathlib import Path
@@ -34,17 +35,27 @@ def record_dir(archive: Path, row: str, fold_index: int) -> Path:
 
 def save_fold(run_dir: Path, destination: Path) -> None:
     """Copy the record of a finished fold run (module docstring) to ``destination``, replacing
-    an older record whole: a reader sees the old record or the new one, never a mix."""
+    an older record whole: a reader sees the old record or the new one, never a mix. A record
+    already equal to the run's is left as it is."""
     run = RunFolder(run_dir)
-    names = [*RUN_RECORD_FILES, METRICS_FILE, VALIDATION_CURVE_FILE]
-    histories = [f"{stage}/{HISTORY_NAME}" for stage in run.state.stages]
-
+    names = [*RUN_RECORD_FILES, METRICS_FILE, VALIDATION_CURVE_FILE,
+             *(f"{stage}/{HISTORY_NAME}" for stage in run.state.stages)]
+    present = [name for name in names if (run.root / name).is_file()]
+    if _same_record(run.root, Path(destination), present):
+        return
     with atomic_folder(destination) as tmp:
-        for name in [*names, *histories]:
-            source = run.root / name
-            if source.is_file():
-                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, tmp / name)
+        for name in present:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run.root / name, tmp / name)
+
+
+def _same_record(source: Path, destination: Path, names: list[str]) -> bool:
+    """Whether ``destination`` holds exactly ``names``, each with the content it has in ``source``."""
+    if not destination.is_dir():
+        return False
+    held = sorted(str(path.relative_to(destination)) for path in destination.rglob("*") if path.is_file())
+    return held == sorted(names) and all(filecmp.cmp(source / name, destination / name, shallow=False)
+                                         for name in names)
 
 
 def load_metrics(record: Path) -> dict[str, Any] | None:

@@ -161,3 +161,15 @@ def test_validation_curves_travel_with_the_archived_record(tiny_store, tmp_path,
     assert np.array_equal(crossval.validation_threshold_curves(second, tiny_store, thresholds, progress=False), curves)
     with pytest.raises(InputError, match="has no validation curve"):
         crossval.validation_threshold_curves(second, tiny_store, [0.3], progress=False)
+
+
+def test_an_unchanged_record_is_not_rewritten(tiny_store, tmp_path, stubs):
+    archive = tmp_path / "results"
+    first = run_cross_validation(_config(), tiny_store, tmp_path / "out", folds=[0], progress=False, archive=archive)
+    record = archive / first.root.name / "fold_0"
+    stamps = {p: p.stat().st_mtime_ns for p in record.rglob("*")}
+    run_cross_validation(_config(), tiny_store, tmp_path / "out", folds=[0], progress=False, archive=archive)
+    assert {p: p.stat().st_mtime_ns for p in record.rglob("*")} == stamps
+    (first.folds[0].run_dir / "validation.json").write_text("{}")  # the run changed: its record follows
+    run_cross_validation(_config(), tiny_store, tmp_path / "out", folds=[0], progress=False, archive=archive)
+    assert (record / "validation.json").read_text() == "{}"
