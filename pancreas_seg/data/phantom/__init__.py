@@ -12,8 +12,9 @@ intensity, though mostly behind a fat plane as in real scans.
 ``benchmarks/phantom_realism.py`` measures each of these properties.
 
 Modules: ``config`` (sampling ranges, tissue values), ``shapes`` (implicit shapes),
-``anatomy`` (one patient: body, spine, vessels, pancreas and neighbours), ``outer``
-(thorax and pelvis of the whole-abdomen scan), ``acquisition`` (scanned grid,
+``canvas`` (the paint list), ``anatomy`` (one patient, built by ``frame``: body wall, spine,
+great vessels, kidneys, ribs; ``pancreas``: the gland and the vessels it wraps around;
+``viscera``: its neighbours; ``outer``: thorax and pelvis of the whole-abdomen scan), ``acquisition`` (scanned grid,
 breath holds, texture and noise fields), ``rendering`` (:func:`generate_case`),
 ``writers`` (NIH layout, case store).
 

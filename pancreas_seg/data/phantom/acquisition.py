@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from pancreas_seg.data.phantom.anatomy import Anatomy, build_anatomy
+from pancreas_seg.data.phantom.anatomy import build_anatomy
+from pancreas_seg.data.phantom.canvas import Anatomy
 from pancreas_seg.data.phantom.config import MODALITY_CODES, NOISE_TILES, REFERENCE_MATRIX, PhantomConfig
 
 IN_PLANE_OFFSET_SD_MM = (8.0, 6.0)  # mm, sd of the patient's offset from the field-of-view centre (left, posterior)

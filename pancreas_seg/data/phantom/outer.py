@@ -2,14 +2,10 @@
 diaphragm, vessels inside the liver, pelvic bones and bladder below. Simple shapes, few of them."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from pancreas_seg.data.phantom.canvas import Anatomy
 from pancreas_seg.data.phantom.shapes import Ellipsoid, Intersect, Offset, Shape, Tube, rot
-
-if TYPE_CHECKING:  # anatomy imports this module
-    from pancreas_seg.data.phantom.anatomy import Anatomy
 
 LIVER_VESSELS = (6, 10)  # portal / hepatic vein branches drawn inside the liver
 LIVER_VESSEL_RADIUS_MM = ((3.5, 6.0), (1.0, 2.0))  # mm, radius at the hilum, at the periphery

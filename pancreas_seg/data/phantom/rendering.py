@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from pancreas_seg.data.phantom.acquisition import (AcquisitionPlan, NoiseTiles, TextureField, anatomy_and_plan,
                                                    bias_field)
-from pancreas_seg.data.phantom.anatomy import Anatomy
+from pancreas_seg.data.phantom.canvas import Anatomy
 from pancreas_seg.data.phantom.config import (CHUNK_VOXELS, CT_MAX_HU, CT_MIN_HU, MRI_MAX_VALUE, NORMAL, ORGAN,
                                               TISSUE_TABLES, PhantomConfig)
 from pancreas_seg.data.phantom.shapes import Shape
