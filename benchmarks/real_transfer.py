@@ -1,0 +1,162 @@
+"""How a model trained on phantoms does on real CT slices with manual masks (run by hand).
+
+Each real slice (``*_img.nii.gz`` with its mask ``*_seg.nii.gz``, pancreas = 1, as in
+``../shared/data/real/nih_slices``: NIH Pancreas-CT patients 1-3) is read and predicted by the
+path ``pancreas-seg predict`` takes (:func:`pancreas_seg.predict.read_input`,
+:func:`pancreas_seg.inference.predict_scan`, default options unless given). Printed: per slice,
+the DSC, predicted and true pixels, the highest and mean probability inside the true pancreas and
+the highest outside it; per patient and overall, the mean DSC and the empty predictions.
+
+These slices are for measuring and looking only: never train on them or choose a checkpoint by
+them (a figure measured on what a model learned from says nothing).
+
+    python benchmarks/real_transfer.py RUN                         # RUN: a run folder or model file
+    python benchmarks/real_transfer.py RUN --figure figures/real_transfer.png
+    python benchmarks/real_transfer.py RUN --data DIR --threshold 0.1 --dense
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pancreas_seg.console import run_guarded, setup_logging
+from pancreas_seg.errors import InputError
+from pancreas_seg.inference import PredictOptions, predict_scan
+from pancreas_seg.io.nifti import read_nifti
+from pancreas_seg.metrics import dice
+from pancreas_seg.networks import LoadedModel, load_models
+from pancreas_seg.predict import ScanInput, read_input
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "nih_slices"
+IMAGE_SUFFIX = "_img.nii.gz"
+MASK_SUFFIX = "_seg.nii.gz"
+PATIENT_PATTERN = re.compile(r"(\d{4})")  # NIH patient number in a slice's file name
+FIGURE_WINDOW_HU = (-160, 240)  # HU, display window of the figure (the CT window of the presets)
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """One real slice's prediction against its manual mask (probabilities on the scan's grid)."""
+
+    name: str
+    patient: str
+    dsc: float
+    predicted_px: int
+    true_px: int
+    max_inside: float
+    mean_inside: float
+    max_outside: float
+
+
+def find_slices(root: Path) -> list[tuple[Path, Path]]:
+    """``(image, mask)`` pairs of ``root``: every ``*_img.nii.gz`` with its ``*_seg.nii.gz``."""
+    if not root.is_dir():
+        raise InputError(root, "not a folder of real slices (give --data)")
+    images = sorted(root.glob("*" + IMAGE_SUFFIX))
+    pairs = [(image, image.with_name(image.name[:-len(IMAGE_SUFFIX)] + MASK_SUFFIX)) for image in images]
+    missing = [str(mask) for _, mask in pairs if not mask.exists()]
+    if missing:
+        raise InputError(missing[0], f"mask missing ({len(missing)} of {len(pairs)} slices have none)")
+    if not pairs:
+        raise InputError(root, f"no *{IMAGE_SUFFIX} files")
+    return pairs
+
+
+def patient_of(path: Path) -> str:
+    """The patient number in a file name (``nihhu_0001_000_img.nii.gz`` -> ``0001``), else the stem."""
+    match = PATIENT_PATTERN.search(path.name)
+    return match.group(1) if match else path.name[:-len(IMAGE_SUFFIX)]
+
+
+def score_slice(image_path: Path, mask_path: Path, models: list[LoadedModel],
+                options: PredictOptions) -> tuple[SliceResult, np.ndarray, np.ndarray, np.ndarray]:
+    """Predict one real slice as ``predict`` does; returns its result, image, truth and probability."""
+    scan = read_input(ScanInput(image_path.name[:-len(IMAGE_SUFFIX)], image_path, "nifti"), "CT")
+    truth = read_nifti(mask_path, modality="CT", kind="label").array > 0
+    if truth.shape != scan.array.shape:
+        raise InputError(mask_path, f"mask shape {truth.shape} differs from the image's {scan.array.shape}")
+    prediction = predict_scan(scan, models, options, {})
+    probability = prediction.probability
+    inside = probability[truth]
+    result = SliceResult(image_path.name[:-len(IMAGE_SUFFIX)], patient_of(image_path),
+                         dice(prediction.mask > 0, truth), int(prediction.mask.sum()), int(truth.sum()),
+                         float(inside.max()) if inside.size else 0.0, float(inside.mean()) if inside.size else 0.0,
+                         float(probability[~truth].max()))
+    return result, scan.array, truth, probability
+
+
+def print_results(results: list[SliceResult]) -> None:
+    """Per-slice rows, then per patient and overall: mean DSC and empty predictions."""
+    print(f"{'slice':<18}{'DSC':>7}{'pred px':>9}{'true px':>9}{'max in':>8}{'mean in':>9}{'max out':>9}")
+    for r in results:
+        print(f"{r.name:<18}{r.dsc:7.3f}{r.predicted_px:9d}{r.true_px:9d}{r.max_inside:8.3f}{r.mean_inside:9.3f}"
+              f"{r.max_outside:9.3f}")
+    groups = {p: [r for r in results if r.patient == p] for p in sorted({r.patient for r in results})}
+    for patient, rows in [*groups.items(), ("all", results)]:
+        empty = sum(r.predicted_px == 0 for r in rows)
+        print(f"patient {patient}: mean DSC {np.mean([r.dsc for r in rows]):.3f} over {len(rows)} slices, "
+              f"{empty} empty predictions")
+
+
+def save_figure(path: Path, panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """Real slices at the CT window with the manual outline (red) and the prediction's
+    probability beside each (the model's view of what it was never trained on)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, len(panels), figsize=(2.4 * len(panels), 5), squeeze=False)
+    for column, (name, image, truth, probability) in enumerate(panels):
+        axes[0, column].imshow(image, cmap="gray", vmin=FIGURE_WINDOW_HU[0], vmax=FIGURE_WINDOW_HU[1])
+        axes[0, column].contour(truth, levels=[0.5], colors="r", linewidths=0.7)
+        axes[0, column].set_title(name, fontsize=8)
+        axes[1, column].imshow(probability, cmap="magma", vmin=0, vmax=1)
+        axes[1, column].contour(truth, levels=[0.5], colors="c", linewidths=0.7)
+    for axis in axes.flat:
+        axis.set_axis_off()
+    axes[1, 0].set_title("probability", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, nargs="+", help="run folder(s) or model file(s), as for predict")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"folder of slices (default {DEFAULT_DATA})")
+    parser.add_argument("--threshold", type=float, default=None, help="mask threshold (default: the model's)")
+    parser.add_argument("--dense", action="store_true", help="whole slices instead of the region of interest")
+    parser.add_argument("--figure", type=Path, default=None, help="write a figure of every patient's first slice")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    pairs = find_slices(args.data)
+    models = load_models(args.model)
+    options = PredictOptions(threshold=args.threshold, dense=True if args.dense else None)
+    results, panels, shown = [], [], set()
+    for image_path, mask_path in pairs:
+        result, image, truth, probability = score_slice(image_path, mask_path, models, options)
+        results.append(result)
+        if result.patient not in shown:
+            shown.add(result.patient)
+            middle = image.shape[0] // 2
+            panels.append((result.name, image[middle], truth[middle], probability[middle]))
+    print_results(results)
+    if args.figure:
+        save_figure(args.figure, panels)
+        print(f"figure: {args.figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main))
