@@ -64,6 +64,7 @@ def _train(args: argparse.Namespace) -> int:
     from pancreas_seg.data.splits import select_fold, store_folds
     from pancreas_seg.data.store import CaseStore
     from pancreas_seg.train import train
+    from pancreas_seg.train_localiser import train_localiser
 
     try:
         config = apply_overrides(preset(args.preset), args.set or [])
@@ -85,7 +86,53 @@ def _train(args: argparse.Namespace) -> int:
               f"(the chief wrote {args.out})")
         return 0
     print(f"{result.model_path}: validation DSC {result.final_dice:.3f} (selected {result.selected_dice})")
+    if args.no_localiser:
+        return 0
+    if result.worker.count > 1:
+        print(f"the localiser is not trained by several workers: run pancreas-seg train-localiser {args.out}")
+        return 0
+    _print_localiser(train_localiser(args.out, config, store, progress=not args.quiet))
     return 0
+
+
+def _print_localiser(result) -> None:
+    margin = result.margin
+    missed = f"; found nothing on {len(margin.missed)} validation case(s)" if margin.missed else ""
+    print(f"{result.folder}: localiser validation DSC {result.validation_dice:.3f}, margin "
+          f"{margin.through_plane_mm:g} mm through-plane and {margin.inplane_mm:g} mm in-plane, region "
+          f"{100 * margin.region_share:.1f} % of the grid on validation{missed}")
+
+
+def _train_localiser(args: argparse.Namespace) -> int:
+    from pancreas_seg.config import apply_overrides, preset
+    from pancreas_seg.data import builtin
+    from pancreas_seg.data.store import CaseStore
+    from pancreas_seg.run_folder import RunFolder
+    from pancreas_seg.train_localiser import train_localiser
+
+    try:
+        base = apply_overrides(preset(args.preset), args.set or [])
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    run_config, _ = RunFolder(args.run).read_config()
+    check_writable(args.run)
+    data = run_config.data
+    store = CaseStore(args.data) if args.data else builtin.ensure_store(data.modality, data.builtin_set,
+                                                                        progress=not args.quiet)
+    _print_localiser(train_localiser(args.run, base, store, fold=args.fold, progress=not args.quiet))
+    return 0
+
+
+def _add_train_localiser(sub: argparse._SubParsersAction) -> Command:
+    parser = sub.add_parser("train-localiser", help="train the coarse stage (localiser) of an existing run folder")
+    parser.add_argument("run", type=Path, help="run folder of the fine model (gains localiser/)")
+    parser.add_argument("--data", type=Path, help="case store the run was trained on (default: the built-in set)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                        help="the localiser's network and training budget (default cpu: minutes on a CPU)")
+    parser.add_argument("--fold", type=int, help="fold, for a run that recorded none (exported models)")
+    parser.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides of the localiser's preset")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return _train_localiser
 
 
 def _add_train(sub: argparse._SubParsersAction) -> Command:
@@ -97,6 +144,8 @@ def _add_train(sub: argparse._SubParsersAction) -> Command:
     parser.add_argument("--fold", type=int, default=0, help="cross-validation fold to train (0-based)")
     parser.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs_full=10")
     parser.add_argument("-o", "--out", type=Path, default=Path("runs/train"), help="run folder (resumes if present)")
+    parser.add_argument("--no-localiser", action="store_true",
+                        help="skip the localiser (the coarse stage of prediction, trained after the model)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return _train
 
@@ -268,6 +317,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], Command]] = [
     _add_convert_dicom,
     _add_store_info,
     _add_train,
+    _add_train_localiser,
     _add_predict,
     _add_evaluate,
     _add_summarize,

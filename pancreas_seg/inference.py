@@ -41,7 +41,8 @@ from pancreas_seg.masks import largest_component
 from pancreas_seg.metrics import abnormal_shape_changes
 from pancreas_seg.models.build import on_gpu
 from pancreas_seg.networks import LoadedModel, ModelRunner, memory_batch_size, resolve_precision, timed
-from pancreas_seg.roi import RoiWork, roi_probabilities
+from pancreas_seg.localiser import Margin, locate
+from pancreas_seg.roi import Roi, RoiWork, roi_probabilities
 from pancreas_seg.vocabulary import Precision
 
 logger = logging.getLogger(__name__)
@@ -200,9 +201,9 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
         canonical, reorientation = to_canonical(scan)
         volume, transform = prepare_volume(canonical.array, canonical.spacing, canonical.modality,
                                            models[0].config.data)
-        canonical_affine, slice_mm = canonical.affine, canonical.spacing[0]
+        canonical_affine, grid_mm = canonical.affine, transform.grid_mm(canonical.spacing)
         del canonical
-    total, threshold, work = network_probability(volume, slice_mm, models, options, timings)
+    total, threshold, work = network_probability(volume, grid_mm, models, options, timings)
     del volume
     with timed(timings, "postprocess"):
         probability, mask = postprocess(total, transform, threshold, options.largest_component)
@@ -214,14 +215,16 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
     return Prediction(probability, mask, threshold, timings, changes, work)
 
 
-def network_probability(volume: np.ndarray, slice_mm: float, models: Sequence[LoadedModel],
+def network_probability(volume: np.ndarray, grid_mm: tuple[float, float], models: Sequence[LoadedModel],
                         options: PredictOptions = PredictOptions(),
                         timings: dict[str, float] | None = None) -> tuple[np.ndarray, float, RoiWork]:
     """The mean probability of ``models`` on a volume already on the network grid ``[Z, S, S]``
     (``prepare_volume`` with the models' data config; only read), on the region of interest or
     dense as ``options`` say; with the mask threshold and the work done.
 
-    ``slice_mm``: slice spacing (localisation samples a slice every few mm).
+    ``grid_mm``: the grid's slice and pixel spacing (``InplaneTransform.grid_mm``): localisation
+    samples a slice every few mm, a localiser's margin is in mm. The region comes from the first
+    model's localiser when it has one, else from the fine CNN on sparse slices (:mod:`pancreas_seg.roi`).
     """
     timings = {} if timings is None else timings
     threshold = default_threshold(models) if options.threshold is None else options.threshold
@@ -229,14 +232,26 @@ def network_probability(volume: np.ndarray, slice_mm: float, models: Sequence[Lo
     runners = [ModelRunner(model, precision, options.batch_size, timings) for model in models]
     total, work, known = None, RoiWork("dense"), [{} for _ in models]
     if not (on_gpu() if options.dense is None else options.dense):
-        total, work, known = roi_probabilities(runners, volume, slice_mm, threshold, options.tta,
-                                               options.roi_margin, timings)
+        located = _localiser_region(models[0], volume, grid_mm, precision, options.batch_size, timings)
+        total, work, known = roi_probabilities(runners, volume, grid_mm[0], threshold, options.tta,
+                                               options.roi_margin, timings, located)
     if total is None:
         total = np.zeros(volume.shape, np.float32)
         for runner, model_known in zip(runners, known):
             total += model_probabilities(runner, volume, options.tta, known=model_known)
         total /= len(models)
     return total, threshold, work
+
+
+def _localiser_region(model: LoadedModel, volume: np.ndarray, grid_mm: tuple[float, float], precision: str,
+                      batch_size: int, timings: dict[str, float]) -> Callable[[], Roi | None] | None:
+    """The localiser's region finder for ``roi_probabilities`` (its seconds in ``timings["localise"]``,
+    not in ``"cnn"``), or ``None`` when ``model`` has no localiser."""
+    if model.localiser is None:
+        return None
+    runner = ModelRunner(model.localiser, precision, batch_size, {})
+    margin = Margin.from_dict(model.localiser.margin)
+    return lambda: locate(runner, volume, margin, *grid_mm)
 
 
 def abnormal_changes_mm(mask: np.ndarray, affine: np.ndarray) -> list[float]:

@@ -9,6 +9,7 @@ with free H, W and the same weights. In ``"bfloat16"`` its layers compute in bfl
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 import zipfile
@@ -26,7 +27,7 @@ from pancreas_seg.errors import InputError, one_line
 from pancreas_seg.models.birnn import birnn_head, build_birnn, cnn_of
 from pancreas_seg.models.build import default_jit_compile, on_gpu, transfer_weights
 from pancreas_seg.models.pnet import FUSED, WeightedFusion
-from pancreas_seg.run_folder import locate_model
+from pancreas_seg.run_folder import RunFolder, locate_model
 from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, PRECISIONS, RNN_MODEL
 
 # /proc/cpuinfo flags for which "auto" picks bfloat16: AMX tiles only; with AVX-512 BF16 alone
@@ -161,6 +162,8 @@ class LoadedModel:
         cnn: the 2D CNN, ``[B, S, S, context_slices] float32`` -> ``{"fused": [B, S, S, 1], ...}``
             (for ``cnn_rnn`` its inner CNN).
         birnn: ``[1, Z, S, S, 1]`` -> ``[1, Z, S, S, 1]`` probabilities, or ``None``.
+        localiser: the run's coarse stage (``localiser/`` in its run folder), or ``None``.
+        margin: for a localiser, its ``margin.json`` (:class:`pancreas_seg.localiser.Margin`).
     """
 
     path: Path
@@ -168,12 +171,18 @@ class LoadedModel:
     config_hash: str
     cnn: keras.Model
     birnn: keras.Model | None = None
+    localiser: "LoadedModel | None" = None
+    margin: dict | None = None
     _networks: dict = field(default_factory=dict, repr=False)
 
     def describe(self) -> dict:
-        """JSON-ready identity of the model for reports."""
-        return {"path": str(self.path), "config_hash": self.config_hash, "model": self.config.model.name,
-                "modality": self.config.data.modality}
+        """JSON-ready identity of the model for reports (with its localiser's, when it has one)."""
+        described = {"path": str(self.path), "config_hash": self.config_hash, "model": self.config.model.name,
+                     "modality": self.config.data.modality}
+        if self.localiser is not None:
+            described["localiser"] = {**self.localiser.describe(), "margin_mm": [
+                self.localiser.margin["through_plane_mm"], self.localiser.margin["inplane_mm"]]}
+        return described
 
     def any_size_cnn(self, precision: str) -> keras.Model:
         """The CNN for any H, W (divisible by its alignment) computing in ``precision``
@@ -236,7 +245,28 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     if channels != config.data.context_slices:
         raise InputError(model_path, f"model takes {channels} input channels but its config stacks "
                                      f"{config.data.context_slices} slices")
-    return LoadedModel(model_path, config, run_hash, cnn, birnn)
+    return LoadedModel(model_path, config, run_hash, cnn, birnn, localiser=_localiser_of(run, config))
+
+
+def _localiser_of(run: RunFolder, config: ExperimentConfig) -> LoadedModel | None:
+    """The localiser of a run folder (``localiser/`` with a model and its margin), or ``None``; a
+    localiser folder without its margin (training stopped before the calibration) is ignored.
+    It must prepare scans as the run's model does, but for the side (``input_size``)."""
+    folder = RunFolder(run.localiser_dir)
+    if not (folder.model_path.is_file() and folder.margin_path.is_file()):
+        return None
+    localiser = load_model(folder.root)
+    try:
+        localiser.margin = json.loads(folder.margin_path.read_text())
+        float(localiser.margin["through_plane_mm"]), float(localiser.margin["inplane_mm"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(folder.margin_path, f"not a localiser margin ({type(exc).__name__}: {exc})") from None
+    ours, its = preprocessing_key(config.data), preprocessing_key(localiser.config.data)
+    differing = [name for name in ours if name != "input_size" and ours[name] != its[name]]
+    if differing:
+        raise InputError(folder.root, f"localiser prepares scans unlike the run's model ({', '.join(differing)} "
+                                      "differ); train it again with train-localiser")
+    return localiser
 
 
 def load_models(paths: Sequence[str | os.PathLike]) -> list[LoadedModel]:

@@ -307,7 +307,7 @@ def build_report(item: ScanInput, scan: Scan, prediction: Prediction, models: Se
 def _work(work: RoiWork) -> dict:
     """What the networks computed: ``mode`` (``"roi"``, ``"dense"`` or a dense fallback), the shares
     of dense CNN slices and pixels, and the region of interest on the network grid."""
-    return {"mode": work.mode, "slices_fraction": round(work.slices_fraction, 4),
+    return {"mode": work.mode, "located_by": work.located_by, "slices_fraction": round(work.slices_fraction, 4),
             "pixels_fraction": round(work.pixels_fraction, 4),
             "region": None if work.roi is None else {"slices": [work.roi.z0, work.roi.z1],
                                                      "box_yx": list(work.roi.box)}}

@@ -69,12 +69,15 @@ class RoiWork:
     """What the prediction did: ``mode`` ``"roi"``, ``"dense"`` (asked), or a dense fallback after
     localisation: ``"dense_no_pancreas"``, ``"dense_large_region"`` (the region would have cost
     nearly dense work), ``"dense_edge"`` (after the region's work); CNN slices and pixels processed
-    as fractions of dense prediction's (above 1 after ``"dense_edge"``)."""
+    as fractions of dense prediction's (above 1 after ``"dense_edge"``); ``located_by``: what
+    found the region, ``"cnn"`` (the fine models on sparse slices) or ``"localiser"``; ``None``
+    for dense prediction asked for."""
 
     mode: str
     slices_fraction: float = 1.0
     pixels_fraction: float = 1.0
     roi: Roi | None = None
+    located_by: str | None = None
 
 
 def receptive_field(model: keras.Model) -> tuple[int, int]:
@@ -202,7 +205,8 @@ def _localise(runners: Sequence[ModelRunner], volume: np.ndarray, slice_mm: floa
 
 
 def roi_probabilities(runners: Sequence[ModelRunner], volume: np.ndarray, slice_mm: float, threshold: float,
-                      tta: bool = False, roi_margin: int | None = None, timings: dict[str, float] | None = None
+                      tta: bool = False, roi_margin: int | None = None, timings: dict[str, float] | None = None,
+                      located: Callable[[], Roi | None] | None = None
                       ) -> tuple[np.ndarray | None, RoiWork, list[dict[int, np.ndarray]]]:
     """The mean probability of the models (and, with ``tta``, of the flipped views) on the region of
     interest of a prepared ``[Z, S, S]`` volume, 0 elsewhere; ``None`` when the scan must be
@@ -212,24 +216,30 @@ def roi_probabilities(runners: Sequence[ModelRunner], volume: np.ndarray, slice_
     whole grid (localisation), for that dense prediction.
 
     ``slice_mm``: slice spacing. ``roi_margin``: px computed past the trusted box, ``None`` = the
-    CNN's receptive-field half-width (the dense output inside the box). Localisation time is added
-    to ``timings["localise"]`` (and, by the runners, to ``"cnn"``).
+    CNN's receptive-field half-width (the dense output inside the box). ``located``: a region
+    finder (a trained localiser, :func:`pancreas_seg.localiser.locate`) used instead of the
+    models' own sparse-slice localisation; its region is trusted as it is. Localisation time is
+    added to ``timings["localise"]`` (and, by the fine runners, to ``"cnn"``).
     """
     timings = {} if timings is None else timings
     depth, size, _ = volume.shape
     start = time.perf_counter()
-    roi, known = _localise(runners, volume, slice_mm, threshold)
+    if located is None:
+        roi, known = _localise(runners, volume, slice_mm, threshold)
+    else:
+        roi, known = located(), [{} for _ in runners]
     samples = len(known[0])
     timings["localise"] = timings.get("localise", 0.0) + time.perf_counter() - start
+    by = "cnn" if located is None else "localiser"
     # a fallback before the region's work costs dense work (1): the localisation slices are reused
     if roi is None:
         logger.info("localisation found no pancreas: predicting every slice")
-        return None, RoiWork("dense_no_pancreas"), known
+        return None, RoiWork("dense_no_pancreas", located_by=by), known
     margins = [_margin(runner, roi_margin) for runner in runners]
     crops = [crop_box(roi.box, *margin, size) for margin in margins]
     if region_share(roi, crops, depth, size, any(r.has_birnn for r in runners)) >= DENSE_INSTEAD_FRACTION:
         logger.info("the region of interest would cost nearly dense work: predicting every slice")
-        return None, RoiWork("dense_large_region", roi=roi), known
+        return None, RoiWork("dense_large_region", roi=roi, located_by=by), known
     views = (False, True) if tta else (False,)
     dense = len(runners) * len(views) * depth
     y0, y1, x0, x1 = roi.box
@@ -245,10 +255,10 @@ def roi_probabilities(runners: Sequence[ModelRunner], volume: np.ndarray, slice_
     if touches_open_edge(total > threshold, roi, volume.shape):
         logger.info("the mask reaches the edge of the region of interest: predicting every slice")
         rest = 1.0 - len(runners) * samples / dense  # the dense prediction after the region's work
-        return None, RoiWork("dense_edge", slices / dense + rest, pixels / (dense * size * size) + rest, roi), known
+        return None, RoiWork("dense_edge", slices / dense + rest, pixels / (dense * size * size) + rest, roi, by), known
     canvas = np.zeros(volume.shape, np.float32)
     canvas[roi.z0:roi.z1, y0:y1, x0:x1] = total
-    return canvas, RoiWork("roi", slices / dense, pixels / (dense * size * size), roi), known
+    return canvas, RoiWork("roi", slices / dense, pixels / (dense * size * size), roi, by), known
 
 
 def _margin(runner: ModelRunner, roi_margin: int | None) -> tuple[int, int]:

@@ -9,6 +9,8 @@ Layout (every file written atomically)::
     model.keras        the selected final model
     last.keras         the last epoch's model of the last stage
     validation.json    loss and DSC of the final model on the validation subset
+    localiser/         optional: the coarse stage, a run folder of its own, and margin.json (its
+                       margin, chosen on the validation cases; :mod:`pancreas_seg.localiser`)
 
 A run's identity is its config hash, its cross-validation fold (case ids of every subset) and a
 fingerprint of the case store it was trained on. Resuming into a folder that holds another
@@ -46,6 +48,8 @@ HISTORY_NAME = "history.csv"
 BACKUP_DIR = "backup"  # in a stage folder: Keras's BackupAndRestore state of the epoch in progress
 TENSORBOARD_DIR = "tensorboard"
 MODEL_SUFFIX = ".keras"
+LOCALISER_DIR = "localiser"  # in a run folder: the localiser's own run folder
+MARGIN_NAME = "margin.json"  # in the localiser's folder: its margin and how it was chosen
 FINGERPRINT_LENGTH = 12  # hex digits of the store fingerprint
 
 
@@ -141,6 +145,15 @@ class RunFolder:
     def validation_path(self) -> Path:
         return self.root / VALIDATION_NAME
 
+    @property
+    def localiser_dir(self) -> Path:
+        return self.root / LOCALISER_DIR
+
+    @property
+    def margin_path(self) -> Path:
+        """Where a localiser's run folder keeps its margin."""
+        return self.root / MARGIN_NAME
+
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage
 
@@ -187,6 +200,12 @@ class RunFolder:
         if difference is not None:
             raise InputError(self.root, f"holds a run trained on {_describe(recorded)}; this run is for "
                                         f"{difference}; use a new work folder")
+
+    def read_identity(self) -> RunIdentity | None:
+        """The fold and store the run was trained on; ``None`` for a run that recorded none
+        (older versions, :func:`~pancreas_seg.train.export_run`)."""
+        recorded = self._read_payload().get("identity")
+        return None if recorded is None else RunIdentity(**recorded)
 
     def read_config(self) -> tuple[ExperimentConfig, str]:
         """``(config, config_hash)`` of the run, the hash computed from the config as it will be used.

@@ -193,6 +193,6 @@ def test_network_probability_of_a_prepared_volume_is_predict_scans(dense):
     expected = inference.predict_scan(scan, [model], options).probability
     volume, transform = prepare_volume(scan.array, scan.spacing, "CT", model.config.data)
     volume.flags.writeable = False  # prepared cases are read-only memory maps
-    total, threshold, _ = inference.network_probability(volume, scan.spacing[0], [model], options)
+    total, threshold, _ = inference.network_probability(volume, transform.grid_mm(scan.spacing), [model], options)
     assert threshold == model.config.train.threshold
     np.testing.assert_array_equal(transform.invert(total), expected)

@@ -1,4 +1,4 @@
-"""The prediction core is one way down (output_plan -> predict -> inference -> roi -> networks), and the losses
+"""The prediction core is one way down (output_plan -> predict -> inference -> localiser -> roi -> networks), and the losses
 stand apart from the models: checked on the modules' own import statements."""
 import ast
 from pathlib import Path
@@ -22,8 +22,9 @@ def imported_modules(module: str) -> set[str]:
 
 
 @pytest.mark.parametrize("module, above", [
-    ("networks", ["roi", "inference", "predict", "cli"]),
-    ("roi", ["inference", "predict", "cli"]),
+    ("networks", ["roi", "localiser", "inference", "predict", "cli"]),
+    ("roi", ["localiser", "inference", "predict", "cli"]),
+    ("localiser", ["inference", "predict", "cli", "train"]),
     ("inference", ["predict", "cli"]),
     ("predict", ["output_plan", "cli"]),
     ("output_plan", ["cli"]),

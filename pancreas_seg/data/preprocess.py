@@ -57,6 +57,11 @@ class InplaneTransform:
     def from_dict(cls, data: dict) -> "InplaneTransform":
         return cls(tuple(data["original_shape"]), tuple(data["box"]), int(data["size"]))
 
+    def grid_mm(self, spacing: tuple[float, float, float]) -> tuple[float, float]:
+        """``(slice, pixel)`` spacing in mm of the network grid of a scan of ``spacing`` ``(z, y, x)`` mm."""
+        y0, y1, _, _ = self.box
+        return float(spacing[0]), (y1 - y0) * float(spacing[1]) / self.size
+
     def _crop(self, volume: np.ndarray, fill: float) -> np.ndarray:
         y0, y1, x0, x1 = self.box
         height, width = self.original_shape

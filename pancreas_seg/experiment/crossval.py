@@ -204,7 +204,7 @@ def _default_predictor(model_path: Path, config: ExperimentConfig) -> Predictor:
         raise RuntimeError(f"{model_path.parent} holds a run of config {loaded.config_hash}, expected {config_hash(config)}")
 
     def predict(case: Case, prepared: PreparedCase) -> np.ndarray:
-        total, _, _ = inference.network_probability(prepared.image, case.spacing[0], [loaded])
+        total, _, _ = inference.network_probability(prepared.image, prepared.transform.grid_mm(case.spacing), [loaded])
         return prepared.transform.invert(total)
 
     return predict
