@@ -24,6 +24,7 @@ setup(
         "matplotlib>=3.7",
         "tqdm>=4.60",
         "highdicom>=0.23",
+        "openvino>=2024.0",  # the CPU runtime of the CNN at prediction (about 60 MB; --runtime keras without it)
     ],
     extras_require={
         # CPU JAX: the JAX-only paths (KERAS_BACKEND=jax) and multi-worker training are tested too

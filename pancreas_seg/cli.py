@@ -16,7 +16,7 @@ from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, PRESETS
 from pancreas_seg.console import EXIT_SOME_FAILED, run_guarded, setup_logging
 from pancreas_seg.errors import UsageError
 from pancreas_seg.io.atomic import check_output_file, check_output_folder, check_writable
-from pancreas_seg.vocabulary import LOSS_NAMES, MODALITIES, PRECISIONS, SCAN_MODELS
+from pancreas_seg.vocabulary import LOSS_NAMES, MODALITIES, PRECISIONS, RUNTIMES, SCAN_MODELS
 
 Command = Callable[[argparse.Namespace], int]
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def _predict(args: argparse.Namespace) -> int:
     outputs = predict.OutputOptions(save_probability=args.save_probability, qc=args.qc, dicom_seg=args.dicom_seg)
     options = inference.PredictOptions(batch_size=args.batch_size, threshold=args.threshold, tta=args.tta,
                                        largest_component=args.largest_component, dense=args.dense,
-                                       precision=args.precision)
+                                       precision=args.precision, runtime=args.runtime)
     reading = predict.ReadOptions(modality=args.modality, series=args.series)
     _log_devices()
     models = networks.load_models(args.model)
@@ -247,7 +247,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> Command:
     where.add_argument("--roi", action="store_const", const=False, dest="dense",
                        help="run them only on the region that can hold pancreas (the default elsewhere)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="CNN arithmetic (default auto: bfloat16 on CPUs with AMX, else float32)")
+                        help="CNN arithmetic (default auto: OpenVINO's choice for the CPU; under Keras bfloat16 on "
+                             "CPUs with AMX, else float32)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                        help="what runs the CNN (default auto: OpenVINO on a CPU where it is installed, else Keras)")
     parser.add_argument("--save-probability", action="store_true", help="also write the probability map (_prob)")
     parser.add_argument("--qc", action="store_true", help="also write a QC picture (_qc.png)")
     parser.add_argument("--dicom-seg", action="store_true", help="also write a DICOM SEG (_seg.dcm; DICOM input)")

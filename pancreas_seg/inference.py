@@ -40,10 +40,10 @@ from pancreas_seg.io.scan import Scan
 from pancreas_seg.masks import largest_component
 from pancreas_seg.metrics import abnormal_shape_changes
 from pancreas_seg.models.build import on_gpu
-from pancreas_seg.networks import LoadedModel, ModelRunner, memory_batch_size, resolve_precision, timed
+from pancreas_seg.networks import LoadedModel, ModelRunner, memory_batch_size, resolve_precision, resolve_runtime, timed
 from pancreas_seg.localiser import Margin, locate
 from pancreas_seg.roi import Roi, RoiWork, roi_probabilities
-from pancreas_seg.vocabulary import Precision
+from pancreas_seg.vocabulary import Precision, Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class PredictOptions:
             region of interest elsewhere.
         precision: arithmetic of the CNNs, ``"auto"`` (bfloat16 where the CPU makes it faster),
             ``"float32"`` or ``"bfloat16"`` (:func:`resolve_precision`).
+        runtime: what runs the CNNs: ``"auto"`` (OpenVINO on a CPU where it is installed, else
+            Keras), ``"keras"`` or ``"openvino"`` (:func:`resolve_runtime`); the BiRNN runs in Keras.
         roi_margin: network-grid px computed past each side of the region of interest; ``None``
             (default) = the CNN's receptive-field half-width, which makes the region's CNN output
             the dense one. Smaller is faster and only approximately dense (for measurements).
@@ -84,6 +86,7 @@ class PredictOptions:
     dense: bool | None = None
     precision: Precision = "auto"
     roi_margin: int | None = None
+    runtime: Runtime = "auto"
 
 
 @dataclass
@@ -91,6 +94,8 @@ class Prediction:
     """Result on the scan's grid: probability ``[Z, Y, X]`` float32, mask ``[Z, Y, X]`` uint8 (0/1).
 
     ``work``: dense or region of interest, and the share of slices and pixels the CNN processed.
+
+    ``compute``: what ran the CNN (``runtime``, ``precision`` as resolved).
 
     ``abnormal_changes_mm``: world superior-inferior positions (mm) of the axial slices whose
     mask changes abnormally from the slice below (Sec. IV-D detector, CT only; ``None`` for MRI,
@@ -103,6 +108,7 @@ class Prediction:
     timings: dict[str, float] = field(default_factory=dict)
     abnormal_changes_mm: list[float] | None = None
     work: RoiWork | None = None
+    compute: dict[str, str] = field(default_factory=dict)  # the CNN's runtime and precision as run
 
 
 def model_probabilities(runner: ModelRunner, volume: np.ndarray, tta: bool = False,
@@ -203,7 +209,8 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
                                            models[0].config.data)
         canonical_affine, grid_mm = canonical.affine, transform.grid_mm(canonical.spacing)
         del canonical
-    total, threshold, work = network_probability(volume, grid_mm, models, options, timings)
+    compute: dict[str, str] = {}
+    total, threshold, work = network_probability(volume, grid_mm, models, options, timings, compute)
     del volume
     with timed(timings, "postprocess"):
         probability, mask = postprocess(total, transform, threshold, options.largest_component)
@@ -212,12 +219,13 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
         probability, mask = reorientation.restore(probability), reorientation.restore(mask)
     for stage in ("cnn", "birnn"):
         timings.setdefault(stage, 0.0)
-    return Prediction(probability, mask, threshold, timings, changes, work)
+    return Prediction(probability, mask, threshold, timings, changes, work, compute)
 
 
 def network_probability(volume: np.ndarray, grid_mm: tuple[float, float], models: Sequence[LoadedModel],
                         options: PredictOptions = PredictOptions(),
-                        timings: dict[str, float] | None = None) -> tuple[np.ndarray, float, RoiWork]:
+                        timings: dict[str, float] | None = None, compute: dict[str, str] | None = None
+                        ) -> tuple[np.ndarray, float, RoiWork]:
     """The mean probability of ``models`` on a volume already on the network grid ``[Z, S, S]``
     (``prepare_volume`` with the models' data config; only read), on the region of interest or
     dense as ``options`` say; with the mask threshold and the work done.
@@ -225,14 +233,18 @@ def network_probability(volume: np.ndarray, grid_mm: tuple[float, float], models
     ``grid_mm``: the grid's slice and pixel spacing (``InplaneTransform.grid_mm``): localisation
     samples a slice every few mm, a localiser's margin is in mm. The region comes from the first
     model's localiser when it has one, else from the fine CNN on sparse slices (:mod:`pancreas_seg.roi`).
+    ``compute`` receives the runtime and precision the CNNs ran in.
     """
     timings = {} if timings is None else timings
     threshold = default_threshold(models) if options.threshold is None else options.threshold
-    precision = resolve_precision(options.precision)
-    runners = [ModelRunner(model, precision, options.batch_size, timings) for model in models]
+    runtime = resolve_runtime(options.runtime)
+    precision = resolve_precision(options.precision, runtime)
+    runners = [ModelRunner(model, precision, options.batch_size, timings, runtime) for model in models]
+    if compute is not None:
+        compute.update(runtime=runtime, precision=runners[0].computed_precision)
     total, work, known = None, RoiWork("dense"), [{} for _ in models]
     if not (on_gpu() if options.dense is None else options.dense):
-        located = _localiser_region(models[0], volume, grid_mm, precision, options.batch_size, timings)
+        located = _localiser_region(models[0], volume, grid_mm, precision, runtime, options.batch_size)
         total, work, known = roi_probabilities(runners, volume, grid_mm[0], threshold, options.tta,
                                                options.roi_margin, timings, located)
     if total is None:
@@ -244,12 +256,12 @@ def network_probability(volume: np.ndarray, grid_mm: tuple[float, float], models
 
 
 def _localiser_region(model: LoadedModel, volume: np.ndarray, grid_mm: tuple[float, float], precision: str,
-                      batch_size: int, timings: dict[str, float]) -> Callable[[], Roi | None] | None:
+                      runtime: str, batch_size: int) -> Callable[[], Roi | None] | None:
     """The localiser's region finder for ``roi_probabilities`` (its seconds in ``timings["localise"]``,
     not in ``"cnn"``), or ``None`` when ``model`` has no localiser."""
     if model.localiser is None:
         return None
-    runner = ModelRunner(model.localiser, precision, batch_size, {})
+    runner = ModelRunner(model.localiser, precision, batch_size, {}, runtime)
     margin = Margin.from_dict(model.localiser.margin)
     return lambda: locate(runner, volume, margin, *grid_mm)
 

@@ -23,12 +23,13 @@ import numpy as np
 
 from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, ExperimentConfig
 from pancreas_seg.data.preprocess import preprocessing_key, slice_stack
-from pancreas_seg.errors import InputError, one_line
+from pancreas_seg.errors import InputError, UsageError, one_line
 from pancreas_seg.models.birnn import birnn_head, build_birnn, cnn_of
 from pancreas_seg.models.build import default_jit_compile, on_gpu, transfer_weights
 from pancreas_seg.models.pnet import FUSED, WeightedFusion
 from pancreas_seg.run_folder import RunFolder, locate_model
-from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, PRECISIONS, RNN_MODEL
+from pancreas_seg.openvino_cnn import OpenVinoCnn, openvino_installed
+from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, PRECISIONS, RNN_MODEL, RUNTIMES
 
 # /proc/cpuinfo flags for which "auto" picks bfloat16: AMX tiles only; with AVX-512 BF16 alone
 # TensorFlow's bfloat16 kernels are slower than float32 (benchmarks/precision_speed.py,
@@ -53,13 +54,31 @@ def cpu_has_bfloat16(cpuinfo: Path | None = None) -> bool:
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
-def resolve_precision(precision: str) -> str:
-    """``"auto"`` -> ``"bfloat16"`` under TensorFlow on a CPU with AMX (:data:`BF16_CPU_FLAGS`), else
-    ``"float32"``; the others as given. bfloat16 is measured for agreement with float32 by
-    ``benchmarks/predict_speed.py`` (runs ``roi:bfloat16`` against ``dense:float32``)."""
+def resolve_runtime(runtime: str) -> str:
+    """``"auto"`` -> ``"openvino"`` under TensorFlow on a CPU when the openvino package is installed
+    (it converts from TensorFlow), else ``"keras"``; the others as given.
+
+    Raises:
+        UsageError: ``"openvino"`` without the package.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime == "openvino" and not openvino_installed():
+        raise UsageError("--runtime openvino needs the openvino package (pip install openvino)")
+    if runtime != "auto":
+        return runtime
+    usable = keras.backend.backend() == "tensorflow" and not on_gpu() and openvino_installed()
+    return "openvino" if usable else "keras"
+
+
+def resolve_precision(precision: str, runtime: str = "keras") -> str:
+    """Under Keras, ``"auto"`` -> ``"bfloat16"`` with TensorFlow on a CPU with AMX
+    (:data:`BF16_CPU_FLAGS`), else ``"float32"``; under OpenVINO ``"auto"`` stays (OpenVINO picks its
+    CPU default); the others as given. Agreement with float32 is measured by
+    ``benchmarks/predict_speed.py``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
+    if precision != "auto" or runtime == "openvino":
         return precision
     on_cpu = keras.backend.backend() == "tensorflow" and not on_gpu()
     return "bfloat16" if on_cpu and cpu_has_bfloat16() else "float32"
@@ -191,6 +210,13 @@ class LoadedModel:
             self._networks["cnn", precision] = convolutional_copy(self.cnn, precision)
         return self._networks["cnn", precision]
 
+    def openvino_cnn(self, precision: str) -> OpenVinoCnn:
+        """The any-size CNN converted to OpenVINO and compiled for the CPU in ``precision`` (``"auto"``:
+        OpenVINO's default there); converted once per model file, compiled once per precision."""
+        if ("openvino", precision) not in self._networks:
+            self._networks["openvino", precision] = OpenVinoCnn(self.any_size_cnn("float32"), precision)
+        return self._networks["openvino", precision]
+
     def birnn_at(self, height: int, width: int) -> keras.Model:
         """The BiRNN for ``[1, T, height, width, 1]`` sequences (Keras's ConvLSTM2D has static H, W)."""
         if tuple(self.birnn.input_shape[2:4]) == (height, width):
@@ -297,14 +323,27 @@ class ModelRunner:
     prediction call, so that neither needs the model or the options it came with."""
 
     model: LoadedModel
-    precision: str  # resolved (:func:`resolve_precision`): "float32" or "bfloat16"
+    precision: str  # :func:`resolve_precision`: "float32" or "bfloat16" (openvino: also "auto", its own choice)
     batch_size: int = DEFAULT_PREDICT_BATCH_SIZE
     timings: dict[str, float] = field(default_factory=dict)
 
+    runtime: str = "keras"  # resolved (:func:`resolve_runtime`): "keras" or "openvino"
+
     @property
     def cnn(self) -> keras.Model:
-        """The any-size CNN in this runner's precision."""
-        return self.model.any_size_cnn(self.precision)
+        """The any-size Keras CNN: in this runner's precision under Keras, float32 for OpenVINO
+        (which converts it)."""
+        return self.model.any_size_cnn(self.precision if self.runtime == "keras" else "float32")
+
+    @property
+    def engine(self) -> "keras.Model | OpenVinoCnn":
+        """What computes the CNN: the Keras model or its OpenVINO compilation."""
+        return self.cnn if self.runtime == "keras" else self.model.openvino_cnn(self.precision)
+
+    @property
+    def computed_precision(self) -> str:
+        """The arithmetic the CNN runs in (OpenVINO's choice for ``"auto"``)."""
+        return self.precision if self.runtime == "keras" else self.engine.precision
 
     @property
     def has_birnn(self) -> bool:
@@ -315,7 +354,7 @@ class ModelRunner:
         y0, y1, x0, x1 = box
         batch = memory_batch_size(self.cnn, y1 - y0, x1 - x0, self.batch_size)
         with timed(self.timings, "cnn"):
-            return cnn_slices(self.cnn, volume, indices, box, batch, context=self.model.config.data.context_slices)
+            return cnn_slices(self.engine, volume, indices, box, batch, context=self.model.config.data.context_slices)
 
     def birnn(self, probability: np.ndarray) -> np.ndarray:
         """The BiRNN over a run of slices ``[n, h, w]`` -> ``[n, h, w]`` float32 (any h, w)."""

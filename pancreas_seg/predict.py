@@ -296,6 +296,7 @@ def build_report(item: ScanInput, scan: Scan, prediction: Prediction, models: Se
         "threshold": prediction.threshold,
         "timings_s": {**timings, "total": round(sum(timings.values()), 4)},
         "work": _work(prediction.work),
+        "compute": dict(prediction.compute),
         "models": [model.describe() for model in models],
         "flags": report_flags(options, outputs, reading),
         "outputs": written,

@@ -42,3 +42,5 @@ BUILTIN_SETS: tuple[BuiltinSet, ...] = get_args(BuiltinSet)
 
 Precision = Literal["auto", "float32", "bfloat16"]  # CNN arithmetic at prediction (networks.resolve_precision)
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+Runtime = Literal["auto", "keras", "openvino"]  # what runs the CNN at prediction (networks.resolve_runtime)
+RUNTIMES: tuple[Runtime, ...] = get_args(Runtime)
