@@ -128,17 +128,19 @@ class Context:
                                                   progress=not self.args.quiet)
         return self._stores[name]
 
-    def run(self, modality: str, model: str = BASE_CNN, loss: str = "jac", maps: bool = False) -> CrossValResult:
+    def run(self, modality: str, model: str = BASE_CNN, loss: str = "jac", maps: bool = False,
+            variant: str | None = None) -> CrossValResult:
         """Cross-validated results of one row (trained, predicted and cached on first use, or read
-        from the results archive); ``maps``: every fold with its probability maps (trained here)."""
-        key = (modality_name(modality), model, loss, maps)
+        from the results archive); ``maps``: every fold with its probability maps (trained here);
+        ``variant``: ``COARSE_TO_FINE`` for the row's model predicted through a trained localiser."""
+        key = (modality_name(modality), model, loss, maps, variant)
         if key not in self._results:
             config = self.config(modality, model, loss)
             folds = None if self.args.folds is None else sorted({k for group in self.args.folds for k in group})
             try:
                 self._results[key] = run_cross_validation(config, self.store(modality), self.args.out, folds,
                                                           progress=not self.args.quiet, archive=self.args.archive,
-                                                          maps=maps)
+                                                          maps=maps, variant=variant)
             except ValueError as err:
                 raise UsageError(str(err)) from None
         return self._results[key]

@@ -73,15 +73,17 @@ FOLDS_FILE = "folds.json"
 FAST_ZLIB_LEVEL = 1  # zlib level of the cached probability maps (the default 6 takes twice as long)
 PROBABILITY_DTYPE = np.float16  # cached probability maps: ~1e-3 resolution, half the disk
 RNN_STAGES = ("rnn", "end_to_end")  # trainer stages that belong to the BiRNN, not the CNN
+COARSE_TO_FINE = "c2f"  # row variant: the row's model with a trained localiser (coarse-to-fine prediction)
 
 TrainFn = Callable[..., Any]  # train(config, workdir, store, fold, progress=...) as pancreas_seg.train.train
 Predictor = Callable[[Case, PreparedCase], np.ndarray]  # (case, the case on the network grid) -> probability
 PredictorFactory = Callable[[Path, ExperimentConfig], Predictor]
 
 
-def model_dir(config: ExperimentConfig, out_root: str | os.PathLike) -> Path:
-    """``out_root/models/<name>-<config_hash>``: where one row's fold models live."""
-    return Path(out_root) / MODELS_DIR / f"{config.model.name}-{config_hash(config)}"
+def model_dir(config: ExperimentConfig, out_root: str | os.PathLike, variant: str | None = None) -> Path:
+    """``out_root/models/<name>-<config_hash>[-<variant>]``: where one row's fold models live."""
+    suffix = "" if variant is None else f"-{variant}"
+    return Path(out_root) / MODELS_DIR / f"{config.model.name}-{config_hash(config)}{suffix}"
 
 
 # ---------------------------------------------------------------------------
@@ -195,28 +197,36 @@ def _default_train(config: ExperimentConfig, workdir: Path, store: CaseStore, fo
 def _default_predictor(model_path: Path, config: ExperimentConfig) -> Predictor:
     """Load a fold's run folder once; return ``(case, prepared) -> [Z, Y, X] float32`` probability on
     the case's grid, as :func:`pancreas_seg.inference.predict_scan` gives it for the stored scan (no
-    TTA, no component filtering), from the case already prepared for the network (every model of a
-    table shares the test cases' preprocessing)."""
+    TTA, no component filtering; Keras in float32), from the case already prepared for the network
+    (every model of a table shares the test cases' preprocessing)."""
     from pancreas_seg import inference, networks
 
     loaded = networks.load_model(model_path.parent)
     if loaded.config_hash != config_hash(config):
         raise RuntimeError(f"{model_path.parent} holds a run of config {loaded.config_hash}, expected {config_hash(config)}")
 
+    options = inference.PredictOptions(runtime="keras", precision="float32")  # the same arithmetic on every machine
+
     def predict(case: Case, prepared: PreparedCase) -> np.ndarray:
-        total, _, _ = inference.network_probability(prepared.image, prepared.transform.grid_mm(case.spacing), [loaded])
+        total, _, _ = inference.network_probability(prepared.image, prepared.transform.grid_mm(case.spacing), [loaded],
+                                                    options)
         return prepared.transform.invert(total)
 
     return predict
 
 
 def _ensure_model(config: ExperimentConfig, store: CaseStore, out_root: Path, fold: Fold,
-                  progress: bool, train_fn: TrainFn) -> tuple[Path, bool]:
-    """Train fold ``fold`` of ``config`` unless its ``model.keras`` exists; ``(run_dir, trained)``."""
-    root = model_dir(config, out_root).resolve()
+                  progress: bool, train_fn: TrainFn, variant: str | None = None) -> tuple[Path, bool]:
+    """Train fold ``fold`` of ``config`` unless its ``model.keras`` exists; ``(run_dir, trained)``.
+
+    ``variant`` :data:`COARSE_TO_FINE`: the row's own fold model (trained first if needed, its
+    stages copied) with a localiser trained on the same fold."""
+    root = model_dir(config, out_root, variant).resolve()
     root.mkdir(parents=True, exist_ok=True)
     _check_data(root, store)
     run = RunFolder(root / FOLD_DIR.format(index=fold.index))
+    if variant == COARSE_TO_FINE:
+        return _ensure_coarse_to_fine(run, config, store, out_root, fold, progress, train_fn)
     if run.finished:
         return run.root, False
     if config.model.name == RNN_MODEL:
@@ -229,6 +239,28 @@ def _ensure_model(config: ExperimentConfig, store: CaseStore, out_root: Path, fo
     train_fn(config, run.root, store, fold, progress=progress)
     if not run.finished:
         raise RuntimeError(f"training finished without writing {run.model_path}")
+    return run.root, True
+
+
+def _default_localiser(run_dir: Path, config: ExperimentConfig, store: CaseStore, progress: bool) -> None:
+    from pancreas_seg.train_localiser import train_localiser
+
+    train_localiser(run_dir, config, store, progress=progress)
+
+
+def _ensure_coarse_to_fine(run: RunFolder, config: ExperimentConfig, store: CaseStore, out_root: Path, fold: Fold,
+                           progress: bool, train_fn: TrainFn) -> tuple[Path, bool]:
+    """The row's fold model in ``run`` (stages copied from its plain run) with its localiser, trained
+    with the row's preset (:func:`pancreas_seg.train_localiser.train_localiser`)."""
+    if run.finished and RunFolder(run.localiser_dir).margin_path.is_file():
+        return run.root, False
+    if not run.finished:
+        plain_dir, _ = _ensure_model(config, store, out_root, fold, progress, train_fn)
+        adopted = run.adopt_stages(RunFolder(plain_dir))
+        log.info("%s: stages %s taken from %s", run.root, adopted, plain_dir)
+        train_fn(config, run.root, store, fold, progress=progress)  # every stage adopted: only the final model
+    log.info("training the localiser of %s fold %d in %s", MODEL_LABELS[config.model.name], fold.index, run.root)
+    _default_localiser(run.root, config, store, progress)
     return run.root, True
 
 
@@ -395,11 +427,12 @@ def _write_fold_metrics(path: Path, config: ExperimentConfig, stamp: dict[str, i
     return record
 
 
-def _archived(config: ExperimentConfig, archive: Path | None, fold: Fold) -> FoldResult | None:
+def _archived(config: ExperimentConfig, archive: Path | None, fold: Fold,
+              variant: str | None = None) -> FoldResult | None:
     """The fold's archived record as a result without maps, when one of this config exists."""
     if archive is None:
         return None
-    record_dir = results_archive.record_dir(archive, model_dir(config, "").name, fold.index)
+    record_dir = results_archive.record_dir(archive, model_dir(config, "", variant).name, fold.index)
     record = results_archive.load_metrics(record_dir)
     if record is None or not _current(record, config, fold):
         return None
@@ -410,7 +443,8 @@ def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: s
                          folds: Sequence[int] | None = None, progress: bool = True, *,
                          train_fn: TrainFn | None = None,
                          predictor_factory: PredictorFactory | None = None,
-                         archive: str | os.PathLike | None = None, maps: bool = False) -> CrossValResult:
+                         archive: str | os.PathLike | None = None, maps: bool = False,
+                         variant: str | None = None) -> CrossValResult:
     """Cross-validate ``config`` on ``store`` with everything cached under ``out_root``.
 
     Per fold: train into ``out_root/models/<name>-<config_hash>/fold_<k>/`` unless its
@@ -426,13 +460,15 @@ def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: s
         archive: results archive (:mod:`~pancreas_seg.experiment.archive`): each scored fold's record
             is saved there, and a fold with a current record and no model here is read from it.
         maps: every fold with probability maps: archived records are not used (figures of maps).
+        variant: :data:`COARSE_TO_FINE` for the row's model predicted through a trained localiser
+            (its own folder, ``<name>-<hash>-c2f``).
     """
     if store.modality != config.data.modality:
         raise InputError(store.root, f"store holds {store.modality} cases, the experiment is for {config.data.modality}")
     all_folds = store_folds(store, config.data)
     chosen = [select_fold(all_folds, index) for index in (range(len(all_folds)) if folds is None else folds)]
     out_root = Path(out_root)
-    root = model_dir(config, out_root).resolve()
+    root = model_dir(config, out_root, variant).resolve()
     root.mkdir(parents=True, exist_ok=True)
     _check_data(root, store)
     if not (root / FOLDS_FILE).is_file() or load_folds(root / FOLDS_FILE) != all_folds:
@@ -441,12 +477,12 @@ def run_cross_validation(config: ExperimentConfig, store: CaseStore, out_root: s
     result = CrossValResult(config, root, [], archive=archive)
     for fold in chosen:
         archived = None if maps or RunFolder(root / FOLD_DIR.format(index=fold.index)).finished \
-            else _archived(config, archive, fold)
+            else _archived(config, archive, fold, variant)
         if archived is not None:
             result.folds.append(archived)
             result.archived.append(fold.index)
             continue
-        run_dir, trained = _ensure_model(config, store, out_root, fold, progress, train_fn or _default_train)
+        run_dir, trained = _ensure_model(config, store, out_root, fold, progress, train_fn or _default_train, variant)
         fold_result, predicted = _fold_results(run_dir, config, store, fold, progress,
                                                predictor_factory or _default_predictor)
         result.folds.append(fold_result)

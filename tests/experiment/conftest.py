@@ -67,9 +67,18 @@ def testing_config(model=BASE_CNN, loss="jac"):
     return experiment_config("testing", "ct", model, loss)
 
 
+def stub_localiser(run_dir, config, store, progress=True):
+    """Leaves what train_localiser leaves: localiser/model.keras and its margin."""
+    folder = RunFolder(RunFolder(run_dir).localiser_dir)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    folder.model_path.write_bytes(b"localiser")
+    folder.margin_path.write_text('{"through_plane_mm": 10.0, "inplane_mm": 10.0, "coverage_target": 0.995}')
+
+
 @pytest.fixture
 def stubs(monkeypatch):
     trainer, predictor = StubTrainer(), StubPredictor()
     monkeypatch.setattr(crossval, "_default_train", trainer)
     monkeypatch.setattr(crossval, "_default_predictor", predictor)
+    monkeypatch.setattr(crossval, "_default_localiser", stub_localiser)
     return trainer, predictor

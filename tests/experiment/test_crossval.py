@@ -173,3 +173,18 @@ def test_an_unchanged_record_is_not_rewritten(tiny_store, tmp_path, stubs):
     (first.folds[0].run_dir / "validation.json").write_text("{}")  # the run changed: its record follows
     run_cross_validation(_config(), tiny_store, tmp_path / "out", folds=[0], progress=False, archive=archive)
     assert (record / "validation.json").read_text() == "{}"
+
+
+def test_coarse_to_fine_row_takes_the_rows_fold_model_and_adds_a_localiser(tiny_store, tmp_path):
+    config = _config()
+    result = run_cross_validation(config, tiny_store, tmp_path, folds=[0], progress=False,
+                                  variant=crossval.COARSE_TO_FINE)
+    run = RunFolder(result.folds[0].run_dir)
+    plain = RunFolder(crossval.model_dir(config, tmp_path) / "fold_0")
+    assert result.root.name == plain.root.parent.name + "-c2f" and result.trained == [0]
+    assert RunFolder(run.localiser_dir).margin_path.is_file() and not plain.localiser_dir.exists()
+    stage = plain.state.get("full")["model"]
+    assert (run.root / stage).read_bytes() == (plain.root / stage).read_bytes()  # taken, not trained again
+    again = run_cross_validation(config, tiny_store, tmp_path, folds=[0], progress=False,
+                                 variant=crossval.COARSE_TO_FINE)
+    assert again.trained == [] and again.predicted == [] and again.case_metrics() == result.case_metrics()
