@@ -182,7 +182,8 @@ def _predict(args: argparse.Namespace) -> int:
     outputs = predict.OutputOptions(save_probability=args.save_probability, qc=args.qc, dicom_seg=args.dicom_seg)
     options = inference.PredictOptions(batch_size=args.batch_size, threshold=args.threshold, tta=args.tta,
                                        largest_component=args.largest_component, dense=args.dense,
-                                       precision=args.precision, runtime=args.runtime)
+                                       precision=args.precision, runtime=args.runtime,
+                                       localiser=not args.no_localiser)
     reading = predict.ReadOptions(modality=args.modality, series=args.series)
     _log_devices()
     models = networks.load_models(args.model)
@@ -249,6 +250,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> Command:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="CNN arithmetic (default auto: OpenVINO's choice for the CPU; under Keras bfloat16 on "
                              "CPUs with AMX, else float32)")
+    parser.add_argument("--no-localiser", action="store_true",
+                        help="find the region with the model itself on sparse slices, not with the run's localiser")
     parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
                         help="what runs the CNN (default auto: OpenVINO on a CPU where it is installed, else Keras)")
     parser.add_argument("--save-probability", action="store_true", help="also write the probability map (_prob)")

@@ -69,6 +69,8 @@ class PredictOptions:
             region of interest elsewhere.
         precision: arithmetic of the CNNs, ``"auto"`` (bfloat16 where the CPU makes it faster),
             ``"float32"`` or ``"bfloat16"`` (:func:`resolve_precision`).
+        localiser: find the region with the first model's trained localiser when it has one
+            (:mod:`pancreas_seg.localiser`); ``False``: with the fine models on sparse slices.
         runtime: what runs the CNNs: ``"auto"`` (OpenVINO on a CPU where it is installed, else
             Keras), ``"keras"`` or ``"openvino"`` (:func:`resolve_runtime`); the BiRNN runs in Keras.
         roi_margin: network-grid px computed past each side of the region of interest; ``None``
@@ -87,6 +89,7 @@ class PredictOptions:
     precision: Precision = "auto"
     roi_margin: int | None = None
     runtime: Runtime = "auto"
+    localiser: bool = True
 
 
 @dataclass
@@ -244,7 +247,8 @@ def network_probability(volume: np.ndarray, grid_mm: tuple[float, float], models
         compute.update(runtime=runtime, precision=runners[0].computed_precision)
     total, work, known = None, RoiWork("dense"), [{} for _ in models]
     if not (on_gpu() if options.dense is None else options.dense):
-        located = _localiser_region(models[0], volume, grid_mm, precision, runtime, options.batch_size)
+        located = _localiser_region(models[0], volume, grid_mm, precision, runtime, options.batch_size) \
+            if options.localiser else None
         total, work, known = roi_probabilities(runners, volume, grid_mm[0], threshold, options.tta,
                                                options.roi_margin, timings, located)
     if total is None:

@@ -141,6 +141,8 @@ def test_a_localisers_region_gives_the_dense_probability_inside_it(tmp_path):
     assert roi.work.located_by == "localiser" and roi.work.mode == "roi" and roi.work.slices_fraction < 1
     np.testing.assert_allclose(roi.probability[dense.mask > 0], dense.probability[dense.mask > 0], atol=1e-5)
     np.testing.assert_array_equal(roi.mask, dense.mask)
+    own = inference.predict_scan(scan, [model], inference.PredictOptions(dense=False, localiser=False))
+    assert own.work.located_by == "cnn"
 
 
 def test_a_localiser_without_its_margin_is_ignored_and_a_damaged_margin_refused(tmp_path):
