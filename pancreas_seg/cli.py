@@ -75,7 +75,8 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
     check_writable(args.out)
-    store = CaseStore(args.data) if args.data else builtin.ensure_store(config.data.modality, config.data.builtin_set)
+    store = CaseStore(args.data) if args.data else builtin.ensure_store(config.data.modality, config.data.builtin_set,
+                                                                        progress=not args.quiet)
     try:
         fold = select_fold(store_folds(store, config.data), args.fold)
     except ValueError as err:

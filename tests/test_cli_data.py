@@ -171,6 +171,24 @@ def test_a_terminated_write_leaves_no_temporary(tmp_path, signum):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("quiet", [True, False])
+def test_train_builds_the_built_in_set_quietly_with_quiet(tmp_path, monkeypatch, quiet):
+    """The first use of the built-in phantoms builds them: --quiet silences that progress bar too."""
+    from pancreas_seg.data import builtin
+    from pancreas_seg.errors import InputError
+
+    calls = []
+
+    def ensure_store(*args, **kwargs):  # stands in for the phantom build, stops before training
+        calls.append(kwargs.get("progress", True))
+        raise InputError(None, "stopped after ensure_store")
+
+    monkeypatch.setattr(builtin, "ensure_store", ensure_store)
+    args = ["train", "--preset", "testing", "-o", str(tmp_path / "run")] + (["--quiet"] if quiet else [])
+    assert main(args) == EXIT_USER_ERROR
+    assert calls == [not quiet]
+
+
 def test_store_info_prints_the_case_count(tiny_store, capsys):
     assert main(["store-info", str(tiny_store.root)]) == 0
     out = capsys.readouterr().out
