@@ -146,6 +146,8 @@ def _coverage_table(case: CalibrationCase, grid: np.ndarray) -> np.ndarray:
     """``[len(grid), len(grid)]`` share of the case's pancreas voxels held with margins
     ``(grid[i], grid[j])`` (through-plane, in-plane)."""
     need_z, need_p = needed_margins(case.region, case.mask, case.slice_mm, case.pixel_mm)
+    if not need_z.size:  # a pancreas-free case: any region holds all of nothing
+        return np.ones((len(grid), len(grid)))
     iz = np.searchsorted(grid, need_z - 1e-9)  # first margin that holds the voxel
     ip = np.searchsorted(grid, need_p - 1e-9)
     counts = np.zeros((len(grid) + 1, len(grid) + 1))
@@ -168,10 +170,11 @@ def _region_shares(case: CalibrationCase, grid: np.ndarray) -> np.ndarray:
 def choose_margin(cases: Sequence[CalibrationCase], coverage: float = COVERAGE) -> Margin:
     """The margin pair (multiples of ``MARGIN_STEP_MM`` up to ``MAX_MARGIN_MM``) with the smallest
     mean region that holds ``coverage`` of every found case's pancreas; the largest pair when none
-    does (its coverage is then recorded as it is). Cases the localiser missed are listed apart."""
+    does (its coverage is then recorded as it is). Cases with pancreas that the localiser missed
+    are listed apart; pancreas-free cases constrain nothing."""
     grid = np.arange(0.0, MAX_MARGIN_MM + MARGIN_STEP_MM / 2, MARGIN_STEP_MM)
     found = [case for case in cases if case.region is not None]
-    missed = tuple(case.case_id for case in cases if case.region is None)
+    missed = tuple(case.case_id for case in cases if case.region is None and case.mask.any())
     if not found:
         return Margin(MAX_MARGIN_MM, MAX_MARGIN_MM, coverage, {}, missed, 1.0)
     tables = [_coverage_table(case, grid) for case in found]

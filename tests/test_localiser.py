@@ -84,6 +84,18 @@ def test_margin_is_the_smallest_that_holds_every_case_and_missed_cases_are_liste
     assert Margin.from_dict(json.loads(json.dumps(margin.to_dict()))) == margin
 
 
+def test_pancreas_free_validation_cases_constrain_nothing():
+    mask = np.zeros((20, 40, 40), bool)
+    mask[5:10, 10:20, 10:20] = True
+    held = CalibrationCase("held", Roi(5, 10, (10, 20, 10, 20)), mask, slice_mm=2.0, pixel_mm=1.0)
+    empty = np.zeros_like(mask)
+    false_hit = CalibrationCase("free_hit", Roi(0, 3, (0, 5, 0, 5)), empty, slice_mm=2.0, pixel_mm=1.0)
+    nothing = CalibrationCase("free_none", None, empty, slice_mm=2.0, pixel_mm=1.0)
+    margin = choose_margin([held, false_hit, nothing], coverage=0.995)
+    assert (margin.through_plane_mm, margin.inplane_mm) == (0.0, 0.0)
+    assert margin.missed == () and margin.validation_coverage == {"held": 1.0, "free_hit": 1.0}
+
+
 def _blob_store(tmp_path):
     from pancreas_seg.data.store import CaseStore
     store = CaseStore.create(tmp_path / "store", "CT")
