@@ -40,6 +40,7 @@ CNN_MEMORY_BUDGET_BYTES = 3 * 2 ** 29  # 1.5 GiB for the CNN's feature maps of o
 # widest feature maps alive at once per slice (skip connections, decoders, TensorFlow's buffers):
 # paper PNet-MSA at 512 px, batch 4, float32 peaked at 3.4 GiB resident, ~0.7 GiB a slice = 6 maps of 128 channels
 LIVE_FEATURE_MAPS = 6
+BIRNN_WINDOW_BATCH = 8  # BiRNN windows per call
 FLOAT32_BYTES = 4
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open, network-grid px
 
@@ -164,10 +165,36 @@ def cnn_probabilities(cnn: keras.Model, volume: np.ndarray, batch_size: int = DE
     return cnn_slices(cnn, volume, range(volume.shape[0]), (0, height, 0, width), batch_size, context=context)
 
 
-def birnn_probabilities(birnn: keras.Model, probability: np.ndarray) -> np.ndarray:
-    """The BiRNN over the whole slice sequence: ``[Z, S, S]`` -> ``[Z, S, S]`` float32 (Sec. III-B)."""
-    sequence = probability[np.newaxis, ..., np.newaxis]
-    return _fused(birnn.predict_on_batch(sequence))[0, ..., 0].astype(np.float32)
+def birnn_windows(slices: int, length: int) -> list[int]:
+    """First slices of the BiRNN's windows of ``length`` over ``slices`` slices: every
+    ``ceil(length / 2)`` slices and one ending at the last slice, so each slice is in one to three
+    windows (one window of all slices when there are at most ``length``)."""
+    if slices <= length:
+        return [0]
+    starts = list(range(0, slices - length + 1, -(-length // 2)))
+    return starts if starts[-1] == slices - length else starts + [slices - length]
+
+
+def birnn_probabilities(birnn: keras.Model, probability: np.ndarray, length: int) -> np.ndarray:
+    """The BiRNN over a slice sequence ``[Z, S, S]`` -> ``[Z, S, S]`` float32 (Sec. III-B), run on
+    overlapping windows of the ``length`` slices it was trained on, averaged where they overlap.
+
+    A ConvLSTM trained on short runs from a zero state is not run over a whole scan at once: its
+    states drift over a hundred slices beyond anything it learned (docs/REPRODUCTION.md, Table III).
+    """
+    starts = birnn_windows(probability.shape[0], length)
+    span = min(length, probability.shape[0])
+    total = np.zeros(probability.shape, np.float32)
+    counts = np.zeros(probability.shape[0], np.float32)
+    for first in range(0, len(starts), BIRNN_WINDOW_BATCH):
+        chunk = starts[first:first + BIRNN_WINDOW_BATCH]
+        padded = chunk + [chunk[-1]] * (min(BIRNN_WINDOW_BATCH, len(starts)) - len(chunk))  # one traced shape
+        batch = np.stack([probability[s:s + span] for s in padded])[..., np.newaxis]
+        out = _fused(birnn.predict_on_batch(batch))[:len(chunk), ..., 0]
+        for s, window in zip(chunk, out):
+            total[s:s + span] += window
+            counts[s:s + span] += 1
+    return total / counts[:, np.newaxis, np.newaxis]
 
 
 @dataclass
@@ -359,4 +386,5 @@ class ModelRunner:
     def birnn(self, probability: np.ndarray) -> np.ndarray:
         """The BiRNN over a run of slices ``[n, h, w]`` -> ``[n, h, w]`` float32 (any h, w)."""
         with timed(self.timings, "birnn"):
-            return birnn_probabilities(self.model.birnn_at(*probability.shape[1:]), probability)
+            return birnn_probabilities(self.model.birnn_at(*probability.shape[1:]), probability,
+                                       self.model.config.data.sequence_length)
