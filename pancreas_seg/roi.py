@@ -15,9 +15,10 @@ On the prepared network grid ``[Z, S, S]`` (:func:`~pancreas_seg.data.preprocess
    trusted box the CNN output is then the dense output (same arithmetic up to round-off); each
    slice still stacks its real neighbours. The BiRNN (fixed H, W: rebuilt at the crop size with
    the same weights) runs over the trusted box widened by ``BIRNN_CONTEXT_PX`` and
-   ``BIRNN_MARGIN_SLICES`` more slices on each side: its recurrence reaches every slice and pixel
-   in dense mode, so there agreement is close, not exact (its forget gate makes the influence of
-   far slices and pixels decay; measured in ``benchmarks/predict_speed.py``).
+   ``BIRNN_MARGIN_SLICES`` more slices on each side: its windows of the training run length
+   (:func:`~pancreas_seg.networks.birnn_probabilities`) start elsewhere than in dense mode and its
+   convolutions reach past the box, so there agreement is close, not exact (measured in
+   ``benchmarks/predict_speed.py``).
 4. **Check.** A mask (``> threshold``) that reaches an edge of the trusted region that is not the
    grid's edge means pancreas may lie outside it: the scan is predicted densely instead.
 
