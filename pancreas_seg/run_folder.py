@@ -51,6 +51,8 @@ MODEL_SUFFIX = ".keras"
 LOCALISER_DIR = "localiser"  # in a run folder: the localiser's own run folder
 MARGIN_NAME = "margin.json"  # in the localiser's folder: its margin and how it was chosen
 FINGERPRINT_LENGTH = 12  # hex digits of the store fingerprint
+# fine-tuning stage -> the stage it starts from, whose validation DSC (Acc_t) it must regain (Sec. IV-A)
+FINE_TUNED_FROM = {"finetune": "full", "end_to_end": "rnn"}
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,15 @@ class RunState:
     def best(self, stage: str) -> float | None:
         """Best monitored value of a finished stage, ``None`` when it has not finished."""
         return self.data["stages"].get(stage, {}).get("best")
+
+    def kept(self, stage: str) -> bool:
+        """False for a fine-tuning stage whose last validation DSC stayed below Acc_t, the DSC of
+        the stage it started from: by the paper's own rule (Sec. IV-A) its fine-tuning never
+        finished, and the earlier model, selected on validation cases it did not train on, stays."""
+        earlier = FINE_TUNED_FROM.get(stage)
+        if earlier is None or not self.done(earlier) or not self.done(stage):
+            return True
+        return bool(self.best(stage) >= self.best(earlier))
 
     def finish(self, stage: str, **values: Any) -> None:
         self.data["stages"][stage] = values

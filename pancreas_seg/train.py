@@ -7,9 +7,10 @@ Stages of one run, each resumable:
 2. ``full``: the whole CNN with the deep-supervision objective of Eq. 4; the epoch with the best
    validation DSC of Ŷ is selected (its DSC is Acc_t).
 3. ``finetune``: training + validation subsets together until the validation DSC is back at
-   Acc_t (Sec. IV-A).
+   Acc_t (Sec. IV-A); a run that never gets back there keeps the stage-2 model.
 4. ``rnn`` and ``end_to_end`` (model ``cnn_rnn``): the BiRNN on slice runs with the CNN frozen,
-   then the CNN-RNN stack end to end (Sec. IV-D).
+   then the CNN-RNN stack end to end (Sec. IV-D), kept only if it gets back to the ``rnn``
+   stage's validation DSC, as in stage 3.
 
 Every epoch is checkpointed (``keras.callbacks.BackupAndRestore``), so an interrupted run
 resumes within the epoch it was in; finished stages are recorded in ``state.json`` and their
@@ -44,8 +45,8 @@ from pancreas_seg.losses import BinaryDice, deep_supervision_losses, deep_superv
 from pancreas_seg.models.birnn import build_cnn_rnn, freeze_cnn_batch_norm, set_cnn_trainable
 from pancreas_seg.models.build import build_model, default_jit_compile, transfer_weights
 from pancreas_seg.models.pnet import FUSED
-from pancreas_seg.run_folder import (BACKUP_DIR, BEST_NAME, HISTORY_NAME, LAST_NAME, TENSORBOARD_DIR, RunFolder,
-                                     RunIdentity, read_history)
+from pancreas_seg.run_folder import (BACKUP_DIR, BEST_NAME, FINE_TUNED_FROM, HISTORY_NAME, LAST_NAME,
+                                     TENSORBOARD_DIR, RunFolder, RunIdentity, read_history)
 from pancreas_seg.vocabulary import BASE_CNN, OPTIMIZER_NAMES, RNN_MODEL
 
 log = logging.getLogger(__name__)
@@ -281,13 +282,12 @@ class Trainer:
             model = self._fit("full", full, SliceStackFlow, self.data.train, train_cfg.epochs_full,
                               train_cfg.batch_size, train_cfg.patience)
         if train_cfg.epochs_finetune > 0:
-            if self.state.done("finetune"):
-                model = self._stage_model("finetune")
-            else:
+            if not self.state.done("finetune"):
                 target = self.state.get("full")["best"]
                 compile_model(model, self.config, train_cfg.learning_rate, train_cfg.epochs_finetune)
-                model = self._fit("finetune", model, SliceStackFlow, self.data.train + self.data.validation,
-                                  train_cfg.epochs_finetune, train_cfg.batch_size, None, stop_at=target)
+                self._fit("finetune", model, SliceStackFlow, self.data.train + self.data.validation,
+                          train_cfg.epochs_finetune, train_cfg.batch_size, None, stop_at=target)
+            model = self._kept_model("finetune")
         return model
 
     def train_rnn(self, cnn: keras.Model) -> keras.Model:
@@ -306,14 +306,25 @@ class Trainer:
                               train_cfg.sequence_batch_size, train_cfg.patience)
         if train_cfg.epochs_end_to_end <= 0:
             return model
-        if self.state.done("end_to_end"):
-            return self._stage_model("end_to_end")
-        set_cnn_trainable(model, True)
-        freeze_cnn_batch_norm(model)
-        compile_model(model, self.config, train_cfg.finetune_learning_rate, train_cfg.epochs_end_to_end)
-        return self._fit("end_to_end", model, SequenceFlow, self.data.train + self.data.validation,
-                         train_cfg.epochs_end_to_end, train_cfg.sequence_batch_size, None,
-                         stop_at=self.state.best("rnn"))
+        if not self.state.done("end_to_end"):
+            set_cnn_trainable(model, True)
+            freeze_cnn_batch_norm(model)
+            compile_model(model, self.config, train_cfg.finetune_learning_rate, train_cfg.epochs_end_to_end)
+            self._fit("end_to_end", model, SequenceFlow, self.data.train + self.data.validation,
+                      train_cfg.epochs_end_to_end, train_cfg.sequence_batch_size, None,
+                      stop_at=self.state.best("rnn"))
+        return self._kept_model("end_to_end")
+
+    def _kept_model(self, stage: str) -> keras.Model:
+        """What a fine-tuning stage leaves: its last epoch once the validation DSC is back at
+        Acc_t, otherwise the model it started from (:meth:`RunState.kept`)."""
+        if self.state.kept(stage):
+            return self._stage_model(stage)
+        earlier = FINE_TUNED_FROM[stage]
+        log.warning("%s: stage %s ended at validation DSC %.3f, below Acc_t = %.3f of stage %s; "
+                    "the %s stage's model is kept", self.run.root, stage, self.state.best(stage),
+                    self.state.best(earlier), earlier, earlier)
+        return self._stage_model(earlier)
 
 
 def _probe_batch(flow, batch_size: int) -> np.ndarray:

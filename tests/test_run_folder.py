@@ -108,3 +108,14 @@ def test_read_config_refuses_what_is_not_a_run_config(tmp_path):
     run.config_path.write_text(json.dumps({"config": {"data": {}, "model": {"colour": "red"}, "train": {}}}))
     with pytest.raises(InputError, match="not a run configuration"):
         run.read_config()
+
+
+@pytest.mark.parametrize("last_dsc, kept", [(0.69, False), (0.71, True), (0.72, True), (float("nan"), False)])
+def test_a_fine_tuning_stage_is_kept_only_once_back_at_acc_t(tmp_path, last_dsc, kept):
+    state = RunFolder(tmp_path).state
+    state.finish("full", model="full/best.keras", best=0.70)
+    state.finish("rnn", model="rnn/best.keras", best=0.71)
+    assert state.kept("full") and state.kept("rnn")  # selected on validation: nothing to regain
+    assert state.kept("end_to_end")  # not run yet
+    state.finish("end_to_end", model="end_to_end/last.keras", best=last_dsc)
+    assert RunFolder(tmp_path).state.kept("end_to_end") is kept

@@ -266,3 +266,26 @@ def test_collapse_probe_falls_back_to_the_first_slices_without_enough_pancreas()
     flow = _ListFlow([_point(0, False), _point(1, True), _point(2, False)])
     probe = train_module._probe_batch(flow, 2)
     assert [float(p[0, 0, 0]) for p in probe] == [0.0, 1.0]
+
+
+def test_an_end_to_end_stage_that_never_gets_back_to_acc_t_keeps_the_rnn_model(tiny_store, tmp_path, monkeypatch,
+                                                                               caplog):
+    from pancreas_seg.run_folder import RunState
+
+    finish = RunState.finish
+
+    def unreachable_acc_t(self, stage, **values):  # an rnn stage no fine-tuning epoch can match
+        finish(self, stage, **({**values, "best": 2.0} if stage == "rnn" else values))
+
+    monkeypatch.setattr(RunState, "finish", unreachable_acc_t)
+    config = tiny_config("cnn_rnn", "train.stagewise=false", "train.epochs_finetune=0", "train.epochs_end_to_end=1")
+    with caplog.at_level(logging.WARNING, logger="pancreas_seg.train"):
+        result = train(config, tmp_path / "run", tiny_store, FOLD, progress=False)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["order"] == ["full", "rnn", "end_to_end"]
+    weights = lambda path: keras.saving.load_model(path, compile=False).get_weights()
+    final, rnn = weights(result.model_path), weights(tmp_path / "run" / state["stages"]["rnn"]["model"])
+    tuned = weights(tmp_path / "run" / state["stages"]["end_to_end"]["model"])
+    assert all(np.array_equal(a, b) for a, b in zip(final, rnn))
+    assert not all(np.array_equal(a, b) for a, b in zip(final, tuned))
+    assert "below Acc_t" in caplog.text and "rnn stage's model is kept" in caplog.text

@@ -18,7 +18,7 @@ from pancreas_seg import metrics
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.experiment.crossval import (RNN_STAGES, SCORED_THRESHOLDS, SURFACE_SUFFIX, CrossValResult,
                                               stage_selection)
-from pancreas_seg.run_folder import RunFolder, read_history
+from pancreas_seg.run_folder import FINE_TUNED_FROM, RunFolder, read_history
 
 FIG5_THRESHOLDS = SCORED_THRESHOLDS  # Fig. 5: output thresholds 0.05..0.95, scored with every fold
 VOLUME_BAND = 0.15  # Fig. 6: ±15 % over-/under-segmentation band
@@ -217,14 +217,18 @@ def learning_curve(result: CrossValResult, stage: str = "full") -> LearningCurve
 
 def selection_note(result: CrossValResult) -> str:
     """Which epoch each fold kept, per training stage, for a table row's note, e.g.
-    ``"kept epoch/epochs run: full 9/15, 12/18 (2880–3840 slices)"``; the BiRNN stages count slice runs."""
+    ``"kept epoch/epochs run: full 9/15, 12/18 (2880–3840 slices)"``; the BiRNN stages count slice runs.
+    A fine-tuning stage whose model was not kept (:meth:`RunState.kept`) says which one was."""
     per_stage: dict[str, list[dict]] = {}
     for fold in result.folds:
+        state = RunFolder(fold.run_dir).state
         for stage, entry in stage_selection(fold.run_dir).items():
-            per_stage.setdefault(stage, []).append(entry)
+            per_stage.setdefault(stage, []).append({**entry, "kept": state.kept(stage)})
     parts = []
     for stage, entries in per_stage.items():
-        kept = ", ".join(f"{e.get('selected_epoch', '?')}/{e.get('epochs', '?')}" for e in entries)
+        kept = ", ".join(f"{e.get('selected_epoch', '?')}/{e.get('epochs', '?')}"
+                         + ("" if e["kept"] else f" (not back at Acc_t: {FINE_TUNED_FROM[stage]} kept)")
+                         for e in entries)
         seen = [e["selected_slices"] for e in entries if "selected_slices" in e]
         unit = "runs" if stage in RNN_STAGES else "slices"
         span = f" ({min(seen)}–{max(seen)} {unit})" if seen else ""
