@@ -213,7 +213,8 @@ def _cpu() -> ExperimentConfig:
     better one, at most 30 epochs of 320 slices) with the learning rate halved after every 2
     epochs without one, and half of the samples from pancreas-free slices, which make up ~70 %
     of a whole-abdomen scan. The BiRNN (147 parameters) gets its own learning rate and the same
-    stopping rule; the end-to-end stage runs until the validation DSC is back at Acc_t."""
+    stopping rule; the end-to-end stage runs until the validation DSC is back at Acc_t (at most
+    3 epochs), and a run that does not get back there keeps the BiRNN stage's model."""
     quick = _quick()
     return replace(quick, data=replace(quick.data, focus_fraction=0.5),
                    train=replace(quick.train, steps_per_epoch=40, epochs_full=30, patience=6, lr_schedule="plateau",

@@ -116,3 +116,15 @@ def test_selection_note_names_each_folds_kept_epoch(tiny_store, tmp_path, stubs)
     result = run_cross_validation(_config(), tiny_store, tmp_path, folds=[0, 1], progress=False)
     slices = 2 * result.config.train.steps_per_epoch * result.config.train.batch_size
     assert selection_note(result) == f"kept epoch/epochs run: full 2/2, 2/2 ({slices}–{slices} slices)"
+
+
+def test_selection_note_says_when_a_fine_tuning_stage_was_not_kept(tiny_store, tmp_path, stubs):
+
+    result = run_cross_validation(_config(), tiny_store, tmp_path, folds=[0, 1], progress=False)
+    for fold, tuned in zip(result.folds, (0.75, 0.65)):
+        state = RunFolder(fold.run_dir).state
+        state.finish("rnn", best=0.7, selected_epoch=3, epochs=5)
+        state.finish("end_to_end", best=tuned, selected_epoch=2, epochs=2)
+    note = selection_note(result)
+    assert "end_to_end 2/2, 2/2 (not back at Acc_t: rnn kept)" in note
+    assert note.count("not back at Acc_t") == 1
