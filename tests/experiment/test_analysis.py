@@ -119,7 +119,6 @@ def test_selection_note_names_each_folds_kept_epoch(tiny_store, tmp_path, stubs)
 
 
 def test_selection_note_says_when_a_fine_tuning_stage_was_not_kept(tiny_store, tmp_path, stubs):
-
     result = run_cross_validation(_config(), tiny_store, tmp_path, folds=[0, 1], progress=False)
     for fold, tuned in zip(result.folds, (0.75, 0.65)):
         state = RunFolder(fold.run_dir).state
