@@ -12,6 +12,7 @@ them (a figure measured on what a model learned from says nothing).
 
     python benchmarks/real_transfer.py RUN                         # RUN: a run folder or model file
     python benchmarks/real_transfer.py RUN --figure figures/real_transfer.png
+    python benchmarks/real_transfer.py RUN --figure F --phantoms STORE   # phantom slices beside them
     python benchmarks/real_transfer.py RUN --data DIR --threshold 0.1 --dense
 """
 from __future__ import annotations
@@ -27,7 +28,10 @@ import numpy as np
 from pancreas_seg.console import run_guarded, setup_logging
 from pancreas_seg.errors import InputError
 from pancreas_seg.inference import PredictOptions, predict_scan
+from pancreas_seg.data.store import CaseStore
 from pancreas_seg.io.nifti import read_nifti
+from pancreas_seg.io.orientation import to_canonical
+from pancreas_seg.io.scan import Scan
 from pancreas_seg.metrics import dice
 from pancreas_seg.networks import LoadedModel, load_models
 from pancreas_seg.predict import ScanInput, read_input
@@ -87,7 +91,7 @@ def score_slice(image_path: Path, mask_path: Path, models: list[LoadedModel],
                          dice(prediction.mask > 0, truth), int(prediction.mask.sum()), int(truth.sum()),
                          float(inside.max()) if inside.size else 0.0, float(inside.mean()) if inside.size else 0.0,
                          float(probability[~truth].max()))
-    return result, scan.array, truth, probability
+    return result, scan, truth, probability
 
 
 def print_results(results: list[SliceResult]) -> None:
@@ -103,22 +107,53 @@ def print_results(results: list[SliceResult]) -> None:
               f"{empty} empty predictions")
 
 
-def save_figure(path: Path, panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+def canonical_slices(affine: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
+    """The middle axial slice of each ``[Z, Y, X]`` array on ``affine``'s grid, turned to the
+    orientation the networks see (:func:`~pancreas_seg.io.orientation.to_canonical`: anterior up,
+    the patient's right on the image's left), so real and phantom slices are shown alike."""
+    views = []
+    for array in arrays:
+        canonical, _ = to_canonical(Scan(np.asarray(array, np.float32), affine))
+        views.append(canonical.array[canonical.array.shape[0] // 2])
+    return views
+
+
+def phantom_panels(store: CaseStore, count: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(case id, slice, pancreas mask)`` of the slice with the most pancreas of the first
+    ``count`` cases of ``store``, in the networks' orientation."""
+    panels = []
+    for case_id in store.case_ids[:count]:
+        case = store.read_case(case_id)
+        z = int(np.argmax(case.mask.sum(axis=(1, 2))))
+        image, mask = canonical_slices(case.affine, case.image[z:z + 1], case.mask[z:z + 1])
+        panels.append((case_id, image, mask))
+    return panels
+
+
+def save_figure(path: Path, panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+                phantoms: list[tuple[str, np.ndarray, np.ndarray]] = ()) -> None:
     """Real slices at the CT window with the manual outline (red) and the prediction's
-    probability beside each (the model's view of what it was never trained on)."""
+    probability beside each (the model's view of what it was never trained on); with
+    ``phantoms``, a first row of phantom slices at the same window, as the model was trained on."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, len(panels), figsize=(2.4 * len(panels), 5), squeeze=False)
-    for column, (name, image, truth, probability) in enumerate(panels):
+    top = 1 if phantoms else 0
+    columns = max(len(panels), len(phantoms))
+    fig, axes = plt.subplots(2 + top, columns, figsize=(2.4 * columns, 2.5 * (2 + top)), squeeze=False)
+    for column, (name, image, truth) in enumerate(phantoms):
         axes[0, column].imshow(image, cmap="gray", vmin=FIGURE_WINDOW_HU[0], vmax=FIGURE_WINDOW_HU[1])
         axes[0, column].contour(truth, levels=[0.5], colors="r", linewidths=0.7)
-        axes[0, column].set_title(name, fontsize=8)
-        axes[1, column].imshow(probability, cmap="magma", vmin=0, vmax=1)
-        axes[1, column].contour(truth, levels=[0.5], colors="c", linewidths=0.7)
+        axes[0, column].set_title(f"phantom {name}", fontsize=8)
+    for column, (name, image, truth, probability) in enumerate(panels):
+        axes[top, column].imshow(image, cmap="gray", vmin=FIGURE_WINDOW_HU[0], vmax=FIGURE_WINDOW_HU[1])
+        axes[top, column].contour(truth, levels=[0.5], colors="r", linewidths=0.7)
+        axes[top, column].set_title(f"real {name}", fontsize=8)
+        axes[top + 1, column].imshow(probability, cmap="magma", vmin=0, vmax=1)
+        axes[top + 1, column].contour(truth, levels=[0.5], colors="c", linewidths=0.7)
     for axis in axes.flat:
         axis.set_axis_off()
-    axes[1, 0].set_title("probability", fontsize=8)
+    axes[top + 1, 0].set_title("probability on the real slice", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
@@ -134,6 +169,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=None, help="mask threshold (default: the model's)")
     parser.add_argument("--dense", action="store_true", help="whole slices instead of the region of interest")
     parser.add_argument("--figure", type=Path, default=None, help="write a figure of every patient's first slice")
+    parser.add_argument("--phantoms", type=Path, default=None,
+                        help="case store whose slices the figure shows above the real ones (the built-in CT store)")
     return parser.parse_args(argv)
 
 
@@ -143,17 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     pairs = find_slices(args.data)
     models = load_models(args.model)
     options = PredictOptions(threshold=args.threshold, dense=True if args.dense else None)
+    phantoms = CaseStore(args.phantoms) if args.phantoms else None
     results, panels, shown = [], [], set()
     for image_path, mask_path in pairs:
-        result, image, truth, probability = score_slice(image_path, mask_path, models, options)
+        result, scan, truth, probability = score_slice(image_path, mask_path, models, options)
         results.append(result)
         if result.patient not in shown:
             shown.add(result.patient)
-            middle = image.shape[0] // 2
-            panels.append((result.name, image[middle], truth[middle], probability[middle]))
+            panels.append((result.name, *canonical_slices(scan.affine, scan.array, truth, probability)))
     print_results(results)
     if args.figure:
-        save_figure(args.figure, panels)
+        save_figure(args.figure, panels, phantom_panels(phantoms, len(panels)) if phantoms else [])
         print(f"figure: {args.figure}")
     return 0
 
