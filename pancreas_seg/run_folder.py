@@ -262,8 +262,8 @@ class RunFolder:
         """Copy the finished stages of ``source`` (but ``exclude``) into this new run, so its
         trainer skips them; returns the stages taken.
 
-        Each stage's model file and history are copied to the same place and listed in this
-        run's ``state.json``. Nothing happens when this run already has a state, or when a
+        Each stage's model file, history and last weights are copied to the same place and
+        listed in this run's ``state.json``. Nothing happens when this run already has a state, or when a
         stage's model file is missing or lies outside ``source`` (the run then trains its own).
         """
         if self.state_path.exists() or not source.state_path.is_file():
@@ -277,8 +277,9 @@ class RunFolder:
                 log.warning("%s: stage %s has no model file in the run; not adopted", source.root, name)
                 return []
             copies.append(relative)
-            if source.history_path(name).is_file():
-                copies.append(source.history_path(name).relative_to(source.root))
+            for extra in (source.history_path(name), source.stage_dir(name) / LAST_NAME):
+                if extra.is_file():
+                    copies.append(extra.relative_to(source.root))
         for relative in copies:
             (self.root / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source.root / relative, self.root / relative)

@@ -62,12 +62,14 @@ def test_adopt_stages_copies_models_history_and_state(tmp_path):
     for stage in ("full", "rnn"):
         source.stage_dir(stage).mkdir(parents=True)
         (source.stage_dir(stage) / "best.keras").write_bytes(stage.encode())
+        (source.stage_dir(stage) / "last.keras").write_bytes(b"last " + stage.encode())
         source.history_path(stage).write_text("epoch\n0\n")
         source.state.finish(stage, model=f"{stage}/best.keras", epochs=1, best=0.5)
     target.root.mkdir()
     assert target.adopt_stages(source, exclude={"rnn"}) == ["full"]
     assert target.state.stages == ["full"] and target.state.best("full") == 0.5
     assert (target.stage_dir("full") / "best.keras").read_bytes() == b"full"
+    assert (target.stage_dir("full") / "last.keras").read_bytes() == b"last full", "resume and _finish need it"
     assert target.history_path("full").is_file() and not target.stage_dir("rnn").exists()
     assert target.adopt_stages(source) == [], "a run that has a state adopts nothing"
 
