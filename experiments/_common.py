@@ -109,9 +109,10 @@ class Context:
         """Header of the ``ours`` column, e.g. ``ours (built-in CT phantoms, quick preset)``."""
         return data_label(self.args.preset, self.modalities, self.args.data)
 
-    def config(self, modality: str, model: str = BASE_CNN, loss: str = "jac") -> ExperimentConfig:
+    def config(self, modality: str, model: str = BASE_CNN, loss: str = "jac",
+               overrides: Sequence[str] = ()) -> ExperimentConfig:
         try:
-            return experiment_config(self.args.preset, modality, model, loss, overrides=self.args.set)
+            return experiment_config(self.args.preset, modality, model, loss, overrides=[*overrides, *self.args.set])
         except ValueError as err:
             raise UsageError(str(err)) from None
 
@@ -129,13 +130,14 @@ class Context:
         return self._stores[name]
 
     def run(self, modality: str, model: str = BASE_CNN, loss: str = "jac", maps: bool = False,
-            variant: str | None = None) -> CrossValResult:
+            variant: str | None = None, overrides: Sequence[str] = ()) -> CrossValResult:
         """Cross-validated results of one row (trained, predicted and cached on first use, or read
         from the results archive); ``maps``: every fold with its probability maps (trained here);
-        ``variant``: ``COARSE_TO_FINE`` for the row's model predicted through a trained localiser."""
-        key = (modality_name(modality), model, loss, maps, variant)
+        ``variant``: ``COARSE_TO_FINE`` for the row's model predicted through a trained localiser;
+        ``overrides``: the row's own ``key=value`` config changes (``--set`` comes after them)."""
+        key = (modality_name(modality), model, loss, maps, variant, tuple(overrides))
         if key not in self._results:
-            config = self.config(modality, model, loss)
+            config = self.config(modality, model, loss, overrides)
             folds = None if self.args.folds is None else sorted({k for group in self.args.folds for k in group})
             try:
                 self._results[key] = run_cross_validation(config, self.store(modality), self.args.out, folds,

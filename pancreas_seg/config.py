@@ -68,7 +68,9 @@ class DataConfig:
     hu_window: tuple[float, float] = (-160.0, 240.0)  # HU, CT window scaled to [0, 1]; paper silent, abdominal soft-tissue window of Roth et al.
     mri_percentiles: tuple[float, float] = (0.5, 99.5)  # %, MRI per-volume intensity normalisation to [0, 1]
     crop: CropMode = "none"  # "none" | "body" (bounding box of the body outline) | "fov" (centred square of fov_mm)
-    fov_mm: float = 350.0  # mm, side of the centred square kept when crop == "fov"
+    # | "pancreas" (a square of at least fov_mm around the pancreas: the manual mask in training, a localiser's region
+    # in prediction; ours, after Zhou et al. [9])
+    fov_mm: float = 350.0  # mm, side of the centred square kept when crop == "fov"; least side when "pancreas"
     input_size: int = 512  # px, square training resolution; NIH slices are 512x512 (Sec. IV-A)
     context_slices: int = 3  # slices stacked as channels: tau-1, tau, tau+1 (Sec. III-A)
     sequence_length: int = 5  # slices per ordered run for the recurrent stage (Sec. III-B, Fig. 4 shows 5)

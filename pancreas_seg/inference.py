@@ -41,9 +41,9 @@ from pancreas_seg.masks import largest_component
 from pancreas_seg.metrics import abnormal_shape_changes
 from pancreas_seg.models.build import on_gpu
 from pancreas_seg.networks import LoadedModel, ModelRunner, memory_batch_size, resolve_precision, resolve_runtime, timed
-from pancreas_seg.localiser import Margin, locate
+from pancreas_seg.localiser import Margin, locate, locate_in_scan
 from pancreas_seg.roi import Roi, RoiWork, roi_probabilities
-from pancreas_seg.vocabulary import Precision, Runtime
+from pancreas_seg.vocabulary import PANCREAS_CROP, Precision, Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -206,14 +206,20 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
     """
     timings = {} if timings is None else timings
     check_modality(scan, models, scan.source.get("path", "scan"))
+    data = models[0].config.data
     with timed(timings, "preprocess"):
         canonical, reorientation = to_canonical(scan)
-        volume, transform = prepare_volume(canonical.array, canonical.spacing, canonical.modality,
-                                           models[0].config.data)
+    region = _crop_region(models[0], canonical, options, timings) if data.crop == PANCREAS_CROP else None
+    with timed(timings, "preprocess"):
+        volume, transform = prepare_volume(canonical.array, canonical.spacing, canonical.modality, data,
+                                           None if region is None else region.box)
         canonical_affine, grid_mm = canonical.affine, transform.grid_mm(canonical.spacing)
         del canonical
     compute: dict[str, str] = {}
-    total, threshold, work = network_probability(volume, grid_mm, models, options, timings, compute)
+    if data.crop == PANCREAS_CROP:
+        total, threshold, work = crop_probability(volume, transform, region, models, options, timings, compute)
+    else:
+        total, threshold, work = network_probability(volume, grid_mm, models, options, timings, compute)
     del volume
     with timed(timings, "postprocess"):
         probability, mask = postprocess(total, transform, threshold, options.largest_component)
@@ -238,13 +244,13 @@ def network_probability(volume: np.ndarray, grid_mm: tuple[float, float], models
     model's localiser when it has one, else from the fine CNN on sparse slices (:mod:`pancreas_seg.roi`).
     ``compute`` receives the runtime and precision the CNNs ran in.
     """
+    if models[0].config.data.crop == PANCREAS_CROP:
+        raise ValueError(f"{models[0].path} was trained on crops around the pancreas: its volume is cut around "
+                         "the localiser's region, so predict the scan with predict_scan")
     timings = {} if timings is None else timings
     threshold = default_threshold(models) if options.threshold is None else options.threshold
-    runtime = resolve_runtime(options.runtime)
-    precision = resolve_precision(options.precision, runtime)
-    runners = [ModelRunner(model, precision, options.batch_size, timings, runtime) for model in models]
-    if compute is not None:
-        compute.update(runtime=runtime, precision=runners[0].computed_precision)
+    runtime, precision = _compute(options)
+    runners = _runners(models, options, timings, compute)
     total, work, known = None, RoiWork("dense"), [{} for _ in models]
     if not (on_gpu() if options.dense is None else options.dense):
         located = _localiser_region(models[0], volume, grid_mm, precision, runtime, options.batch_size) \
@@ -257,6 +263,65 @@ def network_probability(volume: np.ndarray, grid_mm: tuple[float, float], models
             total += model_probabilities(runner, volume, options.tta, known=model_known)
         total /= len(models)
     return total, threshold, work
+
+
+def crop_probability(volume: np.ndarray, transform: InplaneTransform, region: Roi | None,
+                     models: Sequence[LoadedModel], options: PredictOptions = PredictOptions(),
+                     timings: dict[str, float] | None = None, compute: dict[str, str] | None = None
+                     ) -> tuple[np.ndarray, float, RoiWork]:
+    """The mean probability of fine ``models`` trained on crops around the pancreas, on the
+    slices of the localiser's ``region`` (scan voxels) of their volume ``[Z, S, S]`` (the square
+    ``transform`` cut around it); 0 on the other slices, and everywhere when the localiser found
+    nothing (work ``"not_located"``). The networks see what they were trained on, so no
+    receptive-field margin is computed past the square."""
+    timings = {} if timings is None else timings
+    threshold = default_threshold(models) if options.threshold is None else options.threshold
+    total = np.zeros(volume.shape, np.float32)
+    if region is None:
+        return total, threshold, RoiWork("not_located", 0.0, 0.0, None, "localiser")
+    runners = _runners(models, options, timings, compute)
+    for runner in runners:  # with its neighbours, so that the slab's end slices stack their real ones
+        half = runner.model.config.data.context_slices // 2
+        first, stop = max(0, region.z0 - half), min(len(volume), region.z1 + half)
+        slab = model_probabilities(runner, volume[first:stop], options.tta)
+        total[region.z0:region.z1] += slab[region.z0 - first:region.z1 - first]
+    total /= len(runners)
+    height, width = transform.original_shape
+    y0, y1, x0, x1 = transform.box
+    inside = (min(height, y1) - max(0, y0)) * (min(width, x1) - max(0, x0))
+    return total, threshold, RoiWork("crop", (region.z1 - region.z0) / len(volume), inside / (height * width),
+                                     region, "localiser")
+
+
+def _compute(options: PredictOptions) -> tuple[str, str]:
+    runtime = resolve_runtime(options.runtime)
+    return runtime, resolve_precision(options.precision, runtime)
+
+
+def _runners(models: Sequence[LoadedModel], options: PredictOptions, timings: dict[str, float],
+             compute: dict[str, str] | None) -> list[ModelRunner]:
+    """One runner per model in the runtime and precision ``options`` resolve to (named in ``compute``)."""
+    runtime, precision = _compute(options)
+    runners = [ModelRunner(model, precision, options.batch_size, timings, runtime) for model in models]
+    if compute is not None:
+        compute.update(runtime=runtime, precision=runners[0].computed_precision)
+    return runners
+
+
+def _crop_region(model: LoadedModel, canonical: Scan, options: PredictOptions,
+                 timings: dict[str, float]) -> Roi | None:
+    """The localiser's region (scan voxels) for a fine model trained on crops; its seconds in
+    ``timings["localise"]``.
+
+    Raises:
+        InputError: the model has no localiser (it cannot be run on whole slices)."""
+    if model.localiser is None:
+        raise InputError(model.path, "was trained on crops around the pancreas (data.crop = pancreas) and has no "
+                                     "localiser to find them; add one with pancreas-seg train-localiser RUN")
+    runtime, precision = _compute(options)
+    runner = ModelRunner(model.localiser, precision, options.batch_size, {}, runtime)
+    with timed(timings, "localise"):
+        return locate_in_scan(runner, canonical.array, canonical.spacing, Margin.from_dict(model.localiser.margin))
 
 
 def _localiser_region(model: LoadedModel, volume: np.ndarray, grid_mm: tuple[float, float], precision: str,

@@ -4,6 +4,9 @@ resolution, whose answer widened by a margin gives the slices and the box the fi
 
 The localiser sees the fine network's prepared volume ``[Z, S, S]`` resized to its own side ``s``
 (same slices, same in-plane crop), so its region maps onto the fine grid by the factor ``S / s``.
+A fine stage trained on crops around the pancreas (``data.crop == "pancreas"``) has no whole-slice
+grid: its localiser sees the whole slice as the preset crops it, and its region is mapped to the
+scan's voxels (:func:`locate_in_scan`), where the fine stage's square is cut.
 Its hits (probability above ``HIT_FRACTION`` x its threshold, on every slice) span a slice range
 and a box; the margin, in mm through-plane and in-plane, is chosen on the validation cases as the
 cheapest pair that keeps at least ``coverage`` of every case's true pancreas voxels inside.
@@ -19,9 +22,11 @@ from typing import Sequence
 import numpy as np
 from skimage.transform import resize
 
-from pancreas_seg.config import PNET_POOL_SIZE, ExperimentConfig
+from pancreas_seg.config import PNET_POOL_SIZE, DataConfig, ExperimentConfig
+from pancreas_seg.data.preprocess import prepare_volume
 from pancreas_seg.networks import Box, ModelRunner
 from pancreas_seg.roi import Roi
+from pancreas_seg.vocabulary import PANCREAS_CROP
 
 LOCALISER_DOWNSCALE = 4  # the localiser's side is the fine network's over this (Zhou et al.: coarse, then fine)
 LOCALISER_MIN_SIZE = 64  # px, least localiser side: the pancreas must stay a few pixels wide
@@ -47,6 +52,9 @@ def localiser_config(run: ExperimentConfig, base: ExperimentConfig) -> Experimen
     validation: its margin is chosen on the validation cases, which it must not have learned."""
     data = replace(run.data, input_size=localiser_size(run.data.input_size, base.model.units),
                    augment=base.data.augment, focus_fraction=base.data.focus_fraction)
+    if run.data.crop == PANCREAS_CROP:
+        whole = base.data if base.data.crop != PANCREAS_CROP else DataConfig()
+        data = replace(data, crop=whole.crop, fov_mm=whole.fov_mm)
     model = replace(base.model, name=LOCALISER_MODEL, input_slices=run.data.context_slices)
     train = replace(base.train, loss="jac", epochs_finetune=0, distribute=run.train.distribute)
     return ExperimentConfig(data=data, model=model, train=train)
@@ -117,6 +125,23 @@ def locate(runner: ModelRunner, volume: np.ndarray, margin: Margin, slice_mm: fl
     probability = localiser_probability(runner, volume)
     region = hit_region(probability, runner.model.config.train.threshold, volume.shape[1])
     return None if region is None else widen(region, margin, slice_mm, pixel_mm, volume.shape)
+
+
+def locate_in_scan(runner: ModelRunner, image: np.ndarray, spacing: tuple[float, float, float],
+                   margin: Margin) -> Roi | None:
+    """For a fine stage trained on crops: the localiser on the scan ``image`` ``[Z, Y, X]``
+    (canonical orientation; ``spacing`` ``(z, y, x)`` mm) prepared as it was trained, its region
+    widened by ``margin``, with the box in the scan's pixels; ``None`` when it finds nothing."""
+    data = runner.model.config.data
+    volume, transform = prepare_volume(image, spacing, data.modality, data)
+    region = locate(runner, volume, margin, *transform.grid_mm(spacing))
+    return None if region is None else Roi(region.z0, region.z1, transform.to_scan_box(region.box))
+
+
+def calibration_grid(run: ExperimentConfig, localiser: ExperimentConfig) -> DataConfig:
+    """The preprocessing of the grid a localiser's margin is measured on: the fine network's, or
+    for a fine stage trained on crops (no whole-slice grid) the localiser's own."""
+    return localiser.data if run.data.crop == PANCREAS_CROP else run.data
 
 
 def needed_margins(region: Roi, mask: np.ndarray, slice_mm: float, pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:

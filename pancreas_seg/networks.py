@@ -29,7 +29,7 @@ from pancreas_seg.models.build import default_jit_compile, on_gpu, transfer_weig
 from pancreas_seg.models.pnet import FUSED, WeightedFusion
 from pancreas_seg.run_folder import RunFolder, locate_model
 from pancreas_seg.openvino_cnn import OpenVinoCnn, openvino_installed
-from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, PRECISIONS, RNN_MODEL, RUNTIMES
+from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, PANCREAS_CROP, PRECISIONS, RNN_MODEL, RUNTIMES
 
 # /proc/cpuinfo flags for which "auto" picks bfloat16: AMX tiles only; with AVX-512 BF16 alone
 # TensorFlow's bfloat16 kernels are slower than float32 (benchmarks/precision_speed.py,
@@ -304,7 +304,8 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
 def _localiser_of(run: RunFolder, config: ExperimentConfig) -> LoadedModel | None:
     """The localiser of a run folder (``localiser/`` with a model and its margin), or ``None``; a
     localiser folder without its margin (training stopped before the calibration) is ignored.
-    It must prepare scans as the run's model does, but for the side (``input_size``)."""
+    It must prepare scans as the run's model does, but for the side (``input_size``) and, for a
+    model trained on crops around the pancreas, the whole-slice crop it finds them on."""
     folder = RunFolder(run.localiser_dir)
     if not (folder.model_path.is_file() and folder.margin_path.is_file()):
         return None
@@ -315,7 +316,8 @@ def _localiser_of(run: RunFolder, config: ExperimentConfig) -> LoadedModel | Non
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(folder.margin_path, f"not a localiser margin ({type(exc).__name__}: {exc})") from None
     ours, its = preprocessing_key(config.data), preprocessing_key(localiser.config.data)
-    differing = [name for name in ours if name != "input_size" and ours[name] != its[name]]
+    own = {"input_size"} | ({"crop", "fov_mm"} if config.data.crop == PANCREAS_CROP else set())
+    differing = [name for name in ours if name not in own and ours[name] != its[name]]
     if differing:
         raise InputError(folder.root, f"localiser prepares scans unlike the run's model ({', '.join(differing)} "
                                       "differ); train it again with train-localiser")

@@ -72,7 +72,9 @@ class RoiWork:
     nearly dense work), ``"dense_edge"`` (after the region's work); CNN slices and pixels processed
     as fractions of dense prediction's (above 1 after ``"dense_edge"``); ``located_by``: what
     found the region, ``"cnn"`` (the fine models on sparse slices) or ``"localiser"``; ``None``
-    for dense prediction asked for."""
+    for dense prediction asked for. A fine model trained on crops around the pancreas reports
+    ``"crop"`` (the localiser's slices and its square's share of the scan's in-plane area; the
+    region in scan voxels) or ``"not_located"`` (the localiser found nothing: nothing computed)."""
 
     mode: str
     slices_fraction: float = 1.0

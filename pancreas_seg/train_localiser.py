@@ -12,13 +12,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pancreas_seg.config import ExperimentConfig
+from pancreas_seg.config import DataConfig, ExperimentConfig
 from pancreas_seg.data.dataflow import prepare_cases
 from pancreas_seg.data.splits import Fold, select_fold, store_folds
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.errors import InputError
 from pancreas_seg.io.atomic import atomic_write_json
-from pancreas_seg.localiser import CalibrationCase, Margin, choose_margin, hit_region, localiser_config, localiser_probability
+from pancreas_seg.localiser import (CalibrationCase, Margin, calibration_grid, choose_margin, hit_region,
+                                    localiser_config, localiser_probability)
 from pancreas_seg.networks import ModelRunner, load_model
 from pancreas_seg.run_folder import RunFolder, RunIdentity
 from pancreas_seg.train import train
@@ -59,11 +60,12 @@ def run_fold(run: RunFolder, store: CaseStore, config: ExperimentConfig, fold: i
 
 
 def calibration_cases(localiser: ModelRunner, store: CaseStore, case_ids: list[str],
-                      config: ExperimentConfig) -> list[CalibrationCase]:
-    """The localiser's hit regions on ``case_ids`` prepared as the run's model prepares them
-    (``config``: the run's), with their true masks and grid spacing."""
+                      grid: DataConfig) -> list[CalibrationCase]:
+    """The localiser's hit regions on ``case_ids`` prepared with ``grid`` (the fine network's
+    preprocessing, :func:`~pancreas_seg.localiser.calibration_grid`), with their true masks and
+    grid spacing."""
     cases = []
-    for prepared in prepare_cases(store, case_ids, config.data, progress=False):
+    for prepared in prepare_cases(store, case_ids, grid, progress=False):
         spacing = store.manifest[prepared.case_id]["spacing_mm"]
         y0, y1, _, _ = prepared.transform.box
         pixel_mm = (y1 - y0) * float(spacing[1]) / prepared.transform.size
@@ -87,9 +89,11 @@ def train_localiser(run_dir: str | os.PathLike, base: ExperimentConfig, store: C
     if store.modality != config.data.modality:
         raise InputError(store.root, f"store holds {store.modality} cases, the run is for {config.data.modality}")
     chosen = run_fold(run, store, config, fold)
-    result = train(localiser_config(config, base), run.localiser_dir, store, chosen, progress=progress)
+    localiser = localiser_config(config, base)
+    result = train(localiser, run.localiser_dir, store, chosen, progress=progress)
     runner = ModelRunner(load_model(result.model_path), "float32")
-    margin = choose_margin(calibration_cases(runner, store, list(chosen.validation), config))
+    grid = calibration_grid(config, localiser)
+    margin = choose_margin(calibration_cases(runner, store, list(chosen.validation), grid))
     folder = RunFolder(run.localiser_dir)
     atomic_write_json(folder.margin_path, margin.to_dict())
     log.info("%s: margin %.1f mm through-plane, %.1f mm in-plane; region %.1f %% of the grid on validation; "

@@ -24,7 +24,8 @@ PNET_MODELS: tuple[ModelName, ...] = ("pnet_msa", "pnet64", RNN_MODEL)  # built 
 LossName = Literal["jac", "jac_slice", "ce", "cbce"]  # Table I: Eq. 14 over the batch, per slice, CE, HED's CBCE
 LOSS_NAMES: tuple[LossName, ...] = get_args(LossName)
 
-CropMode = Literal["none", "body", "fov"]  # in-plane crop before resizing (data.preprocess)
+CropMode = Literal["none", "body", "fov", "pancreas"]  # in-plane crop before resizing (data.preprocess)
+PANCREAS_CROP: CropMode = "pancreas"  # a square around the pancreas: the fine stage of coarse-to-fine (Zhou et al. [9])
 CROP_MODES: tuple[CropMode, ...] = get_args(CropMode)
 
 OptimizerName = Literal["adam", "sgd"]

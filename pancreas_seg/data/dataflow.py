@@ -23,11 +23,12 @@ import numpy as np
 from tensorpack.dataflow import BatchData, DataFlow, MultiProcessRunnerZMQ, RepeatedData
 
 from pancreas_seg.config import DataConfig
-from pancreas_seg.data.preprocess import (InplaneTransform, PreparedCase, prepare_volume, preprocessing_hash,
-                                          slice_stack)
+from pancreas_seg.data.preprocess import (InplaneTransform, PreparedCase, mask_region, prepare_volume,
+                                          preprocessing_hash, slice_stack)
 from pancreas_seg.data.parallel import pending, run_cases
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json
+from pancreas_seg.vocabulary import PANCREAS_CROP
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def prepare_cases(store: CaseStore, case_ids: Sequence[str], config: DataConfig,
 def _prepare_and_cache(store_root: Path, config: DataConfig, folder: Path, case_id: str) -> None:
     """Prepare one case of the store at ``store_root`` and cache it in ``folder`` (a worker's task)."""
     case = CaseStore(store_root).read_case(case_id)
-    image, transform = prepare_volume(case.image, case.spacing, case.modality, config)
+    region = mask_region(case.mask, case.spacing) if config.crop == PANCREAS_CROP else None
+    image, transform = prepare_volume(case.image, case.spacing, case.modality, config, region)
     _save_prepared(folder, PreparedCase(case_id, image, transform.apply_mask(case.mask), transform))
 
 

@@ -1,8 +1,8 @@
 """Preprocessing shared by training and inference (paper Sec. IV-A; windows and crops are ours).
 
 Intensities: CT HU window scaled to [0, 1]; MRI per-volume percentiles scaled to [0, 1].
-Geometry: an optional square in-plane crop (body bounding box or fixed field of view), then a
-resize to the training resolution (images anti-aliased linear, masks nearest-neighbour).
+Geometry: an optional square in-plane crop (body bounding box, fixed field of view, or a square
+around the pancreas for a fine stage trained on crops), then a resize to the training resolution (images anti-aliased linear, masks nearest-neighbour).
 :class:`InplaneTransform` records the crop so predictions can be mapped back onto the scan's
 own grid.
 """
@@ -18,11 +18,15 @@ from scipy import ndimage
 from skimage.transform import resize
 
 from pancreas_seg.config import DataConfig
+from pancreas_seg.vocabulary import PANCREAS_CROP
 
 CT_BODY_THRESHOLD_HU = -500.0  # air/body boundary used to find the body outline
 MRI_BODY_PERCENTILE = 99.0  # the "upper percentile" of MRI intensities (robust maximum)
 MRI_BODY_FRACTION = 0.1  # MRI body = voxels above this fraction of the upper percentile
 BODY_MARGIN_PX = 4  # pixels kept around the body bounding box
+PANCREAS_CROP_MARGIN_MM = 10.0  # mm kept around the manual mask's box when training on crops around the pancreas
+
+Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), end exclusive
 
 
 def normalize_intensity(image: np.ndarray, modality: str, config: DataConfig) -> np.ndarray:
@@ -56,6 +60,15 @@ class InplaneTransform:
     @classmethod
     def from_dict(cls, data: dict) -> "InplaneTransform":
         return cls(tuple(data["original_shape"]), tuple(data["box"]), int(data["size"]))
+
+    def to_scan_box(self, box: Box) -> Box:
+        """A box on the network grid ``(y0, y1, x0, x1)`` in the scan's pixels (outward rounded,
+        clipped to the scan)."""
+        y0, y1, x0, x1 = self.box
+        scale = (y1 - y0) / self.size
+        height, width = self.original_shape
+        return (max(0, y0 + int(np.floor(box[0] * scale))), min(height, y0 + int(np.ceil(box[1] * scale))),
+                max(0, x0 + int(np.floor(box[2] * scale))), min(width, x0 + int(np.ceil(box[3] * scale))))
 
     def grid_mm(self, spacing: tuple[float, float, float]) -> tuple[float, float]:
         """``(slice, pixel)`` spacing in mm of the network grid of a scan of ``spacing`` ``(z, y, x)`` mm."""
@@ -125,15 +138,32 @@ def body_box(image: np.ndarray, modality: str) -> tuple[int, int, int, int]:
     return rows.start, rows.stop, cols.start, cols.stop
 
 
-def _square(y0: int, y1: int, x0: int, x1: int, margin: int) -> tuple[int, int, int, int]:
-    side = max(y1 - y0, x1 - x0) + 2 * margin
+def mask_region(mask: np.ndarray, spacing: tuple[float, float, float],
+                margin_mm: float = PANCREAS_CROP_MARGIN_MM) -> Box | None:
+    """In-plane box of ``mask`` ``[Z, Y, X]`` over all its slices, ``margin_mm`` wider on each side
+    (clipped to the image); ``None`` for an empty mask."""
+    ys, xs = np.flatnonzero(mask.any(axis=(0, 2))), np.flatnonzero(mask.any(axis=(0, 1)))
+    if ys.size == 0:
+        return None
+    margin = int(np.ceil(margin_mm / float(spacing[1])))
+    height, width = mask.shape[1:]
+    return (max(0, int(ys[0]) - margin), min(height, int(ys[-1]) + 1 + margin),
+            max(0, int(xs[0]) - margin), min(width, int(xs[-1]) + 1 + margin))
+
+
+def _square(y0: int, y1: int, x0: int, x1: int, margin: int, least: int = 0) -> tuple[int, int, int, int]:
+    side = max(y1 - y0, x1 - x0, least) + 2 * margin
     cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
     return cy - side // 2, cy - side // 2 + side, cx - side // 2, cx - side // 2 + side
 
 
 def plan_inplane(image: np.ndarray, spacing: tuple[float, float, float], modality: str,
-                 config: DataConfig) -> InplaneTransform:
-    """Choose the in-plane crop of ``image`` ``[Z, Y, X]`` for ``config.crop``."""
+                 config: DataConfig, region: Box | None = None) -> InplaneTransform:
+    """Choose the in-plane crop of ``image`` ``[Z, Y, X]`` for ``config.crop``.
+
+    ``region``: for the ``"pancreas"`` crop, the box (scan px) the square must hold and is centred
+    on (a localiser's region, or :func:`mask_region` in training); without one (a pancreas-free
+    training case) the square is centred on the body. Its side is at least ``config.fov_mm``."""
     height, width = image.shape[1:]
     if config.crop == "none":
         box = _square(0, height, 0, width, margin=0)
@@ -143,8 +173,11 @@ def plan_inplane(image: np.ndarray, spacing: tuple[float, float, float], modalit
         side = int(round(config.fov_mm / spacing[1]))
         box = _square(height // 2 - side // 2, height // 2 - side // 2 + side,
                       width // 2 - side // 2, width // 2 - side // 2 + side, margin=0)
+    elif config.crop == PANCREAS_CROP:
+        around = region if region is not None else body_box(image, modality)
+        box = _square(*around, margin=0, least=int(round(config.fov_mm / float(spacing[1]))))
     else:
-        raise ValueError(f"unknown crop {config.crop!r}; choose none, body or fov")
+        raise ValueError(f"unknown crop {config.crop!r}; choose none, body, fov or pancreas")
     return InplaneTransform((height, width), box, config.input_size)
 
 
@@ -164,9 +197,10 @@ class PreparedCase:
 
 
 def prepare_volume(image: np.ndarray, spacing: tuple[float, float, float], modality: str,
-                   config: DataConfig) -> tuple[np.ndarray, InplaneTransform]:
-    """Normalise and crop/resize a scan for the network: ``[Z, Y, X]`` → ``[Z, S, S]`` float32."""
-    transform = plan_inplane(image, spacing, modality, config)
+                   config: DataConfig, region: Box | None = None) -> tuple[np.ndarray, InplaneTransform]:
+    """Normalise and crop/resize a scan for the network: ``[Z, Y, X]`` → ``[Z, S, S]`` float32
+    (``region``: :func:`plan_inplane`'s)."""
+    transform = plan_inplane(image, spacing, modality, config, region)
     return transform.apply_image(normalize_intensity(image, modality, config), copy=False), transform
 
 

@@ -54,7 +54,7 @@ from pancreas_seg.data.splits import Fold, load_folds, save_folds, select_fold, 
 from pancreas_seg.data.store import Case, CaseStore
 from pancreas_seg.errors import InputError
 from pancreas_seg.experiment.rows import MODEL_LABELS
-from pancreas_seg.vocabulary import BASE_CNN, RNN_MODEL
+from pancreas_seg.vocabulary import BASE_CNN, PANCREAS_CROP, RNN_MODEL
 from pancreas_seg.io.atomic import atomic_write, atomic_write_json
 from pancreas_seg.run_folder import RunFolder
 
@@ -208,6 +208,8 @@ def _default_predictor(model_path: Path, config: ExperimentConfig) -> Predictor:
     options = inference.PredictOptions(runtime="keras", precision="float32")  # the same arithmetic on every machine
 
     def predict(case: Case, prepared: PreparedCase) -> np.ndarray:
+        if config.data.crop == PANCREAS_CROP:  # cut around the localiser's region, not the prepared mask's
+            return inference.predict_scan(case.scan, [loaded], options).probability
         total, _, _ = inference.network_probability(prepared.image, prepared.transform.grid_mm(case.spacing), [loaded],
                                                     options)
         return prepared.transform.invert(total)

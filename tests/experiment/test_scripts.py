@@ -44,10 +44,12 @@ def test_every_script_writes_its_table_and_figures(tiny_store, tmp_path, stubs, 
     chosen = [r for r in table1 if r["method"] == "CE (validation t)" and r["metric"] == "DSC (%)"][0]
     # the stub's map is 0.8 in the blob: validation picks the lowest threshold of the best DSC, 0.05
     assert chosen["note"] == "t per fold: 0.05, 0.05" and float(chosen["ours_mean"]) == pytest.approx(100.0)
-    # 6 configs (pnet_msa/jac, ce, cbce, hnn, unet, pnet64) + cnn_rnn + PNet-MSA coarse-to-fine, folds 0 and 1
-    assert len(trainer.calls) == 8 * 2
+    # 6 configs (pnet_msa/jac, ce, cbce, hnn, unet, pnet64) + cnn_rnn + PNet-MSA coarse-to-fine + PNet-MSA on
+    # crops (its own model, then coarse-to-fine), folds 0 and 1
+    assert len(trainer.calls) == 10 * 2
     table2 = list(csv.DictReader((figures / "table2_architectures.csv").open()))
-    assert {r["method"] for r in table2} >= {"PNet-MSA", "PNet-MSA, coarse-to-fine (ours)"}
+    assert {r["method"] for r in table2} >= {"PNet-MSA", "PNet-MSA, coarse-to-fine (ours)",
+                                             "PNet-MSA on crops, coarse-to-fine (ours)"}
     table4 = (figures / "table4_sota.md").read_text()
     assert f"| CT | Coarse-to-Fine (Zhou et al.) | 82.3±5.6 [62.4,90.8] | — | — | — | {QUOTED} |" in table4
     assert "MRI" not in table4.split("|---|")[1]  # a CT store runs CT rows only
