@@ -35,6 +35,7 @@ HIT_FRACTION = 0.5  # hits: localiser probability above this fraction of its mas
 COVERAGE = 0.995  # least share of every validation case's pancreas voxels inside the widened region
 MARGIN_STEP_MM = 2.5  # mm, margin candidates are multiples of this
 MAX_MARGIN_MM = 150.0  # mm, largest margin tried (through-plane and in-plane)
+WHOLE_SLICE_CROP = "body"  # the localiser's crop for a run on crops whose base is one too (the CLI passes the run)
 
 
 def localiser_size(fine_size: int, units: int) -> int:
@@ -53,7 +54,7 @@ def localiser_config(run: ExperimentConfig, base: ExperimentConfig) -> Experimen
     data = replace(run.data, input_size=localiser_size(run.data.input_size, base.model.units),
                    augment=base.data.augment, focus_fraction=base.data.focus_fraction)
     if run.data.crop == PANCREAS_CROP:
-        whole = base.data if base.data.crop != PANCREAS_CROP else DataConfig()
+        whole = base.data if base.data.crop != PANCREAS_CROP else DataConfig(crop=WHOLE_SLICE_CROP)
         data = replace(data, crop=whole.crop, fov_mm=whole.fov_mm)
     model = replace(base.model, name=LOCALISER_MODEL, input_slices=run.data.context_slices)
     train = replace(base.train, loss="jac", epochs_finetune=0, distribute=run.train.distribute)

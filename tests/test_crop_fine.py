@@ -58,7 +58,7 @@ def test_the_localiser_of_a_crop_run_sees_whole_slices():
     run = replace(preset("cpu"), data=replace(preset("cpu").data, crop="pancreas", fov_mm=160.0))
     config = localiser_config(run, preset("cpu"))
     assert config.data.crop == "body" and config.data.fov_mm == preset("cpu").data.fov_mm
-    assert localiser_config(run, run).data.crop == DataConfig().crop  # a crop preset: the default whole slice
+    assert localiser_config(run, run).data.crop == "body"  # the CLI passes the run itself: the body's box
 
 
 def _identity_runs(tmp_path, margin_mm: float = 4.0):
