@@ -19,6 +19,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-o", "--out", type=Path, required=True, help="case store folder")
     parser.add_argument("--jobs", type=int, default=1, help="conversion processes")
     parser.add_argument("--overwrite", action="store_true", help="convert cases already in the store again")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (the first-use phantom build's neither)")
     return parser.parse_args(argv)
 
 
@@ -28,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     sources, unmatched = find_msd_cases(args.data)
     for item in unmatched:
         print(f"skipped {item}", file=sys.stderr)
-    report = convert_cases(sources, args.out, "CT", jobs=args.jobs, overwrite=args.overwrite)
+    report = convert_cases(sources, args.out, "CT", jobs=args.jobs, overwrite=args.overwrite,
+                            progress=not args.quiet)
     for error in report.failed.values():
         print(f"error: {error}", file=sys.stderr)
     print(f"converted {len(report.converted)}, already there {len(report.skipped)}, failed {len(report.failed)}")

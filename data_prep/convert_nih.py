@@ -26,6 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="modality of the store (auto: the DICOM Modality tag of the first scan)")
     parser.add_argument("--jobs", type=int, default=1, help="conversion processes")
     parser.add_argument("--overwrite", action="store_true", help="convert cases already in the store again")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (the first-use phantom build's neither)")
     return parser.parse_args(argv)
 
 
@@ -34,13 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     modality_flag = None if args.modality == "auto" else args.modality
     if args.data is None:
-        args.data = builtin.ensure_phantom_set(modality_flag or "CT")
+        args.data = builtin.ensure_phantom_set(modality_flag or "CT", progress=not args.quiet)
     sources, unmatched = find_nih_cases(args.data)
     modality = modality_flag or detect_set_modality(sources)
     out = args.out or builtin.store_dir(modality)
     for item in unmatched:
         print(f"skipped {item}", file=sys.stderr)
-    report = convert_cases(sources, out, modality, jobs=args.jobs, overwrite=args.overwrite)
+    report = convert_cases(sources, out, modality, jobs=args.jobs, overwrite=args.overwrite,
+                            progress=not args.quiet)
     for case_id, error in report.failed.items():
         print(f"error: {error}", file=sys.stderr)
     print(f"converted {len(report.converted)}, already there {len(report.skipped)}, failed {len(report.failed)}")

@@ -89,6 +89,17 @@ def test_convert_nih_fails_the_broken_case_alone(tmp_path):
     assert sorted(p.name for p in (store.root / "cases").iterdir()) == ["PANCREAS_0002.npz"]
 
 
+def test_convert_nih_quiet_prints_no_progress_bar(tmp_path):
+    write_phantom_set(tmp_path / "nih", [1], PhantomConfig(matrix=64, ct_slices=(48, 64)), progress=False)
+    loud = run_script("convert_nih", "--data", str(tmp_path / "nih"), "-o", str(tmp_path / "loud"))
+    quiet = run_script("convert_nih", "--data", str(tmp_path / "nih"), "-o", str(tmp_path / "quiet"), "--quiet")
+    assert loud.returncode == quiet.returncode == 0, quiet.stderr
+    def bars(text: str) -> int:
+        return sum(bool(PROGRESS_BAR.search(line.split("\r")[-1])) for line in text.splitlines())
+    assert bars(loud.stderr) > 0 and bars(quiet.stderr) == 0
+    assert "converted 1, already there 0, failed 0" in quiet.stdout
+
+
 def test_convert_nih_on_a_folder_without_dicom(tmp_path):
     (tmp_path / "download").mkdir()
     (tmp_path / "download" / "notes.txt").write_text("nothing here yet")
