@@ -9,7 +9,8 @@ about 15 min on 2 cores the first time) or ``--model``, in one fresh process per
 run's peak resident memory is its own and includes tracing and compilation. A run is
 ``mode:runtime:precision[:margin px]``: mode ``dense`` (every slice and pixel), ``roi`` (the region
 the fine model finds on sparse slices) or ``c2f`` (the region of the run's trained localiser,
-``pancreas-seg train-localiser``); runtime ``keras`` or ``openvino``. Printed: per-stage timings,
+``pancreas-seg train-localiser``; a model trained on crops around the pancreas,
+``benchmarks/crop_model.py``, always runs so); runtime ``keras`` or ``openvino``. Printed: per-stage timings,
 the shares of slices and pixels the fine CNN processed, the region's share of the true pancreas,
 peak memory, the DSC of every mask with the truth and with the first dense run's.
 
@@ -43,6 +44,7 @@ from pancreas_seg.io.scan import Scan
 from pancreas_seg.run_folder import RunFolder
 from pancreas_seg.io.nifti import read_nifti, write_nifti
 from pancreas_seg.metrics import dice
+from pancreas_seg.vocabulary import PANCREAS_CROP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from localiser_model import train_localiser  # noqa: E402 - a sibling script, not a package
@@ -91,10 +93,13 @@ def predict_once(run: Path, image: Path, mode: str, runtime: str, precision: str
 
 
 def truth_on_grid(scan: Scan, truth: np.ndarray, run: Path) -> np.ndarray:
-    """The phantom's pancreas on the run's network grid ``[Z, S, S]`` (canonical orientation)."""
+    """The phantom's pancreas on the run's network grid ``[Z, S, S]`` (canonical orientation); for a
+    model on crops around the pancreas, whose region is in the scan's voxels, on the canonical scan."""
     config, _ = RunFolder(run).read_config()
     canonical, _ = to_canonical(scan)
     mask, _ = to_canonical(Scan(truth, scan.affine, scan.modality))
+    if config.data.crop == PANCREAS_CROP:
+        return mask.array
     return plan_inplane(canonical.array, canonical.spacing, scan.modality, config.data).apply_mask(mask.array)
 
 
