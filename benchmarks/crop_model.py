@@ -9,6 +9,8 @@ and its margin are a trained localiser's.
 
     python benchmarks/crop_model.py --localiser runs/experiments/models/pnet_msa-...-c2f/fold_1/localiser --out /tmp/crop
     python benchmarks/predict_speed.py --model /tmp/crop --runs c2f:keras:float32 c2f:openvino:auto
+    python benchmarks/crop_model.py --whole-slice --out /tmp/wholeslice   # the reference: 512 px whole slices
+    python benchmarks/predict_speed.py --model /tmp/wholeslice --runs dense:keras:float32
 """
 from __future__ import annotations
 
@@ -42,13 +44,26 @@ def make_crop_run(localiser: Path, out: Path, size: int = DEFAULT_SIZE, fov_mm: 
     return run
 
 
+def make_whole_slice_run(out: Path) -> RunFolder:
+    """``out``: the paper CNN-RNN on whole 512 px slices, untrained, without a localiser."""
+    paper = preset("paper")
+    config = replace(paper, model=replace(paper.model, name="cnn_rnn"))
+    return export_run(build_model(config.model, config.data.input_size), config, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--localiser", type=Path, required=True, help="a trained localiser's run folder")
+    parser.add_argument("--localiser", type=Path, help="a trained localiser's run folder")
+    parser.add_argument("--whole-slice", action="store_true", help="the whole-slice reference model instead")
     parser.add_argument("--out", type=Path, required=True, help="run folder to write")
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="crop side in px")
     parser.add_argument("--fov-mm", type=float, default=DEFAULT_FOV_MM, help="least crop side in mm")
     args = parser.parse_args(argv)
+    if args.whole_slice:
+        print(f"{make_whole_slice_run(args.out).root}: paper CNN-RNN on whole 512 px slices")
+        return 0
+    if args.localiser is None:
+        parser.error("give --localiser (or --whole-slice)")
     run = make_crop_run(args.localiser, args.out, args.size, args.fov_mm)
     print(f"{run.root}: paper CNN-RNN on {args.size} px crops of at least {args.fov_mm:g} mm, localiser from "
           f"{args.localiser}")
