@@ -10,7 +10,9 @@ the dead network. :class:`CollapseGuard` checks each epoch and raises
   and at the epoch's end), or a non-finite weight (an update that turned the weights into NaN
   can leave the loss finite: a clipped probability is);
 * the Jaccard loss of the fused output pinned at its ceiling for the whole epoch
-  (epoch mean >= ``1 - SATURATION_TOLERANCE``);
+  (epoch mean >= ``1 - SATURATION_TOLERANCE``) and on the probe batch too: an epoch whose few
+  batches held no pancreas has a Jaccard loss of exactly 1 whatever the network answers, so only
+  a probe with pancreas that scores no overlap either confirms the saturation;
 * a constant output: the fused probability on a fixed validation batch spans less than
   ``CONSTANT_SPAN`` (e.g. exactly 0 everywhere).
 
@@ -40,6 +42,16 @@ def _fused(outputs: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64)
 
 
+def jaccard_loss(probability: np.ndarray, mask: np.ndarray) -> float | None:
+    """Eq. 14 over a whole batch (1 - |P∩G| / |P∪G| on probabilities), ``None`` when ``mask`` holds
+    no pancreas (the loss is then 1 whatever ``probability`` is) or the shapes differ."""
+    if probability.size != mask.size or not np.any(mask > 0):
+        return None
+    p, g = probability.ravel(), (mask.ravel() > 0).astype(np.float64)
+    overlap = float(np.sum(p * g))
+    return 1.0 - overlap / (float(np.sum(p)) + float(np.sum(g)) - overlap)
+
+
 def non_finite(logs: Mapping[str, Any] | None) -> list[str]:
     """Names of the logged values that are NaN or infinite."""
     bad = []
@@ -61,13 +73,14 @@ class CollapseGuard(keras.callbacks.Callback):
         loss: ``TrainConfig.loss``; the saturation check applies to the Jaccard losses.
         fused_loss: the log key of the fused output's training loss (``"fused_loss"`` or ``"loss"``).
         probe: one validation input batch, predicted at each epoch end for the constant-output check.
+        probe_mask: its masks, which confirm a saturated training loss (``None``: the loss alone decides).
 
     Epochs are named from 1, as a person counts them (``history.csv`` counts from 0).
     """
 
-    def __init__(self, stage: str, loss: str, fused_loss: str, probe: np.ndarray):
+    def __init__(self, stage: str, loss: str, fused_loss: str, probe: np.ndarray, probe_mask: np.ndarray | None = None):
         super().__init__()
-        self.stage, self.loss, self.fused_loss, self.probe = stage, loss, fused_loss, probe
+        self.stage, self.loss, self.fused_loss, self.probe, self.probe_mask = stage, loss, fused_loss, probe, probe_mask
         self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -88,13 +101,24 @@ class CollapseGuard(keras.callbacks.Callback):
         if weights:
             shown = ", ".join(weights[:SHOWN_WEIGHTS]) + (", ..." if len(weights) > SHOWN_WEIGHTS else "")
             raise TrainingCollapsed(self.stage, epoch + 1, f"non-finite weights ({len(weights)}: {shown})")
+        fused = _fused(self.model(self.probe, training=False))
         value = logs.get(self.fused_loss)
-        if self.loss in JACCARD_LOSSES and value is not None and float(value) >= 1.0 - SATURATION_TOLERANCE:
+        if self.loss in JACCARD_LOSSES and value is not None and _saturated(float(value)) \
+                and not self._probe_overlaps(fused):
             raise TrainingCollapsed(self.stage, epoch + 1, f"the Jaccard loss of the fused output was {float(value):.4f} "
                                                        "over the whole epoch (its ceiling: the output is saturated)")
-        fused = _fused(self.model(self.probe, training=False))
         span = float(fused.max() - fused.min())
         if span < CONSTANT_SPAN:
             raise TrainingCollapsed(self.stage, epoch + 1, f"the fused output is constant ({float(fused.mean()):.4f} "
                                                        "everywhere) on a validation batch")
 
+    def _probe_overlaps(self, fused: np.ndarray) -> bool:
+        """Whether the probe's pancreas gets a Jaccard loss below the ceiling (the network answers)."""
+        if self.probe_mask is None:
+            return False
+        loss = jaccard_loss(fused, self.probe_mask)
+        return loss is not None and not _saturated(loss)
+
+
+def _saturated(jaccard: float) -> bool:
+    return jaccard >= 1.0 - SATURATION_TOLERANCE

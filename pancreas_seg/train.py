@@ -218,8 +218,8 @@ class Trainer:
         val_flow = flow_cls(self.data.validation, self.config.data, shuffle=False, augment=False)
         val_steps = max(1, math.ceil(len(val_flow) / batch_size))
         val_batches = batched(val_flow, batch_size, repeat=True, remainder=True)
-        probe = _probe_batch(val_flow, batch_size)
-        guard = CollapseGuard(stage, train_cfg.loss, _fused_loss_name(model), probe)
+        probe, probe_mask = _probe_batch(val_flow, batch_size)
+        guard = CollapseGuard(stage, train_cfg.loss, _fused_loss_name(model), probe, probe_mask)
         callbacks = _callbacks(self.config, stage_dir, monitor, mode, patience if selects else None, guard)
         callbacks += self.callbacks
         if _state_built_while_tracing():
@@ -327,21 +327,22 @@ class Trainer:
         return self._stage_model(earlier)
 
 
-def _probe_batch(flow, batch_size: int) -> np.ndarray:
-    """The first ``batch_size`` validation inputs with pancreas in their mask, stacked: what the
-    collapse check predicts. Pancreas-free slices would not do: a network that has learned to
-    answer 0 on them is working, not collapsed. Falls back to the first inputs when fewer than
-    ``batch_size`` hold pancreas."""
+def _probe_batch(flow, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``batch_size`` validation inputs with pancreas in their mask, and their masks,
+    stacked: what the collapse check predicts. Pancreas-free slices would not do: a network that
+    has learned to answer 0 on them is working, not collapsed. Falls back to the first inputs when
+    fewer than ``batch_size`` hold pancreas."""
     flow.reset_state()
     with_pancreas, first = [], []
     for inputs, mask in flow:
         if len(first) < batch_size:
-            first.append(inputs)
+            first.append((inputs, mask))
         if np.any(mask > 0):
-            with_pancreas.append(inputs)
+            with_pancreas.append((inputs, mask))
             if len(with_pancreas) == batch_size:
                 break
-    return np.stack(with_pancreas if len(with_pancreas) == batch_size else first)
+    chosen = with_pancreas if len(with_pancreas) == batch_size else first
+    return np.stack([inputs for inputs, _ in chosen]), np.stack([mask for _, mask in chosen])
 
 
 def _fused_loss_name(model: keras.Model) -> str:

@@ -37,6 +37,34 @@ def test_saturated_jaccard_loss_is_a_collapse_but_not_for_cross_entropy():
     guard(identity).on_epoch_end(0, {"fused_loss": 0.95})  # learning: no error
 
 
+def test_a_saturated_epoch_is_confirmed_on_the_probe_with_pancreas():
+    # An epoch whose batches held no pancreas has a Jaccard loss of exactly 1 whatever the output;
+    # the probe's pancreas tells a network that answers from a dead one.
+    probe = np.zeros((2, 8, 8, 3), np.float32)
+    mask = np.zeros((2, 8, 8, 1), np.float32)
+    mask[:, 2:5, 2:5] = 1.0
+    answering = CollapseGuard("full", "jac", "fused_loss", probe, mask)
+    answering.set_model(keras.Model(*(lambda i: (i, {"fused": keras.layers.Lambda(
+        lambda x: keras.ops.ones_like(x[..., :1]) * keras.ops.reshape(keras.ops.linspace(0.2, 0.8, 64), (8, 8, 1))
+    )(i)}))(keras.Input((8, 8, 3)))))
+    answering.on_epoch_end(0, {"fused_loss": 1.0})
+    dead = CollapseGuard("full", "jac", "fused_loss", probe, mask)
+    dead.set_model(keras.Model(*(lambda i: (i, {"fused": keras.layers.Lambda(
+        lambda x: 1e-7 * keras.ops.reshape(keras.ops.linspace(0.0, 1.0, 64), (8, 8, 1)) + 0.0 * x[..., :1]
+    )(i)}))(keras.Input((8, 8, 3)))))
+    with pytest.raises(TrainingCollapsed, match="the Jaccard loss of the fused output was 1.0000"):
+        dead.on_epoch_end(0, {"fused_loss": 1.0})
+
+
+def test_batch_jaccard_loss_matches_a_hand_worked_example():
+    from pancreas_seg.collapse import jaccard_loss
+
+    p = np.array([0.5, 1.0, 0.0, 0.5])
+    g = np.array([1.0, 1.0, 0.0, 0.0])
+    assert jaccard_loss(p, g) == pytest.approx(1 - 1.5 / (2.0 + 2.0 - 1.5))
+    assert jaccard_loss(p, np.zeros(4)) is None
+
+
 def test_non_finite_values_stop_at_the_step():
     assert non_finite({"loss": float("nan"), "dice": 0.5, "val_loss": float("inf")}) == ["loss", "val_loss"]
     callback = guard(constant_model(0.3))

@@ -258,14 +258,16 @@ def test_collapse_probe_takes_slices_with_pancreas():
     # answers 0 there is right, so probing those slices would call a working network collapsed.
     flow = _ListFlow([_point(0, False), _point(1, False), _point(2, True), _point(3, False), _point(4, True),
                       _point(5, True)])
-    probe = train_module._probe_batch(flow, 2)
+    probe, masks = train_module._probe_batch(flow, 2)
     assert [float(p[0, 0, 0]) for p in probe] == [2.0, 4.0]
+    assert masks.shape == (2, 4, 4, 1) and masks.sum() == 2
 
 
 def test_collapse_probe_falls_back_to_the_first_slices_without_enough_pancreas():
     flow = _ListFlow([_point(0, False), _point(1, True), _point(2, False)])
-    probe = train_module._probe_batch(flow, 2)
+    probe, masks = train_module._probe_batch(flow, 2)
     assert [float(p[0, 0, 0]) for p in probe] == [0.0, 1.0]
+    assert masks.sum() == 1
 
 
 def test_an_end_to_end_stage_that_never_gets_back_to_acc_t_keeps_the_rnn_model(tiny_store, tmp_path, monkeypatch,
