@@ -163,7 +163,8 @@ def plan_inplane(image: np.ndarray, spacing: tuple[float, float, float], modalit
 
     ``region``: for the ``"pancreas"`` crop, the box (scan px) the square must hold and is centred
     on (a localiser's region, or :func:`mask_region` in training); without one (a pancreas-free
-    training case) the square is centred on the body. Its side is at least ``config.fov_mm``."""
+    training case) the square is centred on the body. Its side is at least ``config.fov_mm``, or
+    the slice's longer side where the slice is smaller (a small field of view is not padded out)."""
     height, width = image.shape[1:]
     if config.crop == "none":
         box = _square(0, height, 0, width, margin=0)
@@ -175,7 +176,8 @@ def plan_inplane(image: np.ndarray, spacing: tuple[float, float, float], modalit
                       width // 2 - side // 2, width // 2 - side // 2 + side, margin=0)
     elif config.crop == PANCREAS_CROP:
         around = region if region is not None else body_box(image, modality)
-        box = _square(*around, margin=0, least=int(round(config.fov_mm / float(spacing[1]))))
+        least = min(int(round(config.fov_mm / float(spacing[1]))), max(height, width))
+        box = _square(*around, margin=0, least=least)
     else:
         raise ValueError(f"unknown crop {config.crop!r}; choose none, body, fov or pancreas")
     return InplaneTransform((height, width), box, config.input_size)
