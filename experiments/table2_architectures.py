@@ -13,6 +13,7 @@ from pathlib import Path
 
 from _common import Context, main_guard, run_script
 
+from pancreas_seg.config import CROP_FINE_STAGE
 from pancreas_seg.experiment.analysis import selection_note
 from pancreas_seg.experiment.crossval import COARSE_TO_FINE, summary_row
 from pancreas_seg.experiment.rows import MODEL_LABELS
@@ -24,8 +25,6 @@ COLUMNS = [metric_column(key) for key in ("DSC", "JI", "precision", "recall")]
 MODELS = ("hnn", "unet", "pnet64", BASE_CNN)
 COARSE_TO_FINE_LABEL = "PNet-MSA, coarse-to-fine (ours)"  # not in the paper: its Sec. V's suggested combination
 CROPS_LABEL = "PNet-MSA on crops, coarse-to-fine (ours)"
-CROP_FOV_MM = 200.0  # mm, least side of the squares: the phantoms' widest pancreas (176 mm) + 2 x 10 mm
-CROPS = ("data.crop=pancreas", f"data.fov_mm={CROP_FOV_MM}")
 
 
 def build(ctx: Context) -> list[Path]:
@@ -37,7 +36,7 @@ def build(ctx: Context) -> list[Path]:
             result = ctx.run(modality, model)
             rows.append(Row(modality, label, summary_row(result, [c.key for c in COLUMNS]), paper.get(label, {}),
                             selection_note(result)))
-        for label, overrides in ((COARSE_TO_FINE_LABEL, ()), (CROPS_LABEL, CROPS)):
+        for label, overrides in ((COARSE_TO_FINE_LABEL, ()), (CROPS_LABEL, CROP_FINE_STAGE)):
             result = ctx.run(modality, BASE_CNN, variant=COARSE_TO_FINE, overrides=overrides)
             rows.append(Row(modality, label, summary_row(result, [c.key for c in COLUMNS]), {},
                             selection_note(result)))

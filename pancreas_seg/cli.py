@@ -16,7 +16,8 @@ from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, PRESETS
 from pancreas_seg.console import EXIT_SOME_FAILED, run_guarded, setup_logging
 from pancreas_seg.errors import UsageError
 from pancreas_seg.io.atomic import check_output_file, check_output_folder, check_writable
-from pancreas_seg.vocabulary import LOSS_NAMES, MODALITIES, PRECISIONS, RUNTIMES, SCAN_MODELS
+from pancreas_seg.vocabulary import (FINE_STAGES, LOSS_NAMES, MODALITIES, PANCREAS_CROP, PRECISIONS, RUNTIMES,
+                                     SCAN_MODELS)
 
 Command = Callable[[argparse.Namespace], int]
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def _add_store_info(sub: argparse._SubParsersAction) -> Command:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pancreas_seg.config import apply_overrides, preset
+    from pancreas_seg.config import CROP_FINE_STAGE, apply_overrides, preset
     from pancreas_seg.data import builtin
     from pancreas_seg.data.splits import select_fold, store_folds
     from pancreas_seg.data.store import CaseStore
@@ -67,7 +68,8 @@ def _train(args: argparse.Namespace) -> int:
     from pancreas_seg.train_localiser import train_localiser
 
     try:
-        config = apply_overrides(preset(args.preset), args.set or [])
+        fine_stage = CROP_FINE_STAGE if args.fine_stage == "crops" else ()
+        config = apply_overrides(preset(args.preset), [*fine_stage, *(args.set or [])])
         if args.model:
             config = apply_overrides(config, [f"model.name={args.model}"])
         if args.loss:
@@ -88,6 +90,8 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     print(f"{result.model_path}: validation DSC {result.final_dice:.3f} (selected {result.selected_dice})")
     if args.no_localiser:
+        if config.data.crop == PANCREAS_CROP:
+            print(f"a fine stage on crops predicts only with its localiser: run pancreas-seg train-localiser {args.out}")
         return 0
     if result.worker.count > 1:
         print(f"the localiser is not trained by several workers: run pancreas-seg train-localiser {args.out}")
@@ -143,6 +147,9 @@ def _add_train(sub: argparse._SubParsersAction) -> Command:
     parser.add_argument("--model", choices=SCAN_MODELS, help="network (overrides the preset)")
     parser.add_argument("--loss", choices=LOSS_NAMES, help="training loss (overrides the preset)")
     parser.add_argument("--fold", type=int, default=0, help="cross-validation fold to train (0-based)")
+    parser.add_argument("--fine-stage", choices=FINE_STAGES, default="crops",
+                        help="crops (default): trained on squares around the pancreas, predicted on its localiser's "
+                             "region (more accurate and faster, docs/REPRODUCTION.md); whole-slice: the paper's model")
     parser.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs_full=10")
     parser.add_argument("-o", "--out", type=Path, default=Path("runs/train"), help="run folder (resumes if present)")
     parser.add_argument("--no-localiser", action="store_true",

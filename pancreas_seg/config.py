@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from pancreas_seg.vocabulary import (PNET_MODELS, BuiltinSet, CropMode, DistributeMode, LossName, LrSchedule,
+from pancreas_seg.vocabulary import (PANCREAS_CROP, PNET_MODELS, BuiltinSet, CropMode, DistributeMode, LossName, LrSchedule,
                                      Modality, ModelName, OptimizerName)
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,10 @@ def _convert(text: str, hint: Any) -> Any:
             raise ValueError(f"expected {len(kinds)} comma-separated values, got {text!r}")
         return tuple(kind(item.strip()) for kind, item in zip(kinds, items))
     return hint(text)
+
+
+CROP_FOV_MM = 200.0  # mm, least side of the squares around the pancreas: the phantoms' widest (176 mm) + 2 x 10 mm
+CROP_FINE_STAGE: tuple[str, ...] = (f"data.crop={PANCREAS_CROP}", f"data.fov_mm={CROP_FOV_MM}")  # as overrides
 
 
 def apply_overrides(config: ExperimentConfig, overrides: typing.Sequence[str]) -> ExperimentConfig:

@@ -314,10 +314,15 @@ def _crop_region(model: LoadedModel, canonical: Scan, options: PredictOptions,
     ``timings["localise"]``.
 
     Raises:
-        InputError: the model has no localiser (it cannot be run on whole slices)."""
+        InputError: the model has no localiser, or the options ask for whole slices (dense, or no
+            localiser): it was trained on crops and cannot be run on whole slices."""
     if model.localiser is None:
         raise InputError(model.path, "was trained on crops around the pancreas (data.crop = pancreas) and has no "
                                      "localiser to find them; add one with pancreas-seg train-localiser RUN")
+    if options.dense or not options.localiser:
+        raise InputError(model.path, "was trained on crops around the pancreas (data.crop = pancreas): it predicts "
+                                     "only on its localiser's region, so --dense and --no-localiser do not apply; "
+                                     "train with --fine-stage whole-slice for the paper's whole-slice inference")
     runtime, precision = _compute(options)
     runner = ModelRunner(model.localiser, precision, options.batch_size, {}, runtime)
     with timed(timings, "localise"):

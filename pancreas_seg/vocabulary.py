@@ -28,6 +28,10 @@ CropMode = Literal["none", "body", "fov", "pancreas"]  # in-plane crop before re
 PANCREAS_CROP: CropMode = "pancreas"  # a square around the pancreas: the fine stage of coarse-to-fine (Zhou et al. [9])
 CROP_MODES: tuple[CropMode, ...] = get_args(CropMode)
 
+FineStage = Literal["crops", "whole-slice"]  # what pancreas-seg train trains: squares around the pancreas found by a
+# localiser (Table II's "on crops" row: more accurate and 7x faster on the phantoms), or the paper's whole slices
+FINE_STAGES: tuple[FineStage, ...] = get_args(FineStage)
+
 OptimizerName = Literal["adam", "sgd"]
 OPTIMIZER_NAMES: tuple[OptimizerName, ...] = get_args(OptimizerName)
 

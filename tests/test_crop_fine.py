@@ -48,6 +48,13 @@ def test_the_pancreas_crop_is_a_square_of_at_least_fov_mm_holding_the_region():
     assert free.box == (4, 60, 2, 58)  # the body's 56 rows, centred on it
 
 
+def test_the_pancreas_crop_of_a_slice_smaller_than_fov_mm_is_the_slice_not_a_padded_square():
+    image = np.full((3, 64, 64), 40, np.int16)  # 51.2 mm at 0.8 mm px
+    config = DataConfig(crop="pancreas", fov_mm=200.0, input_size=32)
+    box = plan_inplane(image, SPACING, "CT", config, region=(20, 30, 20, 30)).box
+    assert box[1] - box[0] == box[3] - box[2] == 64  # not 250 px of padding around a 64 px slice
+
+
 def test_a_box_on_the_network_grid_maps_to_scan_pixels():
     transform = InplaneTransform((100, 100), box=(-20, 80, 10, 110), size=50)  # 2 scan px per grid px
     assert transform.to_scan_box((10, 20, 0, 50)) == (0, 20, 10, 100)  # clipped to the scan
@@ -112,6 +119,13 @@ def test_a_crop_model_without_a_localiser_is_refused_and_never_run_on_whole_slic
         inference.predict_scan(_blob_scan(), [model])
     with pytest.raises(ValueError, match="predict_scan"):
         inference.network_probability(np.zeros((4, 32, 32), np.float32), (2.0, 0.8), [model])
+
+
+@pytest.mark.parametrize("options", [inference.PredictOptions(dense=True), inference.PredictOptions(localiser=False)])
+def test_a_crop_model_refuses_whole_slice_options(tmp_path, options):
+    model = load_model(_identity_runs(tmp_path).root)
+    with pytest.raises(InputError, match="--dense and --no-localiser do not apply"):
+        inference.predict_scan(_blob_scan(), [model], options)
 
 
 def test_training_on_crops_then_a_localiser_gives_a_coarse_to_fine_run(tmp_path):

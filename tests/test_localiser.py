@@ -184,3 +184,19 @@ def test_cli_train_then_train_localiser_and_predict_reports_it(tmp_path, capsys)
     assert report["work"]["located_by"] == "localiser"
     assert main(["train-localiser", str(tmp_path / "nothing"), "--data", str(store.root)]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_cli_train_trains_crops_by_default_and_whole_slices_on_request(tmp_path, capsys):
+    from pancreas_seg.cli import main
+    from pancreas_seg.config import CROP_FOV_MM
+    store = _blob_store(tmp_path)
+    common = ["train", "--preset", "testing", "--data", str(store.root), "--no-localiser", "--quiet"]
+    assert main([*common, "-o", str(tmp_path / "crops")]) == 0
+    assert "run pancreas-seg train-localiser" in capsys.readouterr().out  # it cannot predict without one
+    crops, _ = RunFolder(tmp_path / "crops").read_config()
+    assert (crops.data.crop, crops.data.fov_mm) == ("pancreas", CROP_FOV_MM)
+    assert main([*common, "-o", str(tmp_path / "whole"), "--fine-stage", "whole-slice"]) == 0
+    whole, _ = RunFolder(tmp_path / "whole").read_config()
+    assert whole.data.crop == preset("testing").data.crop
+    assert main([*common, "-o", str(tmp_path / "set"), "--set", "data.fov_mm=120"]) == 0  # --set comes after
+    assert RunFolder(tmp_path / "set").read_config()[0].data.fov_mm == 120.0
