@@ -36,26 +36,38 @@ def record_dir(archive: Path, row: str, fold_index: int) -> Path:
 def save_fold(run_dir: Path, destination: Path) -> None:
     """Copy the record of a finished fold run (module docstring) to ``destination``, replacing
     an older record whole: a reader sees the old record or the new one, never a mix. A record
-    already equal to the run's is left as it is."""
-    run = RunFolder(run_dir)
+    already equal to the run's is left as it is. The older record's validation curve is kept
+    when the run has none and its test metrics are the record's (the same model: the curve is
+    computed once, on the machine that had the run's probability maps)."""
+    run, destination = RunFolder(run_dir), Path(destination)
     names = [*RUN_RECORD_FILES, METRICS_FILE, VALIDATION_CURVE_FILE,
              *(f"{stage}/{HISTORY_NAME}" for stage in run.state.stages)]
-    present = [name for name in names if (run.root / name).is_file()]
-    if _same_record(run.root, Path(destination), present):
+    sources = {name: run.root / name for name in names if (run.root / name).is_file()}
+    if VALIDATION_CURVE_FILE not in sources and _same_file(run.root / METRICS_FILE, destination / METRICS_FILE) \
+            and (destination / VALIDATION_CURVE_FILE).is_file():
+        sources[VALIDATION_CURVE_FILE] = destination / VALIDATION_CURVE_FILE
+    if _same_record(sources, destination):
         return
+    kept = {name: source.read_bytes() for name, source in sources.items() if source.is_relative_to(destination)}
     with atomic_folder(destination) as tmp:
-        for name in present:
+        for name, source in sources.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(run.root / name, tmp / name)
+            if name in kept:
+                (tmp / name).write_bytes(kept[name])
+            else:
+                shutil.copyfile(source, tmp / name)
 
 
-def _same_record(source: Path, destination: Path, names: list[str]) -> bool:
-    """Whether ``destination`` holds exactly ``names``, each with the content it has in ``source``."""
+def _same_file(a: Path, b: Path) -> bool:
+    return a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False)
+
+
+def _same_record(sources: dict[str, Path], destination: Path) -> bool:
+    """Whether ``destination`` holds exactly the files named in ``sources``, each with its source's content."""
     if not destination.is_dir():
         return False
     held = sorted(str(path.relative_to(destination)) for path in destination.rglob("*") if path.is_file())
-    return held == sorted(names) and all(filecmp.cmp(source / name, destination / name, shallow=False)
-                                         for name in names)
+    return held == sorted(sources) and all(_same_file(source, destination / name) for name, source in sources.items())
 
 
 def load_metrics(record: Path) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ import pytest
 
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.errors import InputError
+from pancreas_seg.experiment import archive as archive_module
 from pancreas_seg.experiment import crossval
 from pancreas_seg.experiment.crossval import run_cross_validation
 from pancreas_seg.experiment.rows import experiment_config
@@ -173,6 +174,25 @@ def test_an_unchanged_record_is_not_rewritten(tiny_store, tmp_path, stubs):
     (first.folds[0].run_dir / "validation.json").write_text("{}")  # the run changed: its record follows
     run_cross_validation(_config(), tiny_store, tmp_path / "out", folds=[0], progress=False, archive=archive)
     assert (record / "validation.json").read_text() == "{}"
+
+
+def test_a_record_keeps_its_validation_curve_when_the_same_run_is_saved_again_without_one(tiny_store, tmp_path,
+                                                                                          stubs):
+    archive, thresholds = tmp_path / "results", [0.25, 0.5]
+    first = run_cross_validation(_config(), tiny_store, tmp_path / "out", folds=[0], progress=False, archive=archive)
+    crossval.validation_threshold_curves(first, tiny_store, thresholds, progress=False)
+    record = archive / first.root.name / "fold_0"
+    curve = (record / archive_module.VALIDATION_CURVE_FILE).read_text()
+    run = first.folds[0].run_dir
+    (run / archive_module.VALIDATION_CURVE_FILE).unlink()  # another machine's copy of the run, without its curve
+    (run / "validation.json").write_text("{}")  # and some other change to the record
+    archive_module.save_fold(run, record)
+    assert (record / "validation.json").read_text() == "{}"
+    assert (record / archive_module.VALIDATION_CURVE_FILE).read_text() == curve
+    metrics = json.loads((run / archive_module.METRICS_FILE).read_text())
+    (run / archive_module.METRICS_FILE).write_text(json.dumps({**metrics, "n_cases": -1}))  # a different model
+    archive_module.save_fold(run, record)
+    assert not (record / archive_module.VALIDATION_CURVE_FILE).exists()
 
 
 def test_coarse_to_fine_row_takes_the_rows_fold_model_and_adds_a_localiser(tiny_store, tmp_path):
