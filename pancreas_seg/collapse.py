@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from pancreas_seg.errors import TrainingCollapsed
+from pancreas_seg.losses import batch_jaccard_loss
 
 SATURATION_TOLERANCE = 1e-3  # Jaccard loss within this of 1 for a whole epoch = saturated
 CONSTANT_SPAN = 1e-4  # max - min of the fused probability on the probe batch below this = constant output
@@ -40,16 +41,6 @@ def _fused(outputs: Any) -> np.ndarray:
     if isinstance(outputs, Mapping):
         outputs = outputs["fused"]
     return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64)
-
-
-def jaccard_loss(probability: np.ndarray, mask: np.ndarray) -> float | None:
-    """Eq. 14 over a whole batch (1 - |P∩G| / |P∪G| on probabilities), ``None`` when ``mask`` holds
-    no pancreas (the loss is then 1 whatever ``probability`` is) or the shapes differ."""
-    if probability.size != mask.size or not np.any(mask > 0):
-        return None
-    p, g = probability.ravel(), (mask.ravel() > 0).astype(np.float64)
-    overlap = float(np.sum(p * g))
-    return 1.0 - overlap / (float(np.sum(p)) + float(np.sum(g)) - overlap)
 
 
 def non_finite(logs: Mapping[str, Any] | None) -> list[str]:
@@ -113,11 +104,12 @@ class CollapseGuard(keras.callbacks.Callback):
                                                        "everywhere) on a validation batch")
 
     def _probe_overlaps(self, fused: np.ndarray) -> bool:
-        """Whether the probe's pancreas gets a Jaccard loss below the ceiling (the network answers)."""
-        if self.probe_mask is None:
+        """Whether the probe's pancreas gets a Jaccard loss (the training one) below the ceiling:
+        the network answers. Without pancreas in the probe its loss is 1 whatever the output."""
+        if self.probe_mask is None or self.probe_mask.shape != fused.shape or not np.any(self.probe_mask > 0):
             return False
-        loss = jaccard_loss(fused, self.probe_mask)
-        return loss is not None and not _saturated(loss)
+        loss = keras.ops.convert_to_numpy(batch_jaccard_loss(self.probe_mask.astype(np.float64), fused))
+        return not _saturated(float(loss[0]))
 
 
 def _saturated(jaccard: float) -> bool:
