@@ -48,14 +48,10 @@ def save_fold(run_dir: Path, destination: Path) -> None:
         sources[VALIDATION_CURVE_FILE] = destination / VALIDATION_CURVE_FILE
     if _same_record(sources, destination):
         return
-    kept = {name: source.read_bytes() for name, source in sources.items() if source.is_relative_to(destination)}
-    with atomic_folder(destination) as tmp:
+    with atomic_folder(destination) as tmp:  # the old record stays in place until the block ends
         for name, source in sources.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            if name in kept:
-                (tmp / name).write_bytes(kept[name])
-            else:
-                shutil.copyfile(source, tmp / name)
+            shutil.copyfile(source, tmp / name)
 
 
 def _same_file(a: Path, b: Path) -> bool:
