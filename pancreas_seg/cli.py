@@ -16,8 +16,8 @@ from pancreas_seg.config import DEFAULT_PREDICT_BATCH_SIZE, PRESETS
 from pancreas_seg.console import EXIT_SOME_FAILED, run_guarded, setup_logging
 from pancreas_seg.errors import UsageError
 from pancreas_seg.io.atomic import check_output_file, check_output_folder, check_writable
-from pancreas_seg.vocabulary import (FINE_STAGES, LOSS_NAMES, MODALITIES, PANCREAS_CROP, PRECISIONS, RUNTIMES,
-                                     SCAN_MODELS)
+from pancreas_seg.vocabulary import (DEFAULT_FINE_STAGE, FINE_STAGES, LOSS_NAMES, MODALITIES, PANCREAS_CROP,
+                                     PRECISIONS, RUNTIMES, SCAN_MODELS)
 
 Command = Callable[[argparse.Namespace], int]
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def _add_store_info(sub: argparse._SubParsersAction) -> Command:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pancreas_seg.config import CROP_FINE_STAGE, apply_overrides, preset
+    from pancreas_seg.config import FINE_STAGE_OVERRIDES, apply_overrides, preset
     from pancreas_seg.data import builtin
     from pancreas_seg.data.splits import select_fold, store_folds
     from pancreas_seg.data.store import CaseStore
@@ -68,8 +68,7 @@ def _train(args: argparse.Namespace) -> int:
     from pancreas_seg.train_localiser import train_localiser
 
     try:
-        fine_stage = CROP_FINE_STAGE if args.fine_stage == "crops" else ()
-        config = apply_overrides(preset(args.preset), [*fine_stage, *(args.set or [])])
+        config = apply_overrides(preset(args.preset), [*FINE_STAGE_OVERRIDES[args.fine_stage], *(args.set or [])])
         if args.model:
             config = apply_overrides(config, [f"model.name={args.model}"])
         if args.loss:
@@ -147,7 +146,7 @@ def _add_train(sub: argparse._SubParsersAction) -> Command:
     parser.add_argument("--model", choices=SCAN_MODELS, help="network (overrides the preset)")
     parser.add_argument("--loss", choices=LOSS_NAMES, help="training loss (overrides the preset)")
     parser.add_argument("--fold", type=int, default=0, help="cross-validation fold to train (0-based)")
-    parser.add_argument("--fine-stage", choices=FINE_STAGES, default="crops",
+    parser.add_argument("--fine-stage", choices=FINE_STAGES, default=DEFAULT_FINE_STAGE,
                         help="crops (default): trained on squares around the pancreas, predicted on its localiser's "
                              "region (more accurate and faster, docs/REPRODUCTION.md); whole-slice: the paper's model")
     parser.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs_full=10")

@@ -19,8 +19,8 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from pancreas_seg.vocabulary import (PANCREAS_CROP, PNET_MODELS, BuiltinSet, CropMode, DistributeMode, LossName, LrSchedule,
-                                     Modality, ModelName, OptimizerName)
+from pancreas_seg.vocabulary import (PANCREAS_CROP, PNET_MODELS, BuiltinSet, CropMode, DistributeMode, FineStage,
+                                     LossName, LrSchedule, Modality, ModelName, OptimizerName)
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +266,7 @@ def _convert(text: str, hint: Any) -> Any:
 
 CROP_FOV_MM = 200.0  # mm, least side of the squares around the pancreas: the phantoms' widest (176 mm) + 2 x 10 mm
 CROP_FINE_STAGE: tuple[str, ...] = (f"data.crop={PANCREAS_CROP}", f"data.fov_mm={CROP_FOV_MM}")  # as overrides
+FINE_STAGE_OVERRIDES: dict[FineStage, tuple[str, ...]] = {"crops": CROP_FINE_STAGE, "whole-slice": ()}  # on a preset
 
 
 def apply_overrides(config: ExperimentConfig, overrides: typing.Sequence[str]) -> ExperimentConfig:

@@ -31,6 +31,7 @@ CROP_MODES: tuple[CropMode, ...] = get_args(CropMode)
 FineStage = Literal["crops", "whole-slice"]  # what pancreas-seg train trains: squares around the pancreas found by a
 # localiser (Table II's "on crops" row: more accurate and 7x faster on the phantoms), or the paper's whole slices
 FINE_STAGES: tuple[FineStage, ...] = get_args(FineStage)
+DEFAULT_FINE_STAGE: FineStage = "crops"  # pancreas-seg train's (Table II)
 
 OptimizerName = Literal["adam", "sgd"]
 OPTIMIZER_NAMES: tuple[OptimizerName, ...] = get_args(OptimizerName)

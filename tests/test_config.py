@@ -254,6 +254,9 @@ def test_cli_choices_come_from_the_vocabulary():
     assert _choices(parser, "train", "--model") == vocabulary.SCAN_MODELS
     assert _choices(parser, "train", "--loss") == vocabulary.LOSS_NAMES
     assert set(_choices(parser, "train", "--preset")) == set(PRESETS)
+    assert _choices(parser, "train", "--fine-stage") == vocabulary.FINE_STAGES
+    from pancreas_seg.config import FINE_STAGE_OVERRIDES
+    assert tuple(FINE_STAGE_OVERRIDES) == vocabulary.FINE_STAGES  # every choice has its overrides
     assert _choices(parser, "predict", "--modality") == vocabulary.MODALITIES
     assert _choices(parser, "convert-dicom", "--modality") == vocabulary.MODALITIES
 
