@@ -14,6 +14,13 @@ them (a figure measured on what a model learned from says nothing).
     python benchmarks/real_transfer.py RUN --figure figures/real_transfer.png
     python benchmarks/real_transfer.py RUN --figure F --phantoms STORE   # phantom slices beside them
     python benchmarks/real_transfer.py RUN --data DIR --threshold 0.1 --dense
+    python benchmarks/real_transfer.py RUN --dense --fat-ring 3     # probe: a fat plane painted around the truth
+
+``--context`` prints what surrounds the pancreas (share of fat within 5 mm of it, in the body) on
+the real slices and, with ``--phantoms``, on the phantoms' slices with the most pancreas: the
+measurable gap between the two. ``--fat-ring MM`` paints fat (-95 HU) in a ring of that width
+around the true pancreas of every real slice before predicting it: a model that then finds the
+pancreas has learned the phantoms' fat plane, not the gland (a probe, never a result).
 """
 from __future__ import annotations
 
@@ -41,6 +48,11 @@ IMAGE_SUFFIX = "_img.nii.gz"
 MASK_SUFFIX = "_seg.nii.gz"
 PATIENT_PATTERN = re.compile(r"(\d{4})")  # NIH patient number in a slice's file name
 FIGURE_WINDOW_HU = (-160, 240)  # HU, display window of the figure (the CT window of the presets)
+FAT_HU = -30.0  # HU, below this a body pixel counts as fat
+BODY_HU = -500.0  # HU, above this a pixel is body (the presets' body threshold)
+NEIGHBOURHOOD_MM = 5.0  # mm, ring around the pancreas whose fat share --context reports
+RING_FAT_HU = -95.0  # HU, what --fat-ring paints (subcutaneous fat)
+RING_NOISE_HU = 12.0  # HU, sd of the noise on it (the real slices' noise in the liver)
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,49 @@ class SliceResult:
     max_inside: float
     mean_inside: float
     max_outside: float
+
+
+@dataclass(frozen=True)
+class Context:
+    """What surrounds the pancreas on one slice: mean HU inside it, share of fat in the ring
+    ``NEIGHBOURHOOD_MM`` around it, share of fat in the body."""
+
+    pancreas_hu: float
+    ring_fat: float
+    body_fat: float
+
+
+def ring_around(mask: np.ndarray, width_mm: float, pixel_mm: float) -> np.ndarray:
+    """Pixels within ``width_mm`` of ``mask`` ``[Y, X]`` (square pixels of ``pixel_mm``), outside it."""
+    from scipy import ndimage
+    steps = max(1, int(round(width_mm / pixel_mm)))
+    return ndimage.binary_dilation(mask, iterations=steps) & ~mask
+
+
+def pancreas_context(image: np.ndarray, mask: np.ndarray, pixel_mm: float) -> Context:
+    """:class:`Context` of one slice ``image`` ``[Y, X]`` HU with its pancreas ``mask``."""
+    mask = mask.astype(bool)
+    ring = ring_around(mask, NEIGHBOURHOOD_MM, pixel_mm)
+    body = image > BODY_HU
+    return Context(float(image[mask].mean()), float((image[ring] < FAT_HU).mean()),
+                   float((image[body] < FAT_HU).mean()))
+
+
+def paint_fat_ring(scan: Scan, truth: np.ndarray, width_mm: float, seed: int = 0) -> Scan:
+    """``scan`` with fat painted in a ``width_mm`` ring around ``truth`` on every slice (the probe)."""
+    rng = np.random.default_rng(seed)
+    image = scan.array.copy()
+    for z in range(image.shape[0]):
+        ring = ring_around(truth[z], width_mm, float(scan.spacing[1]))
+        image[z][ring] = np.rint(RING_FAT_HU + rng.normal(0, RING_NOISE_HU, int(ring.sum()))).astype(image.dtype)
+    return Scan(image, scan.affine, scan.modality, scan.source)
+
+
+def print_context(label: str, contexts: list[Context]) -> None:
+    """Means and sds of :class:`Context` over ``contexts``."""
+    for name in ("pancreas_hu", "ring_fat", "body_fat"):
+        values = np.array([getattr(c, name) for c in contexts])
+        print(f"{label} {name}: {values.mean():.2f} ± {values.std():.2f}")
 
 
 def find_slices(root: Path) -> list[tuple[Path, Path]]:
@@ -77,13 +132,16 @@ def patient_of(path: Path) -> str:
     return match.group(1) if match else path.name[:-len(IMAGE_SUFFIX)]
 
 
-def score_slice(image_path: Path, mask_path: Path, models: list[LoadedModel],
-                options: PredictOptions) -> tuple[SliceResult, np.ndarray, np.ndarray, np.ndarray]:
-    """Predict one real slice as ``predict`` does; returns its result, image, truth and probability."""
+def score_slice(image_path: Path, mask_path: Path, models: list[LoadedModel], options: PredictOptions,
+                fat_ring_mm: float = 0.0) -> tuple[SliceResult, Scan, np.ndarray, np.ndarray]:
+    """Predict one real slice as ``predict`` does (after :func:`paint_fat_ring` when ``fat_ring_mm``);
+    returns its result, scan, truth and probability."""
     scan = read_input(ScanInput(image_path.name[:-len(IMAGE_SUFFIX)], image_path, "nifti"), "CT")
     truth = read_nifti(mask_path, modality="CT", kind="label").array > 0
     if truth.shape != scan.array.shape:
         raise InputError(mask_path, f"mask shape {truth.shape} differs from the image's {scan.array.shape}")
+    if fat_ring_mm > 0:
+        scan = paint_fat_ring(scan, truth, fat_ring_mm)
     prediction = predict_scan(scan, models, options, {})
     probability = prediction.probability
     inside = probability[truth]
@@ -116,6 +174,16 @@ def canonical_slices(affine: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray
         canonical, _ = to_canonical(Scan(np.asarray(array, np.float32), affine))
         views.append(canonical.array[canonical.array.shape[0] // 2])
     return views
+
+
+def phantom_contexts(store: CaseStore) -> list[Context]:
+    """:class:`Context` of every case's slice with the most pancreas."""
+    contexts = []
+    for case_id in store.case_ids:
+        case = store.read_case(case_id)
+        z = int(np.argmax(case.mask.sum(axis=(1, 2))))
+        contexts.append(pancreas_context(case.image[z].astype(np.float32), case.mask[z], float(case.spacing[1])))
+    return contexts
 
 
 def phantom_panels(store: CaseStore, count: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -171,7 +239,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--figure", type=Path, default=None, help="write a figure of every patient's first slice")
     parser.add_argument("--phantoms", type=Path, default=None,
                         help="case store whose slices the figure shows above the real ones (the built-in CT store)")
-    return parser.parse_args(argv)
+    parser.add_argument("--context", action="store_true",
+                        help="print what surrounds the pancreas (fat within 5 mm, in the body), real and --phantoms")
+    parser.add_argument("--fat-ring", type=float, default=0.0, metavar="MM",
+                        help="probe: paint a fat ring this wide around the true pancreas before predicting")
+    args = parser.parse_args(argv)
+    if args.fat_ring < 0:
+        parser.error(f"--fat-ring must be >= 0 mm, got {args.fat_ring}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,14 +256,20 @@ def main(argv: list[str] | None = None) -> int:
     models = load_models(args.model)
     options = PredictOptions(threshold=args.threshold, dense=True if args.dense else None)
     phantoms = CaseStore(args.phantoms) if args.phantoms else None
-    results, panels, shown = [], [], set()
+    results, panels, shown, contexts = [], [], set(), []
     for image_path, mask_path in pairs:
-        result, scan, truth, probability = score_slice(image_path, mask_path, models, options)
+        result, scan, truth, probability = score_slice(image_path, mask_path, models, options, args.fat_ring)
         results.append(result)
+        contexts.extend(pancreas_context(scan.array[z].astype(np.float32), truth[z], float(scan.spacing[1]))
+                        for z in range(truth.shape[0]) if truth[z].any())
         if result.patient not in shown:
             shown.add(result.patient)
             panels.append((result.name, *canonical_slices(scan.affine, scan.array, truth, probability)))
     print_results(results)
+    if args.context:
+        print_context("real", contexts)
+        if phantoms:
+            print_context("phantom", phantom_contexts(phantoms))
     if args.figure:
         save_figure(args.figure, panels, phantom_panels(phantoms, len(panels)) if phantoms else [])
         print(f"figure: {args.figure}")

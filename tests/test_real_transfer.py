@@ -1,0 +1,62 @@
+"""The real-CT transfer benchmark's context measure and fat-ring probe, on hand-worked slices."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pancreas_seg.io.scan import Scan
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "real_transfer.py"
+
+
+@pytest.fixture(scope="module")
+def transfer():
+    spec = importlib.util.spec_from_file_location("real_transfer", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def slice_with_block() -> tuple[np.ndarray, np.ndarray]:
+    """20 x 20 px of fat (-100 HU), a 2 x 2 px pancreas (100 HU) and one soft-tissue pixel beside it."""
+    image = np.full((20, 20), -100.0, np.float32)
+    mask = np.zeros((20, 20), bool)
+    mask[9:11, 9:11] = True
+    image[mask] = 100.0
+    image[9, 11] = 50.0
+    return image, mask
+
+
+def test_context_counts_the_fat_around_the_pancreas(transfer):
+    image, mask = slice_with_block()
+    context = transfer.pancreas_context(image, mask, pixel_mm=1.0)
+    # the 5 mm ring (city-block layers 1..5 of a 2 x 2 block: 4d + 4 px each) holds 80 px, one not fat
+    assert context.ring_fat == pytest.approx(79 / 80)
+    assert context.body_fat == pytest.approx(395 / 400)
+    assert context.pancreas_hu == pytest.approx(100.0)
+
+
+def test_context_ring_scales_with_the_pixel_size(transfer):
+    image, mask = slice_with_block()
+    # 2.5 mm pixels: the 5 mm ring is two layers, 8 + 12 px
+    assert transfer.pancreas_context(image, mask, pixel_mm=2.5).ring_fat == pytest.approx(19 / 20)
+
+
+def test_fat_ring_paints_only_the_ring(transfer):
+    image = np.full((1, 20, 20), 60, np.int16)
+    truth = np.zeros((1, 20, 20), bool)
+    truth[0, 9:11, 9:11] = True
+    image[truth] = 100
+    scan = Scan(image, np.diag([1.0, 1.0, 1.0, 1.0]), "CT", {})
+    painted = transfer.paint_fat_ring(scan, truth, width_mm=3.0).array
+    ring = transfer.ring_around(truth[0], 3.0, 1.0)
+    assert ring.sum() == 8 + 12 + 16
+    assert abs(painted[0][ring].mean() - transfer.RING_FAT_HU) < 3 * transfer.RING_NOISE_HU / np.sqrt(ring.sum())
+    assert (painted[0][truth[0]] == 100).all()
+    assert (painted[0][~ring & ~truth[0]] == 60).all()
+    assert (scan.array == image).all()  # the input is left alone
