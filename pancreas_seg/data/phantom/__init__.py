@@ -8,7 +8,7 @@ pelvis, so most slices hold no pancreas) and a T1-weighted MRI set acquired over
 several breath holds (5-8 mm slices). The pancreas is meant to be *hard* to
 find by intensity, as in Fig. 2 of the paper: it is lobulated, sometimes fatty,
 and lies among bowel wall, duodenum, collapsed jejunum and veins of similar
-intensity, though mostly behind a fat plane as in real scans.
+intensity, though mostly behind a fat plane (more fat than real CT shows: docs/PHANTOMS.md).
 ``benchmarks/phantom_realism.py`` measures each of these properties.
 
 Modules: ``config`` (sampling ranges, tissue values), ``shapes`` (implicit shapes),
