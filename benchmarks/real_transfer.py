@@ -31,10 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from pancreas_seg.console import run_guarded, setup_logging
 from pancreas_seg.errors import InputError
 from pancreas_seg.inference import PredictOptions, predict_scan
+from pancreas_seg.data.preprocess import CT_BODY_THRESHOLD_HU
 from pancreas_seg.data.store import CaseStore
 from pancreas_seg.io.nifti import read_nifti
 from pancreas_seg.io.orientation import to_canonical
@@ -48,8 +50,7 @@ IMAGE_SUFFIX = "_img.nii.gz"
 MASK_SUFFIX = "_seg.nii.gz"
 PATIENT_PATTERN = re.compile(r"(\d{4})")  # NIH patient number in a slice's file name
 FIGURE_WINDOW_HU = (-160, 240)  # HU, display window of the figure (the CT window of the presets)
-FAT_HU = -30.0  # HU, below this a body pixel counts as fat
-BODY_HU = -500.0  # HU, above this a pixel is body (the presets' body threshold)
+FAT_HU = -30.0  # HU, below this a body pixel counts as fat (as in benchmarks/phantom_realism.py)
 NEIGHBOURHOOD_MM = 5.0  # mm, ring around the pancreas whose fat share --context reports
 RING_FAT_HU = -95.0  # HU, what --fat-ring paints (subcutaneous fat)
 RING_NOISE_HU = 12.0  # HU, sd of the noise on it (the real slices' noise in the liver)
@@ -81,7 +82,6 @@ class Context:
 
 def ring_around(mask: np.ndarray, width_mm: float, pixel_mm: float) -> np.ndarray:
     """Pixels within ``width_mm`` of ``mask`` ``[Y, X]`` (square pixels of ``pixel_mm``), outside it."""
-    from scipy import ndimage
     steps = max(1, int(round(width_mm / pixel_mm)))
     return ndimage.binary_dilation(mask, iterations=steps) & ~mask
 
@@ -90,7 +90,7 @@ def pancreas_context(image: np.ndarray, mask: np.ndarray, pixel_mm: float) -> Co
     """:class:`Context` of one slice ``image`` ``[Y, X]`` HU with its pancreas ``mask``."""
     mask = mask.astype(bool)
     ring = ring_around(mask, NEIGHBOURHOOD_MM, pixel_mm)
-    body = image > BODY_HU
+    body = image > CT_BODY_THRESHOLD_HU
     return Context(float(image[mask].mean()), float((image[ring] < FAT_HU).mean()),
                    float((image[body] < FAT_HU).mean()))
 
@@ -260,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     for image_path, mask_path in pairs:
         result, scan, truth, probability = score_slice(image_path, mask_path, models, options, args.fat_ring)
         results.append(result)
-        contexts.extend(pancreas_context(scan.array[z].astype(np.float32), truth[z], float(scan.spacing[1]))
-                        for z in range(truth.shape[0]) if truth[z].any())
+        if args.context:
+            contexts.extend(pancreas_context(scan.array[z].astype(np.float32), truth[z], float(scan.spacing[1]))
+                            for z in range(truth.shape[0]) if truth[z].any())
         if result.patient not in shown:
             shown.add(result.patient)
             panels.append((result.name, *canonical_slices(scan.affine, scan.array, truth, probability)))
