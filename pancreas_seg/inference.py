@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -214,6 +214,7 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
         volume, transform = prepare_volume(canonical.array, canonical.spacing, canonical.modality, data,
                                            None if region is None else region.box)
         canonical_affine, grid_mm = canonical.affine, transform.grid_mm(canonical.spacing)
+        options = precision_for_grid(options, grid_mm[1], canonical.spacing)
         del canonical
     compute: dict[str, str] = {}
     if data.crop == PANCREAS_CROP:
@@ -229,6 +230,16 @@ def predict_scan(scan: Scan, models: Sequence[LoadedModel], options: PredictOpti
     for stage in ("cnn", "birnn"):
         timings.setdefault(stage, 0.0)
     return Prediction(probability, mask, threshold, timings, changes, work, compute)
+
+
+def precision_for_grid(options: PredictOptions, pixel_mm: float, spacing: tuple[float, float, float]
+                       ) -> PredictOptions:
+    """``options`` with an ``"auto"`` precision resolved for a network grid of ``pixel_mm`` on a scan
+    of ``spacing`` ``(z, y, x)`` mm: float32 where the map is up-sampled to the scan
+    (:func:`~pancreas_seg.networks.resolve_precision`)."""
+    upsampling = pixel_mm / min(float(spacing[1]), float(spacing[2]))
+    runtime = resolve_runtime(options.runtime)
+    return replace(options, precision=resolve_precision(options.precision, runtime, upsampling))
 
 
 def network_probability(volume: np.ndarray, grid_mm: tuple[float, float], models: Sequence[LoadedModel],

@@ -36,6 +36,10 @@ from pancreas_seg.vocabulary import NOT_A_SCAN_MODEL, PANCREAS_CROP, PRECISIONS,
 # docs/PERFORMANCE.md).
 BF16_CPU_FLAGS = ("amx_bf16",)
 CPUINFO = Path("/proc/cpuinfo")
+# "auto" keeps float32 when each network pixel spans more than this many scan pixels: up-sampling
+# the map spreads every near-threshold bfloat16 flip over several voxels (a cpu-preset crop model,
+# 2.1 mm pixels on a 0.7 mm scan: mask DSC 0.989 against float32), and such small grids are cheap.
+BF16_MAX_UPSAMPLING = 1.25
 CNN_MEMORY_BUDGET_BYTES = 3 * 2 ** 29  # 1.5 GiB for the CNN's feature maps of one batch
 # widest feature maps alive at once per slice (skip connections, decoders, TensorFlow's buffers):
 # paper PNet-MSA at 512 px, batch 4, float32 peaked at 3.4 GiB resident, ~0.7 GiB a slice = 6 maps of 128 channels
@@ -72,14 +76,19 @@ def resolve_runtime(runtime: str) -> str:
     return "openvino" if usable else "keras"
 
 
-def resolve_precision(precision: str, runtime: str = "keras") -> str:
-    """Under Keras, ``"auto"`` -> ``"bfloat16"`` with TensorFlow on a CPU with AMX
-    (:data:`BF16_CPU_FLAGS`), else ``"float32"``; under OpenVINO ``"auto"`` stays (OpenVINO picks its
-    CPU default); the others as given. Agreement with float32 is measured by
-    ``benchmarks/predict_speed.py``."""
+def resolve_precision(precision: str, runtime: str = "keras", upsampling: float = 1.0) -> str:
+    """``"auto"`` -> ``"float32"`` when the network's map is up-sampled to the scan by more than
+    :data:`BF16_MAX_UPSAMPLING` (``upsampling``: network pixel / scan pixel); else under Keras
+    ``"bfloat16"`` with TensorFlow on a CPU with AMX (:data:`BF16_CPU_FLAGS`), otherwise
+    ``"float32"``, and under OpenVINO ``"auto"`` (OpenVINO picks its CPU default); the others as
+    given. Agreement with float32 is measured by ``benchmarks/predict_speed.py``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto" or runtime == "openvino":
+    if precision != "auto":
+        return precision
+    if upsampling > BF16_MAX_UPSAMPLING:
+        return "float32"
+    if runtime == "openvino":
         return precision
     on_cpu = keras.backend.backend() == "tensorflow" and not on_gpu()
     return "bfloat16" if on_cpu and cpu_has_bfloat16() else "float32"

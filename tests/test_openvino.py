@@ -52,6 +52,17 @@ def test_openvino_masks_agree_with_keras_float32(tmp_path):
     assert prediction.compute["runtime"] == "openvino"
 
 
+def test_a_map_upsampled_to_the_scan_is_computed_in_float32(tmp_path):
+    config = ExperimentConfig(data=DataConfig(crop="none", input_size=32))  # 2 scan pixels per network pixel
+    model = networks.load_model(export_run(middle_slice_model(32), config, tmp_path / "run").root)
+    scan = blob_case("B", depth=12, size=64).scan
+    keras_mask = inference.predict_scan(scan, [model], inference.PredictOptions(runtime="keras", precision="float32",
+                                                                                dense=True)).mask
+    prediction = inference.predict_scan(scan, [model], inference.PredictOptions(runtime="openvino", dense=True))
+    assert prediction.compute == {"runtime": "openvino", "precision": "float32"}
+    assert keras_mask.sum() > 0 and np.array_equal(prediction.mask, keras_mask)
+
+
 def test_conversion_is_made_once_and_named_by_the_network(tmp_path):
     cnn = networks.convolutional_copy(middle_slice_model(32))
     first = converted_model(cnn, cache=tmp_path)

@@ -241,6 +241,17 @@ def test_precision_auto_follows_the_cpu_flags(tmp_path, monkeypatch):
         networks.resolve_precision("float16")
 
 
+def test_precision_auto_keeps_float32_where_the_map_is_upsampled():
+    assert networks.resolve_precision("auto", "openvino") == "auto"  # OpenVINO's own CPU default
+    assert networks.resolve_precision("auto", "openvino", upsampling=1.25) == "auto"
+    assert networks.resolve_precision("auto", "openvino", upsampling=2.1) == "float32"
+    assert networks.resolve_precision("auto", "keras", upsampling=2.1) == "float32"
+    assert networks.resolve_precision("bfloat16", "openvino", upsampling=3.0) == "bfloat16"  # asked for
+    options = inference.PredictOptions(runtime="keras")
+    assert inference.precision_for_grid(options, 2.08, (2.0, 0.7, 0.8)).precision == "float32"
+    assert inference.precision_for_grid(options, 0.39, (2.0, 0.7, 0.8)).precision == networks.resolve_precision("auto")
+
+
 def test_batch_size_follows_the_memory_of_the_feature_maps():
     cnn = build_pnet_msa(ModelConfig(units=2, convs_per_unit=1, channels=64), None)
     per_slice = 512 * 512 * networks.widest_feature(cnn) * networks.FLOAT32_BYTES * networks.LIVE_FEATURE_MAPS
