@@ -67,7 +67,8 @@ class PredictOptions:
             (:mod:`pancreas_seg.roi`); ``None`` (default): dense on a GPU, where every new crop
             shape costs a compilation and whole slices are already fast (docs/PERFORMANCE.md), the
             region of interest elsewhere.
-        precision: arithmetic of the CNNs, ``"auto"`` (bfloat16 where the CPU makes it faster),
+        precision: arithmetic of the CNNs, ``"auto"`` (bfloat16 where the CPU makes it faster,
+            float32 where the network's map is up-sampled to the scan: :func:`precision_for_grid`),
             ``"float32"`` or ``"bfloat16"`` (:func:`resolve_precision`).
         localiser: find the region with the first model's trained localiser when it has one
             (:mod:`pancreas_seg.localiser`); ``False``: with the fine models on sparse slices.
