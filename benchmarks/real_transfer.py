@@ -15,12 +15,19 @@ them (a figure measured on what a model learned from says nothing).
     python benchmarks/real_transfer.py RUN --figure F --phantoms STORE   # phantom slices beside them
     python benchmarks/real_transfer.py RUN --data DIR --threshold 0.1 --dense
     python benchmarks/real_transfer.py RUN --dense --fat-ring 3     # probe: a fat plane painted around the truth
+    python benchmarks/real_transfer.py RUN --dense --phantoms STORE --swap 15,30,60   # probe: swap surroundings
 
 ``--context`` prints what surrounds the pancreas (share of fat within 5 mm of it, in the body) on
 the real slices and, with ``--phantoms``, on the phantoms' slices with the most pancreas: the
 measurable gap between the two. ``--fat-ring MM`` paints fat (-95 HU) in a ring of that width
 around the true pancreas of every real slice before predicting it: a model that then finds the
 pancreas has learned the phantoms' fat plane, not the gland (a probe, never a result).
+``--swap R,...`` (with ``--phantoms``) moves a disk of radius R mm around the pancreas between real
+and phantom slices (the phantom store's test cases of the model's fold, else all its cases; each
+real slice is paired with one phantom slice, both on the phantom's pixel size): "real in phantom"
+is the real gland with R mm of its real surroundings pasted into a phantom slice at the phantom
+pancreas' place, "phantom in real" the reverse; DSC against the pasted gland. The radius at which
+a real gland stops being found is how far the surroundings the model relies on reach.
 """
 from __future__ import annotations
 
@@ -44,6 +51,7 @@ from pancreas_seg.io.scan import Scan
 from pancreas_seg.metrics import dice
 from pancreas_seg.networks import LoadedModel, load_models
 from pancreas_seg.predict import ScanInput, read_input
+from pancreas_seg.run_folder import RunFolder
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "nih_slices"
 IMAGE_SUFFIX = "_img.nii.gz"
@@ -54,6 +62,8 @@ FAT_HU = -30.0  # HU, below this a body pixel counts as fat (as in benchmarks/ph
 NEIGHBOURHOOD_MM = 5.0  # mm, ring around the pancreas whose fat share --context reports
 RING_FAT_HU = -95.0  # HU, what --fat-ring paints (subcutaneous fat)
 RING_NOISE_HU = 12.0  # HU, sd of the noise on it (the real slices' noise in the liver)
+SWAP_FEATHER_PX = 3.0  # px, width of the blend at the edge of a swapped disk
+AIR_HU = -1024.0  # HU, fill where a resampled slice does not reach
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,90 @@ def paint_fat_ring(scan: Scan, truth: np.ndarray, width_mm: float, seed: int = 0
         ring = ring_around(truth[z], width_mm, float(scan.spacing[1]))
         image[z][ring] = np.rint(RING_FAT_HU + rng.normal(0, RING_NOISE_HU, int(ring.sum()))).astype(image.dtype)
     return Scan(image, scan.affine, scan.modality, scan.source)
+
+
+def on_pixel_size(image: np.ndarray, mask: np.ndarray, from_mm: float, to_mm: float,
+                  shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A slice ``[Y, X]`` of ``from_mm`` pixels and its mask resampled to ``to_mm`` pixels, cut or
+    padded (air) at the bottom and right to ``shape``."""
+    factor = from_mm / to_mm
+    image = ndimage.zoom(image.astype(np.float32), factor, order=1)
+    mask = ndimage.zoom(mask.astype(np.float32), factor, order=1) > 0.5
+    pad = [(0, max(0, shape[0] - image.shape[0])), (0, max(0, shape[1] - image.shape[1]))]
+    image = np.pad(image, pad, constant_values=AIR_HU)[:shape[0], :shape[1]]
+    return image, np.pad(mask, pad)[:shape[0], :shape[1]]
+
+
+def paste_neighbourhood(target: np.ndarray, target_mask: np.ndarray, source: np.ndarray, source_mask: np.ndarray,
+                        radius_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """``source``'s pixels within ``radius_px`` of its pancreas' centroid, moved onto ``target``'s
+    pancreas centroid (blended over :data:`SWAP_FEATHER_PX`), and the moved source pancreas inside
+    the disk: ``(image, truth)``. Both slices ``[Y, X]`` on one pixel size."""
+    source_centre = np.array(ndimage.center_of_mass(source_mask))
+    target_centre = np.array(ndimage.center_of_mass(target_mask))
+    dy, dx = np.rint(target_centre - source_centre).astype(int)
+    moved = ndimage.shift(source.astype(np.float32), (dy, dx), order=0, mode="nearest")
+    moved_mask = ndimage.shift(source_mask.astype(np.uint8), (dy, dx), order=0) > 0
+    rows, cols = np.indices(target.shape)
+    distance = np.hypot(rows - target_centre[0], cols - target_centre[1])
+    weight = np.clip((radius_px - distance) / SWAP_FEATHER_PX, 0.0, 1.0)
+    return target * (1 - weight) + moved * weight, moved_mask & (weight > 0.5)
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    """Mean DSC of the pasted gland at one radius, each way."""
+
+    radius_mm: float
+    real_in_phantom: float
+    phantom_in_real: float
+
+
+def swap_probe(reals: list[tuple[Scan, np.ndarray]], phantoms: list[tuple[Scan, np.ndarray]], radii_mm: list[float],
+               models: list[LoadedModel], options: PredictOptions) -> list[SwapResult]:
+    """The ``--swap`` probe: one-slice ``(scan, truth [Y, X])`` pairs, real and phantom, the i-th real
+    slice with the (i mod n)-th phantom one."""
+    def dsc(image: np.ndarray, like: Scan, truth: np.ndarray) -> float:
+        scan = Scan(np.rint(image)[None].astype(np.int16), like.affine, "CT", {})
+        return dice(predict_scan(scan, models, options, {}).mask[0] > 0, truth)
+
+    results = []
+    for radius in radii_mm:
+        into_phantom, into_real = [], []
+        for index, (real, real_truth) in enumerate(reals):
+            phantom, phantom_truth = phantoms[index % len(phantoms)]
+            real_mm, phantom_mm = float(real.spacing[1]), float(phantom.spacing[1])
+            source = on_pixel_size(real.array[0], real_truth, real_mm, phantom_mm, phantom.array.shape[1:])
+            image, truth = paste_neighbourhood(phantom.array[0].astype(np.float32), phantom_truth, *source,
+                                               radius / phantom_mm)
+            into_phantom.append(dsc(image, phantom, truth))
+            source = on_pixel_size(phantom.array[0], phantom_truth, phantom_mm, real_mm, real.array.shape[1:])
+            image, truth = paste_neighbourhood(real.array[0].astype(np.float32), real_truth, *source, radius / real_mm)
+            into_real.append(dsc(image, real, truth))
+        results.append(SwapResult(radius, float(np.mean(into_phantom)), float(np.mean(into_real))))
+    return results
+
+
+def swap_cases(store: CaseStore, model: LoadedModel) -> list[tuple[Scan, np.ndarray]]:
+    """The slice with the most pancreas of each of ``store``'s test cases of ``model``'s fold (all
+    cases when the run names none of them), in the networks' orientation."""
+    identity = RunFolder(model.path.parent).read_identity()
+    test = [case_id for case_id in (identity.fold["test"] if identity else []) if store.has_case(case_id)]
+    chosen = []
+    for case_id in test or store.case_ids:
+        case = store.read_case(case_id)
+        chosen.append(canonical_slice(case.scan, case.mask, int(np.argmax(case.mask.sum(axis=(1, 2))))))
+    return chosen
+
+
+def canonical_slice(scan: Scan, mask: np.ndarray, z: int) -> tuple[Scan, np.ndarray]:
+    """Slice ``z`` (first array axis) of ``scan`` as a one-slice scan at its own position, and its
+    mask ``[Y, X]``, in the networks' orientation."""
+    affine = scan.affine.copy()
+    affine[:3, 3] += z * affine[:3, 2]
+    canonical, _ = to_canonical(Scan(scan.array[z:z + 1], affine, scan.modality, {}))
+    truth, _ = to_canonical(Scan(mask[z:z + 1].astype(np.uint8), affine, scan.modality, {}))
+    return canonical, truth.array[0] > 0
 
 
 def print_context(label: str, contexts: list[Context]) -> None:
@@ -243,10 +337,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="print what surrounds the pancreas (fat within 5 mm, in the body), real and --phantoms")
     parser.add_argument("--fat-ring", type=float, default=0.0, metavar="MM",
                         help="probe: paint a fat ring this wide around the true pancreas before predicting")
+    parser.add_argument("--swap", type=_radii, default=[], metavar="R,...",
+                        help="probe (needs --phantoms): swap the surroundings within R mm of the pancreas "
+                             "between real and phantom slices")
     args = parser.parse_args(argv)
     if args.fat_ring < 0:
         parser.error(f"--fat-ring must be >= 0 mm, got {args.fat_ring}")
+    if args.swap and not args.phantoms:
+        parser.error("--swap needs --phantoms STORE (the phantom slices to swap with)")
     return args
+
+
+def _radii(text: str) -> list[float]:
+    try:
+        radii = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected radii in mm separated by commas, got {text!r}") from None
+    if not radii or min(radii) <= 0:
+        raise argparse.ArgumentTypeError(f"radii must be > 0 mm, got {text!r}")
+    return radii
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,10 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     models = load_models(args.model)
     options = PredictOptions(threshold=args.threshold, dense=True if args.dense else None)
     phantoms = CaseStore(args.phantoms) if args.phantoms else None
-    results, panels, shown, contexts = [], [], set(), []
+    results, panels, shown, contexts, reals = [], [], set(), [], []
     for image_path, mask_path in pairs:
         result, scan, truth, probability = score_slice(image_path, mask_path, models, options, args.fat_ring)
         results.append(result)
+        if args.swap:
+            reals.extend(canonical_slice(scan, truth, z) for z in range(truth.shape[0]) if truth[z].any())
         if args.context:
             contexts.extend(pancreas_context(scan.array[z].astype(np.float32), truth[z], float(scan.spacing[1]))
                             for z in range(truth.shape[0]) if truth[z].any())
@@ -271,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         print_context("real", contexts)
         if phantoms:
             print_context("phantom", phantom_contexts(phantoms))
+    if args.swap:
+        print(f"{'swap radius':<14}{'real in phantom':>17}{'phantom in real':>17}")
+        for swap in swap_probe(reals, swap_cases(phantoms, models[0]), args.swap, models, options):
+            print(f"{swap.radius_mm:8.0f} mm   {swap.real_in_phantom:17.3f}{swap.phantom_in_real:17.3f}")
     if args.figure:
         save_figure(args.figure, panels, phantom_panels(phantoms, len(panels)) if phantoms else [])
         print(f"figure: {args.figure}")

@@ -61,3 +61,36 @@ def test_fat_ring_paints_only_the_ring(transfer):
     assert (painted[0][truth[0]] == 100).all()
     assert (painted[0][~ring & ~truth[0]] == 60).all()
     assert (scan.array == original).all()  # the input is left alone
+
+
+def test_paste_moves_the_source_disk_onto_the_target_pancreas(transfer):
+    target = np.zeros((40, 40), np.float32)
+    target_mask = np.zeros((40, 40), bool)
+    target_mask[20:23, 20:23] = True  # centroid (21, 21)
+    source = np.full((40, 40), 100.0, np.float32)
+    source_mask = np.zeros((40, 40), bool)
+    source_mask[10:13, 5:8] = True  # centroid (11, 6): moved by (10, 15)
+    source[source_mask] = 200.0
+    image, truth = transfer.paste_neighbourhood(target, target_mask, source, source_mask, radius_px=5.0)
+    assert (truth == target_mask).all()
+    assert (image[target_mask] == 200.0).all()
+    assert image[21, 23] == 100.0  # 2 px from the centre: all source
+    assert image[21, 24] == pytest.approx(100.0 * 2 / 3)  # 3 px: blended over the 3 px feather
+    assert image[21, 26] == 0.0 and image[0, 0] == 0.0  # 5 px and beyond: the target
+
+
+def test_on_pixel_size_resamples_and_pads_with_air(transfer):
+    image = np.full((10, 10), 50.0, np.float32)
+    mask = np.zeros((10, 10), bool)
+    mask[:4, :4] = True
+    resampled, resampled_mask = transfer.on_pixel_size(image, mask, from_mm=1.0, to_mm=2.0, shape=(8, 8))
+    assert resampled.shape == (8, 8) and (resampled[:5, :5] == 50.0).all()
+    assert (resampled[5:] == transfer.AIR_HU).all() and (resampled[:, 5:] == transfer.AIR_HU).all()
+    assert resampled_mask[:2, :2].all() and not resampled_mask[3:].any()
+
+
+def test_swap_radii_are_checked(transfer):
+    assert transfer.parse_args(["run", "--phantoms", "s", "--swap", "15,30"]).swap == [15.0, 30.0]
+    for bad in (["--swap", "15"], ["--phantoms", "s", "--swap", "0"], ["--phantoms", "s", "--swap", "a"]):
+        with pytest.raises(SystemExit):
+            transfer.parse_args(["run", *bad])
