@@ -345,6 +345,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--fat-ring must be >= 0 mm, got {args.fat_ring}")
     if args.swap and not args.phantoms:
         parser.error("--swap needs --phantoms STORE (the phantom slices to swap with)")
+    if args.swap and args.fat_ring:
+        parser.error("--swap and --fat-ring are separate probes: give one")
     return args
 
 

@@ -91,6 +91,7 @@ def test_on_pixel_size_resamples_and_pads_with_air(transfer):
 
 def test_swap_radii_are_checked(transfer):
     assert transfer.parse_args(["run", "--phantoms", "s", "--swap", "15,30"]).swap == [15.0, 30.0]
-    for bad in (["--swap", "15"], ["--phantoms", "s", "--swap", "0"], ["--phantoms", "s", "--swap", "a"]):
+    for bad in (["--swap", "15"], ["--phantoms", "s", "--swap", "0"], ["--phantoms", "s", "--swap", "a"],
+                ["--phantoms", "s", "--swap", "15", "--fat-ring", "3"]):
         with pytest.raises(SystemExit):
             transfer.parse_args(["run", *bad])
