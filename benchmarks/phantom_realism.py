@@ -56,6 +56,10 @@ CT_TARGETS = [
     ("fatty cases % (mean HU < 60)", ">= 10", "share", (10, 100)),
     ("fat in 0-5 mm shell %", "10 ± 6 (real CT)", "range", (0, 25)),  # NIH patients 1-3: real_transfer.py --context
     ("same-HU contact %", "<= ~25", "range", (0, 25)),
+    # the real slices' mean ± sd (real_transfer.py --context); ranges about 2 sd
+    ("body fat at the widest pancreas slice %", "22 ± 14 (real CT)", "range", (0, 50)),
+    ("80-140 HU share of the body there %", "32 ± 9 (real CT)", "range", (15, 50)),
+    ("pancreas area there cm2", "17 ± 3.4 (real CT)", "range", (10, 24)),
     ("inter-slice point-set AVD mm", "mean 0.2-0.6", "mean", (0.2, 0.6)),
     ("oracle HU window DSC", "<= 0.30", "all", (0, 0.30)),
     ("texture: between / within sd", "~1 (v1: 1.2-2.5)", "range", (0.5, 1.3)),
@@ -120,6 +124,17 @@ def _ct_tissue_figures(image: np.ndarray, mask: np.ndarray, spacing: tuple[float
             "same-HU contact %": 100 * float(np.mean(np.abs(img[ring] - parenchyma) <= SAME_HU))}
 
 
+def _widest_slice_figures(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
+    """The slice with the most pancreas: shares of fat and of ``SOLID_HU`` tissue in its body, and
+    the pancreas' area (as ``real_transfer.py --context`` measures the real slices)."""
+    import real_transfer  # beside this script
+    z = int(np.argmax(mask.sum(axis=(1, 2))))
+    context = real_transfer.pancreas_context(image[z].astype(np.float32), mask[z], float(spacing[1]))
+    return {"body fat at the widest pancreas slice %": 100 * context.body_fat,
+            "80-140 HU share of the body there %": 100 * context.body_solid,
+            "pancreas area there cm2": context.pancreas_cm2}
+
+
 def _texture_ratio(case: int, seed: int, config: PhantomConfig) -> float:
     """Noise-free render: sd of the difference between neighbouring slices over the sd of the
     in-plane difference at the same distance (interpolated between whole pixels), inside organs. About 1 for a 3D texture field;
@@ -153,6 +168,7 @@ def measure(job: tuple[int, str, int, int]) -> dict[str, float]:
            "CPU seconds per case": cpu_seconds}
     if modality == "CT":
         out.update(_ct_tissue_figures(scan.array, mask, spacing))
+        out.update(_widest_slice_figures(scan.array, mask, spacing))
         out["oracle HU window DSC"] = _oracle_dsc(scan.array, mask, spacing)
         out["texture: between / within sd"] = _texture_ratio(case, seed, config)
     else:

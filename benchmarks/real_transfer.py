@@ -17,7 +17,8 @@ them (a figure measured on what a model learned from says nothing).
     python benchmarks/real_transfer.py RUN --dense --fat-ring 3     # probe: a fat plane painted around the truth
     python benchmarks/real_transfer.py RUN --dense --phantoms STORE --swap 15,30,60   # probe: swap surroundings
 
-``--context`` prints what surrounds the pancreas (share of fat within 5 mm of it, in the body) on
+``--context`` prints what surrounds the pancreas (share of fat within 5 mm of it; shares of fat and
+of 80-140 HU tissue in the body; the pancreas' area) on
 the real slices and, with ``--phantoms``, on the phantoms' slices with the most pancreas: the
 measurable gap between the two. ``--fat-ring MM`` paints fat (-95 HU) in a ring of that width
 around the true pancreas of every real slice before predicting it: a model that then finds the
@@ -59,6 +60,7 @@ MASK_SUFFIX = "_seg.nii.gz"
 PATIENT_PATTERN = re.compile(r"(\d{4})")  # NIH patient number in a slice's file name
 FIGURE_WINDOW_HU = (-160, 240)  # HU, display window of the figure (the CT window of the presets)
 FAT_HU = -30.0  # HU, below this a body pixel counts as fat (as in benchmarks/phantom_realism.py)
+SOLID_HU = (80.0, 140.0)  # HU, enhancing solid tissue (liver, spleen, pancreas, bowel wall) in --context
 NEIGHBOURHOOD_MM = 5.0  # mm, ring around the pancreas whose fat share --context reports
 RING_FAT_HU = -95.0  # HU, what --fat-ring paints (subcutaneous fat)
 RING_NOISE_HU = 12.0  # HU, sd of the noise on it (the real slices' noise in the liver)
@@ -83,11 +85,14 @@ class SliceResult:
 @dataclass(frozen=True)
 class Context:
     """What surrounds the pancreas on one slice: mean HU inside it, share of fat in the ring
-    ``NEIGHBOURHOOD_MM`` around it, share of fat in the body."""
+    ``NEIGHBOURHOOD_MM`` around it, shares of fat and of ``SOLID_HU`` tissue in the body, and the
+    pancreas' area (cm^2)."""
 
     pancreas_hu: float
     ring_fat: float
     body_fat: float
+    body_solid: float
+    pancreas_cm2: float
 
 
 def ring_around(mask: np.ndarray, width_mm: float, pixel_mm: float) -> np.ndarray:
@@ -96,13 +101,23 @@ def ring_around(mask: np.ndarray, width_mm: float, pixel_mm: float) -> np.ndarra
     return ndimage.binary_dilation(mask, iterations=steps) & ~mask
 
 
+def body_region(image: np.ndarray) -> np.ndarray:
+    """The largest connected region above the body threshold of one slice ``[Y, X]`` HU: the
+    patient without the table or the air (gas inside the bowel is left out too)."""
+    labels, count = ndimage.label(image > CT_BODY_THRESHOLD_HU)
+    if count == 0:
+        return np.zeros(image.shape, bool)
+    return labels == 1 + int(np.argmax(ndimage.sum_labels(np.ones(image.shape), labels, range(1, count + 1))))
+
+
 def pancreas_context(image: np.ndarray, mask: np.ndarray, pixel_mm: float) -> Context:
     """:class:`Context` of one slice ``image`` ``[Y, X]`` HU with its pancreas ``mask``."""
     mask = mask.astype(bool)
     ring = ring_around(mask, NEIGHBOURHOOD_MM, pixel_mm)
-    body = image > CT_BODY_THRESHOLD_HU
-    return Context(float(image[mask].mean()), float((image[ring] < FAT_HU).mean()),
-                   float((image[body] < FAT_HU).mean()))
+    body = image[body_region(image)]
+    solid = (body >= SOLID_HU[0]) & (body < SOLID_HU[1])
+    return Context(float(image[mask].mean()), float((image[ring] < FAT_HU).mean()), float((body < FAT_HU).mean()),
+                   float(solid.mean()), float(mask.sum()) * pixel_mm ** 2 / 100)
 
 
 def paint_fat_ring(scan: Scan, truth: np.ndarray, width_mm: float, seed: int = 0) -> Scan:
@@ -201,7 +216,7 @@ def canonical_slice(scan: Scan, mask: np.ndarray, z: int) -> tuple[Scan, np.ndar
 
 def print_context(label: str, contexts: list[Context]) -> None:
     """Means and sds of :class:`Context` over ``contexts``."""
-    for name in ("pancreas_hu", "ring_fat", "body_fat"):
+    for name in ("pancreas_hu", "ring_fat", "body_fat", "body_solid", "pancreas_cm2"):
         values = np.array([getattr(c, name) for c in contexts])
         print(f"{label} {name}: {values.mean():.2f} ± {values.std():.2f}")
 

@@ -53,3 +53,15 @@ def test_transfer_figures_average_slices_and_patients(realism, tmp_path):
     patients = realism.TRANSFER_TARGETS[1]
     assert realism._row(*patients, figures[patients[0]]).endswith("| ok   |")
     assert realism._row(*patients, [0.9, 0.2]).endswith("| MISS |")  # one patient under 0.30
+
+
+def test_widest_slice_figures_measure_the_slice_with_the_most_pancreas(realism):
+    image = np.full((3, 20, 20), -100, np.int16)  # fat everywhere
+    mask = np.zeros((3, 20, 20), bool)
+    mask[0, 9:11, 9:11] = True  # 4 px
+    mask[1, 8:12, 8:12] = True  # 16 px: the widest
+    image[1, 0:10, :] = 100  # the upper half of that slice is 80-140 HU tissue
+    figures = realism._widest_slice_figures(image, mask, (2.0, 0.5, 0.5))
+    assert figures["body fat at the widest pancreas slice %"] == pytest.approx(50.0)
+    assert figures["80-140 HU share of the body there %"] == pytest.approx(50.0)
+    assert figures["pancreas area there cm2"] == pytest.approx(16 * 0.25 / 100)

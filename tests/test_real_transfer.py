@@ -39,6 +39,8 @@ def test_context_counts_the_fat_around_the_pancreas(transfer):
     assert context.ring_fat == pytest.approx(79 / 80)
     assert context.body_fat == pytest.approx(395 / 400)
     assert context.pancreas_hu == pytest.approx(100.0)
+    assert context.body_solid == pytest.approx(4 / 400)  # the 2 x 2 pancreas; 50 HU is below SOLID_HU
+    assert context.pancreas_cm2 == pytest.approx(0.04)  # 4 px of 1 mm^2
 
 
 def test_context_ring_scales_with_the_pixel_size(transfer):
@@ -95,3 +97,22 @@ def test_swap_radii_are_checked(transfer):
                 ["--phantoms", "s", "--swap", "15", "--fat-ring", "3"]):
         with pytest.raises(SystemExit):
             transfer.parse_args(["run", *bad])
+
+
+def test_body_region_leaves_out_the_table_and_the_air(transfer):
+    image = np.full((20, 20), -1000.0, np.float32)
+    image[2:12, 2:18] = 40.0  # the patient
+    image[5:7, 5:7] = -1000.0  # gas inside the bowel
+    image[15:17, :] = -400.0  # the table, apart from the patient
+    body = transfer.body_region(image)
+    assert body.sum() == 10 * 16 - 4
+    assert not body[15:17].any() and not body[5:7, 5:7].any()
+
+
+def test_body_shares_ignore_the_table(transfer):
+    image, mask = slice_with_block()
+    image[0, :] = -400.0  # a table row that would count as fat, then an air gap
+    image[1, :] = -1000.0
+    context = transfer.pancreas_context(image, mask, pixel_mm=1.0)
+    assert context.body_fat == pytest.approx(355 / 360)  # rows 2-19
+    assert context.body_solid == pytest.approx(4 / 360)
