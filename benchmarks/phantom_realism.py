@@ -7,7 +7,9 @@
 ``--transfer RUN`` adds the only realism figure that tests what matters: the mean DSC of a model
 trained on the phantoms (RUN: its run folder) on the real NIH slices with manual masks, predicted
 as ``predict`` does (``benchmarks/real_transfer.py``; ``--real DIR``, default that script's),
-overall and per patient, against issue 25's goal.
+overall and per patient, against issue 25's goal. Three CT rows measure each case's slice with the
+most pancreas as ``real_transfer.py --context`` measures the real slices (body fat, 80-140 HU
+tissue, the pancreas' area); their targets are those slices' mean ± sd.
 
 Ranges are p5-p95 over the cases; "mean" rows compare the mean over cases. "CPU seconds" is the
 generating process's CPU time (one core; wall-clock "seconds" grow when cores are shared). Targets are what
