@@ -49,6 +49,7 @@ from pancreas_seg.data.store import CaseStore
 from pancreas_seg.io.nifti import read_nifti
 from pancreas_seg.io.orientation import to_canonical
 from pancreas_seg.io.scan import Scan
+from pancreas_seg.masks import largest_component
 from pancreas_seg.metrics import dice
 from pancreas_seg.networks import LoadedModel, load_models
 from pancreas_seg.predict import ScanInput, read_input
@@ -104,10 +105,7 @@ def ring_around(mask: np.ndarray, width_mm: float, pixel_mm: float) -> np.ndarra
 def body_region(image: np.ndarray) -> np.ndarray:
     """The largest connected region above the body threshold of one slice ``[Y, X]`` HU: the
     patient without the table or the air (gas inside the bowel is left out too)."""
-    labels, count = ndimage.label(image > CT_BODY_THRESHOLD_HU)
-    if count == 0:
-        return np.zeros(image.shape, bool)
-    return labels == 1 + int(np.argmax(ndimage.sum_labels(np.ones(image.shape), labels, range(1, count + 1))))
+    return largest_component((image > CT_BODY_THRESHOLD_HU)[None])[0]
 
 
 def pancreas_context(image: np.ndarray, mask: np.ndarray, pixel_mm: float) -> Context:
